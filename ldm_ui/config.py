@@ -1,0 +1,128 @@
+"""AppConfig: every setting the app runs with, built once from the command line and passed down."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEMO_MODEL_NAME = "demo-shapes"
+PREVIEW_METHODS = ("approx", "full", "off")
+
+
+@dataclass
+class AppConfig:
+    models_dir: Path = PROJECT_ROOT / "models"
+    outputs_dir: Path = PROJECT_ROOT / "outputs"
+    presets_dir: Path = PROJECT_ROOT / "presets"
+    extensions_dir: Path = PROJECT_ROOT / "extensions"
+    cache_dir: Path = PROJECT_ROOT / ".cache"
+    # extra folders of single-file checkpoints, e.g. an AUTOMATIC1111 models/Stable-diffusion folder
+    ckpt_dirs: list[Path] = field(default_factory=list)
+    lora_dirs: list[Path] = field(default_factory=list)
+    default_model: str = DEMO_MODEL_NAME
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    medvram: bool = False  # model CPU offload
+    lowvram: bool = False  # sequential CPU offload
+    allow_pickle: bool = False
+    preview_method: str = "approx"
+    preview_every_n_steps: int = 1
+    # interface
+    listen: bool = False
+    port: int = 7860
+    share: bool = False
+    share_without_auth: bool = False
+    auth: list[tuple[str, str]] = field(default_factory=list)
+    preset: str | None = None
+    disable_extensions: bool = False
+    max_file_size_mb: int = 20
+
+    @property
+    def host(self) -> str:
+        return "0.0.0.0" if self.listen else "127.0.0.1"
+
+    def checkpoint_dirs(self) -> list[Path]:
+        return [self.models_dir / "Stable-diffusion", *self.ckpt_dirs]
+
+    def diffusers_dir(self) -> Path:
+        return self.models_dir / "diffusers"
+
+
+class ConfigError(ValueError):
+    """A flag or config value the app cannot start with; the message says what is allowed."""
+
+
+def parse_auth_pair(text: str, source: str) -> tuple[str, str]:
+    user, sep, password = text.strip().partition(":")
+    if not sep or not user or not password:
+        raise ConfigError(f"{source}: expected 'user:password', got {text.strip()!r}")
+    return user, password
+
+
+def read_auth_file(path: Path) -> list[tuple[str, str]]:
+    if not path.is_file():
+        raise ConfigError(f"--auth-file {path} does not exist")
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(
+            f"--auth-file {path} is readable by other users (mode {path.stat().st_mode & 0o777:o}); "
+            f"run 'chmod 600 {path}'"
+        )
+    pairs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            pairs.append(parse_auth_pair(line, f"{path} line {number}"))
+    if not pairs:
+        raise ConfigError(f"--auth-file {path} has no 'user:password' lines")
+    return pairs
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="app.py", description="ldm-ui: a browser UI for latent diffusion models.")
+    p.add_argument("--model", default=DEMO_MODEL_NAME, help="model to load first (default: the built-in demo-shapes)")
+    p.add_argument("--models-dir", type=Path, default=AppConfig.models_dir, help="root of the models folder")
+    p.add_argument("--outputs-dir", type=Path, default=AppConfig.outputs_dir, help="where images are saved")
+    p.add_argument("--ckpt-dir", type=Path, action="append", default=[],
+                   help="extra folder of .safetensors checkpoints (repeatable; an AUTOMATIC1111 models folder works)")
+    p.add_argument("--lora-dir", type=Path, action="append", default=[], help="extra folder of LoRA files (repeatable)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--medvram", action="store_true", help="offload whole models to the CPU between uses")
+    p.add_argument("--lowvram", action="store_true", help="offload layer by layer (slowest, least VRAM)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="allow loading .ckpt/.pt/.bin checkpoints (loaded with torch.load(weights_only=True))")
+    p.add_argument("--preview", choices=PREVIEW_METHODS, default="approx", help="live preview method")
+    p.add_argument("--preview-every", type=int, default=1, help="decode a preview every N steps")
+    p.add_argument("--listen", action="store_true", help="serve on 0.0.0.0 instead of 127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="create a public Gradio link (requires --auth or --auth-file)")
+    p.add_argument("--share-without-auth", action="store_true",
+                   help="allow --share with no credentials: anyone with the link can use your GPU")
+    p.add_argument("--auth", action="append", default=[], metavar="USER:PASS", help="login (repeatable)")
+    p.add_argument("--auth-file", type=Path, help="file with one user:password per line (chmod 600)")
+    p.add_argument("--preset", help="preset name from presets/ to start with")
+    p.add_argument("--disable-extensions", action="store_true", help="load no extensions")
+    p.add_argument("--max-file-size-mb", type=int, default=20, help="upload size limit in MB")
+    return p
+
+
+def config_from_args(argv: list[str] | None = None) -> AppConfig:
+    args = build_arg_parser().parse_args(argv)
+    auth = [parse_auth_pair(a, "--auth") for a in args.auth]
+    if args.auth_file:
+        auth += read_auth_file(args.auth_file)
+    if args.share and not auth and not args.share_without_auth:
+        raise ConfigError(
+            "--share makes a public link: anyone who finds it could use your GPU. "
+            "Add credentials with --auth user:password or --auth-file FILE "
+            "(or pass --share-without-auth if you really mean it)."
+        )
+    if args.preview_every < 1:
+        raise ConfigError(f"--preview-every must be 1 or more, got {args.preview_every}")
+    return AppConfig(
+        models_dir=args.models_dir, outputs_dir=args.outputs_dir, ckpt_dirs=args.ckpt_dir, lora_dirs=args.lora_dir,
+        default_model=args.model, device=args.device, medvram=args.medvram, lowvram=args.lowvram,
+        allow_pickle=args.allow_pickle, preview_method=args.preview, preview_every_n_steps=args.preview_every,
+        listen=args.listen, port=args.port, share=args.share, share_without_auth=args.share_without_auth,
+        auth=auth, preset=args.preset, disable_extensions=args.disable_extensions,
+        max_file_size_mb=args.max_file_size_mb,
+    )

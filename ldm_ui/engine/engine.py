@@ -1,0 +1,224 @@
+"""The one in-process backend: a worker thread owns all torch work; callers submit requests and read events."""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import logging
+import queue
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+
+from ldm_ui.config import AppConfig
+from ldm_ui.engine.models import LoadedModel, ModelManager
+from ldm_ui.requests import (
+    TERMINAL_EVENTS, Cancelled, Failed, Finished, GenerationRequest, Progress, Queued, RequestError, Started,
+)
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """Raised inside the worker to unwind a job the user interrupted."""
+
+
+class JobFailed(RuntimeError):
+    """Raised by Job.wait() when the job ended with a Failed event."""
+
+
+@dataclass
+class StepInfo:
+    """What a step hook sees after each denoising step. Setting `stop = True` interrupts the job."""
+
+    step: int  # 0-based index of the step just done
+    steps: int
+    latents: torch.Tensor
+    x0: torch.Tensor | None
+    request: GenerationRequest
+    stop: bool = False
+
+
+StepHook = Callable[[StepInfo], None]
+PromptTransform = Callable[[str, int], str]  # (prompt, seed) -> prompt
+
+
+class Job:
+    """One submitted request: a stream of events and a cancel switch, private to whoever submitted it."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, request: GenerationRequest):
+        self.id = next(self._ids)
+        self.request = request
+        self._events: queue.Queue = queue.Queue()
+        self._cancel = threading.Event()
+        self.done = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def emit(self, event: Any) -> None:
+        self._events.put(event)
+        if isinstance(event, TERMINAL_EVENTS):
+            self.done.set()
+
+    def events(self, timeout: float | None = None) -> Iterator[Any]:
+        """Yield events until the terminal one (included). `timeout` bounds the wait for each event."""
+        while True:
+            event = self._events.get(timeout=timeout)
+            yield event
+            if isinstance(event, TERMINAL_EVENTS):
+                return
+
+    def wait(self, timeout: float | None = None) -> Finished:
+        for event in self.events(timeout):
+            if isinstance(event, Finished):
+                return event
+            if isinstance(event, Failed):
+                raise JobFailed(event.message)
+            if isinstance(event, Cancelled):
+                raise JobCancelled(event.message)
+        raise AssertionError("unreachable")
+
+
+class Engine:
+    """Owns the model and a queue of jobs. Start it explicitly; nothing runs at import."""
+
+    def __init__(self, config: AppConfig, models: ModelManager | None = None):
+        self.config = config
+        self.models = models or ModelManager(config)
+        self.step_hooks: list[StepHook] = []
+        self.prompt_transforms: list[PromptTransform] = []
+        self._pending: list[Job] = []
+        self._running: Job | None = None
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    # ---- lifecycle
+
+    def start(self) -> Engine:
+        with self._cond:
+            if self._thread is None:
+                self._stopping = False
+                self._thread = threading.Thread(target=self._work, name="ldm-ui-engine", daemon=True)
+                self._thread.start()
+        return self
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        with self._cond:
+            self._stopping = True
+            for job in self._pending:
+                job.cancel()
+            if self._running:
+                self._running.cancel()
+            self._cond.notify_all()
+        if self._thread:
+            self._thread.join(timeout)
+            self._thread = None
+
+    # ---- submitting
+
+    def submit(self, request: GenerationRequest) -> Job:
+        """Queue a request. Raises RequestError at once for a model that does not exist."""
+        if not isinstance(request, GenerationRequest):
+            raise RequestError(f"expected a generation request, got {type(request).__name__}")
+        from ldm_ui.engine.tasks import runner_for
+
+        runner_for(request)  # unknown task types fail here, not on the worker
+        self.models.resolve(request.model)
+        job = Job(request)
+        with self._cond:
+            if self._thread is None:
+                raise RuntimeError("the engine is not started; call Engine.start() first")
+            self._pending.append(job)
+            job.emit(Queued(position=len(self._pending) - 1 + (1 if self._running else 0)))
+            self._cond.notify_all()
+        return job
+
+    def generate(self, request: GenerationRequest, timeout: float | None = None) -> Finished:
+        """Submit and wait: the short way for tests, scripts and the HTTP API."""
+        return self.submit(request).wait(timeout)
+
+    def load_model(self, name: str | None) -> LoadedModel:
+        """Load a model now (on the caller's thread, under the model lock); used at startup."""
+        return self.models.get(name)
+
+    @property
+    def queue_length(self) -> int:
+        with self._cond:
+            return len(self._pending) + (1 if self._running else 0)
+
+    # ---- the worker
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    for job in self._pending:
+                        job.emit(Cancelled("the app is shutting down"))
+                    self._pending.clear()
+                    return
+                job = self._pending.pop(0)
+                self._running = job
+                for position, waiting in enumerate(self._pending):
+                    waiting.emit(Queued(position=position + 1))
+            try:
+                self._run(job)
+            finally:
+                with self._cond:
+                    self._running = None
+
+    def _run(self, job: Job) -> None:
+        from ldm_ui.engine.tasks import TaskContext, runner_for
+
+        if job.cancel_requested:
+            job.emit(Cancelled("interrupted before it started"))
+            return
+        job.emit(Started())
+        try:
+            loaded = self.models.get(job.request.model, report=lambda message: job.emit(_status(message)))
+            finished = runner_for(job.request)(TaskContext(self, job, loaded))
+            job.emit(finished)
+        except JobCancelled as stop:
+            job.emit(Cancelled(str(stop) or "interrupted"))
+        except RequestError as error:
+            job.emit(Failed(str(error)))
+        except Exception as error:  # noqa: BLE001 - the worker must survive any job
+            job.emit(Failed(describe_failure(error, job.request)))
+            log.error("job %s failed:\n%s", job.id, traceback.format_exc())
+        finally:
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+def _status(message: str) -> Progress:
+    return Progress(step=0, steps=0, batch_index=0, batch_count=1, it_per_s=0.0, eta_s=0.0, message=message)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+
+
+def describe_failure(error: BaseException, request: GenerationRequest) -> str:
+    if is_out_of_memory(error):
+        size = f"{request.width}x{request.height}" if request.width else "the model's native size"
+        return (
+            f"out of memory while generating {request.batch_size} image(s) at {size}; memory was released. "
+            "Try a smaller size or batch size, or restart with --medvram (or --lowvram on 4 GB cards)."
+        )
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,294 @@
+"""Find, identify and load models: diffusers folders, single-file checkpoints, hub ids, the built-in demo."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ldm_ui.config import AppConfig
+from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
+from ldm_ui.requests import RequestError
+
+log = logging.getLogger(__name__)
+
+SINGLE_FILE_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".bin", ".pth")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+class ModelError(RequestError):
+    """A model that cannot be found or loaded; the message names it and says what is allowed."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str  # what the user sees and types
+    kind: str  # diffusers | single_file | hub
+    location: str  # a path, or a hub id
+
+
+@dataclass
+class LoadedModel:
+    entry: ModelEntry
+    pipe: object  # the txt2img pipeline; other tasks' pipelines share its components
+    family: str  # sd1 | sd2 | sdxl | other
+    native_size: int
+    model_hash: str
+    base_scheduler_config: dict
+    approx_preview: LinearPreview
+    full_preview: VaePreview
+    device: torch.device
+    _task_pipes: dict = field(default_factory=dict)
+
+    @property
+    def is_inpainting_model(self) -> bool:
+        return self.pipe.unet.config.in_channels == 9
+
+    def pipeline(self, auto_class_name: str):
+        """The pipeline for a task (e.g. 'AutoPipelineForImage2Image'), built over the loaded weights once."""
+        if auto_class_name not in self._task_pipes:
+            import diffusers
+
+            self._task_pipes[auto_class_name] = getattr(diffusers, auto_class_name).from_pipe(self.pipe)
+        return self._task_pipes[auto_class_name]
+
+
+def pick_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def dtype_for(device: torch.device) -> torch.dtype:
+    # fp16 halves VRAM on CUDA; MPS and CPU stay in fp32, where fp16 is slower or less reliable
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+class ModelManager:
+    """Lists the models a user can pick and keeps exactly one of them loaded."""
+
+    def __init__(self, config: AppConfig):
+        self.config = config
+        self.device = pick_device(config.device)
+        self.dtype = dtype_for(self.device)
+        self.current: LoadedModel | None = None
+        self._hash_cache_path = config.cache_dir / "model-hashes.json"
+        self._lock = threading.Lock()
+
+    # ---- discovery
+
+    def list_models(self) -> list[ModelEntry]:
+        entries: dict[str, ModelEntry] = {}
+        diffusers_dir = self.config.diffusers_dir()
+        if diffusers_dir.is_dir():
+            for folder in sorted(diffusers_dir.iterdir()):
+                if (folder / "model_index.json").is_file():
+                    entries.setdefault(folder.name, ModelEntry(folder.name, "diffusers", str(folder)))
+        suffixes = SINGLE_FILE_SUFFIXES + (PICKLE_SUFFIXES if self.config.allow_pickle else ())
+        for root in self.config.checkpoint_dirs():
+            if not root.is_dir():
+                continue
+            for path in sorted(root.rglob("*")):
+                if path.suffix.lower() in suffixes and path.is_file():
+                    name = path.relative_to(root).as_posix()
+                    entries.setdefault(name, ModelEntry(name, "single_file", str(path)))
+        if self.current and self.current.entry.name not in entries:
+            entries[self.current.entry.name] = self.current.entry
+        return list(entries.values())
+
+    def model_names(self) -> list[str]:
+        return [e.name for e in self.list_models()]
+
+    def resolve(self, name: str | None) -> ModelEntry:
+        name = (name or self.config.default_model).strip()
+        if "\x00" in name:
+            raise ModelError("model name contains a NUL character")
+        for entry in self.list_models():
+            if entry.name == name:
+                return entry
+        if HUB_ID.match(name) and ".." not in name:
+            return ModelEntry(name, "hub", name)
+        if Path(name).suffix.lower() in PICKLE_SUFFIXES and not self.config.allow_pickle:
+            raise ModelError(
+                f"model {name!r} is a pickle checkpoint, which can run code when loaded; convert it to "
+                ".safetensors, or start the app with --allow-pickle to load it with torch.load(weights_only=True)"
+            )
+        known = ", ".join(self.model_names()) or "none found"
+        raise ModelError(
+            f"unknown model {name!r}: pick one of the models in {self.config.models_dir} ({known}) "
+            "or type a hub id such as 'stable-diffusion-v1-5/stable-diffusion-v1-5'"
+        )
+
+    # ---- loading
+
+    def get(self, name: str | None, report: Callable[[str], None] = lambda message: None) -> LoadedModel:
+        entry = self.resolve(name)
+        with self._lock:
+            if self.current and self.current.entry == entry:
+                return self.current
+            self.unload()
+            report(f"loading {entry.name}")
+            started = time.perf_counter()
+            pipe = self._load_pipeline(entry, report)
+            self.current = self._prepare(entry, pipe)
+            log.info("loaded %s (%s) in %.1f s", entry.name, self.current.family, time.perf_counter() - started)
+            return self.current
+
+    def unload(self) -> None:
+        if self.current is None:
+            return
+        self.current._task_pipes.clear()
+        self.current = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _load_pipeline(self, entry: ModelEntry, report: Callable[[str], None]):
+        from diffusers import DiffusionPipeline
+
+        common = {"torch_dtype": self.dtype}
+        if entry.kind == "diffusers":
+            pipe = DiffusionPipeline.from_pretrained(entry.location, local_files_only=True, **common)
+        elif entry.kind == "single_file":
+            from ldm_ui.engine.single_file import load_single_file
+
+            pipe = load_single_file(Path(entry.location), self.config, self.dtype)
+        else:
+            pipe = self._load_from_hub(entry.location, report, common)
+        return pipe
+
+    def _load_from_hub(self, repo_id: str, report: Callable[[str], None], common: dict):
+        from diffusers import DiffusionPipeline
+
+        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+        try:  # already downloaded: no network needed
+            return DiffusionPipeline.from_pretrained(repo_id, local_files_only=True, **common)
+        except Exception as error:  # noqa: BLE001 - any failure here just means "not in the local cache"
+            if offline:
+                raise ModelError(
+                    f"model {repo_id!r} is not downloaded and the app is offline (HF_HUB_OFFLINE=1): download it on "
+                    f"a machine with network access, or put a diffusers folder in {self.config.diffusers_dir()}"
+                ) from error
+        watcher = _DownloadWatcher(repo_id, report)
+        try:
+            with watcher:
+                return DiffusionPipeline.from_pretrained(repo_id, **common)
+        except Exception as error:  # noqa: BLE001 - hub failures come in many types; all mean the same to a user
+            raise ModelError(f"could not download model {repo_id!r} from the hub: {error}") from error
+
+    def _prepare(self, entry: ModelEntry, pipe) -> LoadedModel:
+        pipe.set_progress_bar_config(disable=True)
+        if self.device.type == "cuda" and self.config.lowvram:
+            pipe.enable_sequential_cpu_offload()
+        elif self.device.type == "cuda" and self.config.medvram:
+            pipe.enable_model_cpu_offload()
+        else:
+            pipe.to(self.device)
+        family = model_family(pipe)
+        scaling = float(pipe.vae.config.scaling_factor)
+        shift = float(getattr(pipe.vae.config, "shift_factor", None) or 0.0)
+        return LoadedModel(
+            entry=entry, pipe=pipe, family=family,
+            native_size=int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor),
+            model_hash=self.model_hash(entry, pipe),
+            base_scheduler_config=dict(pipe.scheduler.config),
+            approx_preview=linear_preview_for(family, pipe.vae, scaling),
+            full_preview=VaePreview(pipe.vae, scaling, shift),
+            device=self.device,
+        )
+
+    # ---- hashes (AUTOMATIC1111's: first 10 hex digits of the file's sha256), cached by path, size and mtime
+
+    def model_hash(self, entry: ModelEntry, pipe) -> str:
+        path = Path(entry.location)
+        if entry.kind != "single_file":
+            path = _main_weights_file(pipe)
+        if path is None or not path.is_file():
+            return ""
+        return self.file_hash(path)
+
+    def file_hash(self, path: Path) -> str:
+        stat = path.stat()
+        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        cache = {}
+        if self._hash_cache_path.is_file():
+            try:
+                cache = json.loads(self._hash_cache_path.read_text())
+            except (OSError, json.JSONDecodeError):
+                cache = {}
+        if key not in cache:
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            cache[key] = digest.hexdigest()[:10]
+            self._hash_cache_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._hash_cache_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(cache, indent=0))
+            os.replace(tmp, self._hash_cache_path)
+        return cache[key]
+
+
+def _main_weights_file(pipe) -> Path | None:
+    folder = getattr(pipe.unet.config, "_name_or_path", None) or pipe.config.get("_name_or_path")
+    if not folder:
+        return None
+    for candidate in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
+                      "diffusion_pytorch_model.bin"):
+        path = Path(folder) / candidate
+        if path.is_file():
+            return path
+    return None
+
+
+def model_family(pipe) -> str:
+    unet_config = pipe.unet.config
+    if getattr(unet_config, "addition_embed_type", None) == "text_time":
+        return "sdxl"
+    cross = unet_config.cross_attention_dim
+    if cross == 1024:
+        return "sd2"
+    if cross == 768:
+        return "sd1"
+    return "other"
+
+
+class _DownloadWatcher:
+    """Reports how much of a hub download has arrived by watching its cache folder grow."""
+
+    def __init__(self, repo_id: str, report: Callable[[str], None], every_s: float = 1.0):
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        self.folder = Path(HF_HUB_CACHE) / ("models--" + repo_id.replace("/", "--"))
+        self.repo_id, self.report, self.every_s = repo_id, report, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="download-watcher")
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            size = sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file()) if self.folder.is_dir() else 0
+            self.report(f"downloading {self.repo_id}: {size / 1e6:,.0f} MB so far")
+

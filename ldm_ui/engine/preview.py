@@ -1,0 +1,82 @@
+"""Latent -> RGB previews: a linear approximation per latent family, or a full VAE decode."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+# Published linear latent->RGB factors (rows: latent channels, columns: R, G, B) for scaled latents.
+SD15_LATENT_RGB = (
+    [[0.3512, 0.2297, 0.3227],
+     [0.3250, 0.4974, 0.2350],
+     [-0.2829, 0.1762, 0.2721],
+     [-0.2120, -0.2616, -0.7177]],
+    [0.0, 0.0, 0.0],
+)
+SDXL_LATENT_RGB = (
+    [[0.3651, 0.4232, 0.4341],
+     [-0.2533, -0.0042, 0.1068],
+     [0.1076, 0.1111, -0.0362],
+     [-0.3165, -0.2492, -0.2188]],
+    [0.1084, -0.0175, -0.0011],
+)
+
+
+class LinearPreview:
+    """rgb = latent @ weight + bias, in [-1, 1]; costs one tiny matmul per preview."""
+
+    def __init__(self, weight, bias):
+        self.weight = torch.as_tensor(weight, dtype=torch.float32)
+        self.bias = torch.as_tensor(bias, dtype=torch.float32)
+
+    def __call__(self, latents: torch.Tensor) -> list[Image.Image]:
+        x = latents.detach().to("cpu", torch.float32)  # (B, C, h, w)
+        rgb = torch.einsum("bchw,cr->bhwr", x, self.weight) + self.bias
+        return tensor_to_pils(rgb)
+
+    @classmethod
+    def fit(cls, vae, scaling_factor: float, generator_seed: int = 0, pixel_size: int = 64) -> LinearPreview:
+        """Least-squares fit of 4x3 factors plus bias from VAE encodes of random colored blocks."""
+        rng = np.random.default_rng(generator_seed)
+        scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        size = max(pixel_size, scale * 8)
+        cells = size // scale
+        blocks = rng.uniform(-1, 1, size=(8, 3, cells // 2, cells // 2)).astype(np.float32)
+        images = torch.from_numpy(blocks).repeat_interleave(2 * scale, -1).repeat_interleave(2 * scale, -2)
+        param = next(vae.parameters())
+        with torch.no_grad():
+            latents = vae.encode(images.to(param.device, param.dtype)).latent_dist.mean.float().cpu() * scaling_factor
+        pooled = torch.nn.functional.avg_pool2d(images, scale)  # pixels averaged over each latent cell
+        x = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+        y = pooled.permute(0, 2, 3, 1).reshape(-1, 3)
+        x1 = torch.cat([x, torch.ones(len(x), 1)], dim=1)
+        solution = torch.linalg.lstsq(x1, y).solution
+        return cls(solution[:-1], solution[-1])
+
+
+class VaePreview:
+    """Full VAE decode: exact, and as slow as the final decode."""
+
+    def __init__(self, vae, scaling_factor: float, shift_factor: float = 0.0):
+        self.vae, self.scaling_factor, self.shift_factor = vae, scaling_factor, shift_factor
+
+    def __call__(self, latents: torch.Tensor) -> list[Image.Image]:
+        param = next(self.vae.parameters())
+        with torch.no_grad():
+            z = latents.to(param.device, param.dtype) / self.scaling_factor + self.shift_factor
+            images = self.vae.decode(z).sample.float()
+        return tensor_to_pils(images.permute(0, 2, 3, 1))
+
+
+def tensor_to_pils(rgb_bhwc: torch.Tensor) -> list[Image.Image]:
+    array = ((rgb_bhwc.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+    return [Image.fromarray(a) for a in array]
+
+
+def linear_preview_for(family: str, vae, scaling_factor: float) -> LinearPreview:
+    if family in ("sd1", "sd2"):
+        return LinearPreview(*SD15_LATENT_RGB)
+    if family == "sdxl":
+        return LinearPreview(*SDXL_LATENT_RGB)
+    return LinearPreview.fit(vae, scaling_factor)

@@ -1,0 +1,158 @@
+"""The AUTOMATIC1111 `parameters` infotext: build it from settings, parse it back, read and write PNGs.
+
+Format (the one the whole ecosystem reads):
+
+    <prompt, possibly several lines>
+    Negative prompt: <negative prompt, possibly several lines>
+    Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Model hash: 0123456789, Model: name
+
+Values that contain a comma, colon or quote are written as JSON strings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+NEGATIVE_PREFIX = "Negative prompt:"
+# one `Key: value` pair of the settings line; a value is a JSON string or runs to the next comma
+_PAIR = re.compile(r'\s*([A-Za-z][\w \-/().]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+
+
+def quote(value: Any) -> str:
+    text = str(value)
+    if any(c in text for c in ',:"\n'):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def unquote(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return text
+
+
+def build_infotext(prompt: str, negative_prompt: str, settings: dict[str, Any]) -> str:
+    """settings: ordered `Key -> value`; None values are left out."""
+    line = ", ".join(f"{k}: {quote(v)}" for k, v in settings.items() if v is not None and v != "")
+    parts = [prompt]
+    if negative_prompt:
+        parts.append(f"{NEGATIVE_PREFIX} {negative_prompt}")
+    parts.append(line)
+    return "\n".join(parts)
+
+
+@dataclass
+class Infotext:
+    prompt: str = ""
+    negative_prompt: str = ""
+    settings: dict[str, str] = field(default_factory=dict)
+
+    def get_int(self, key: str, default: int | None = None) -> int | None:
+        try:
+            return int(self.settings[key])
+        except (KeyError, ValueError):
+            return default
+
+    def get_float(self, key: str, default: float | None = None) -> float | None:
+        try:
+            return float(self.settings[key])
+        except (KeyError, ValueError):
+            return default
+
+    def size(self) -> tuple[int, int] | None:
+        match = re.fullmatch(r"(\d+)x(\d+)", self.settings.get("Size", ""))
+        return (int(match[1]), int(match[2])) if match else None
+
+
+def parse_settings_line(line: str) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    pos = 0
+    while pos < len(line):
+        match = _PAIR.match(line, pos)
+        if not match or match.end() == pos:
+            break
+        settings[match[1].strip()] = unquote(match[2])
+        pos = match.end()
+    return settings
+
+
+def _is_settings_line(line: str) -> bool:
+    return len(parse_settings_line(line)) >= 3 and re.match(r"\s*[A-Za-z][\w \-/().]*?:", line) is not None
+
+
+def parse_infotext(text: str) -> Infotext:
+    lines = text.strip().split("\n")
+    settings: dict[str, str] = {}
+    if lines and _is_settings_line(lines[-1]):
+        settings = parse_settings_line(lines.pop())
+    prompt_lines, negative_lines, in_negative = [], [], False
+    for line in lines:
+        if not in_negative and line.startswith(NEGATIVE_PREFIX):
+            in_negative = True
+            line = line[len(NEGATIVE_PREFIX):].lstrip()
+        (negative_lines if in_negative else prompt_lines).append(line)
+    return Infotext("\n".join(prompt_lines).strip(), "\n".join(negative_lines).strip(), settings)
+
+
+def read_png_parameters(image: Image.Image) -> str | None:
+    info = getattr(image, "text", None) or image.info
+    value = info.get("parameters") if info else None
+    return value if isinstance(value, str) else None
+
+
+_save_lock = threading.Lock()
+
+
+def save_png_atomically(image: Image.Image, folder: Path, stem_suffix: str, infotext: str) -> Path:
+    """Save under a fresh numbered name; write a temp file and rename, so no reader sees half a PNG."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pnginfo = PngImagePlugin.PngInfo()
+    pnginfo.add_text("parameters", infotext)
+    fd, tmp = tempfile.mkstemp(prefix=".saving-", suffix=".png", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format="PNG", pnginfo=pnginfo)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with _save_lock:
+            number = _next_number(folder)
+            while True:
+                target = folder / f"{number:05d}-{stem_suffix}.png"
+                try:
+                    _claim(tmp, target)
+                    break
+                except FileExistsError:
+                    number += 1
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _claim(tmp: str, target: Path) -> None:
+    """Give the finished temp file its final name; raise FileExistsError if that name is taken."""
+    try:
+        os.link(tmp, target)  # atomic and exclusive: two writers never share a file
+    except FileExistsError:
+        raise
+    except OSError:  # filesystems without hard links: reserve the name, then rename over it
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.replace(tmp, target)
+
+
+def _next_number(folder: Path) -> int:
+    numbers = [int(p.name[:5]) for p in folder.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")]
+    return max(numbers, default=-1) + 1

@@ -1,0 +1,210 @@
+"""Typed requests for every task, validated on creation, and the events a job emits.
+
+Nothing here imports torch or Gradio: the UI, the HTTP API and the tests build the same requests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar
+
+from PIL import Image
+
+from ldm_ui.engine.samplers import SAMPLER_NAMES
+
+MIN_SIZE, MAX_SIZE = 64, 2048
+MAX_STEPS = 150
+MAX_CFG = 30.0
+MAX_BATCH_SIZE = 8
+MAX_BATCH_COUNT = 100
+MAX_PROMPT_CHARS = 4000
+MAX_SEED = 2**32 - 1
+MAX_IMAGE_PIXELS = 4096 * 4096
+RESIZE_MODES = ("just resize", "crop and resize", "resize and fill")
+
+
+class RequestError(ValueError):
+    """A request value outside what is allowed; the message names the value and the allowed range."""
+
+
+def _check_int(name: str, value: Any, low: int, high: int, extra: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RequestError(f"{name} must be a whole number between {low} and {high}{extra}, got {value!r}")
+    if not low <= value <= high:
+        raise RequestError(f"{name} must be between {low} and {high}{extra}, got {value}")
+
+
+def _check_float(name: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RequestError(f"{name} must be a finite number between {low:g} and {high:g}, got {value!r}")
+    if not low <= value <= high:
+        raise RequestError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+
+
+def check_size(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value % 8 or not MIN_SIZE <= value <= MAX_SIZE:
+        raise RequestError(f"{name} must be a multiple of 8 between {MIN_SIZE} and {MAX_SIZE}, got {value!r}")
+
+
+def check_prompt(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise RequestError(f"{name} must be text, got {type(value).__name__}")
+    if len(value) > MAX_PROMPT_CHARS:
+        raise RequestError(f"{name} is {len(value):,} characters long; the limit is {MAX_PROMPT_CHARS:,}")
+    if "\x00" in value:
+        raise RequestError(f"{name} contains a NUL character, which is not allowed")
+
+
+def check_image(name: str, value: Any) -> None:
+    if not isinstance(value, Image.Image):
+        raise RequestError(f"{name} must be an image, got {type(value).__name__}")
+    w, h = value.size
+    if w < 8 or h < 8:
+        raise RequestError(f"{name} is {w}x{h}; images must be at least 8x8 pixels")
+    if w * h > MAX_IMAGE_PIXELS:
+        raise RequestError(f"{name} is {w}x{h} = {w * h:,} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels")
+
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationRequest:
+    """Settings every generation task shares. width/height None means the model's native size."""
+
+    task: ClassVar[str] = "txt2img"
+
+    prompt: str
+    negative_prompt: str = ""
+    model: str | None = None
+    sampler: str = "Euler a"
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int | None = None
+    height: int | None = None
+    seed: int = -1
+    batch_count: int = 1
+    batch_size: int = 1
+    # None: the app's setting; otherwise one of approx | full | off
+    preview_method: str | None = None
+    preview_every_n_steps: int | None = None
+    # extra name/value pairs written into the infotext (extensions, presets)
+    extra_infotext: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        check_prompt("prompt", self.prompt)
+        check_prompt("negative prompt", self.negative_prompt)
+        if self.sampler not in SAMPLER_NAMES:
+            raise RequestError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLER_NAMES)}")
+        _check_int("steps", self.steps, 1, MAX_STEPS)
+        _check_float("CFG scale", self.cfg_scale, 0.0, MAX_CFG)
+        for name in ("width", "height"):
+            if getattr(self, name) is not None:
+                check_size(name, getattr(self, name))
+        _check_int("seed", self.seed, -1, MAX_SEED, " (-1 picks a random seed)")
+        _check_int("batch size", self.batch_size, 1, MAX_BATCH_SIZE)
+        _check_int("batch count", self.batch_count, 1, MAX_BATCH_COUNT)
+        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
+            raise RequestError(f"model must be a model name, got {self.model!r}")
+        if self.preview_method not in (None, "approx", "full", "off"):
+            raise RequestError(f"preview method must be approx, full or off, got {self.preview_method!r}")
+        if self.preview_every_n_steps is not None:
+            _check_int("preview every N steps", self.preview_every_n_steps, 1, MAX_STEPS)
+
+    def with_changes(self, **changes: Any) -> GenerationRequest:
+        return replace(self, **changes)
+
+    def settings(self) -> dict[str, Any]:
+        """Field values by name, images left out (for logs, presets and the API)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if not isinstance(getattr(self, f.name), Image.Image)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Txt2ImgRequest(GenerationRequest):
+    task: ClassVar[str] = "txt2img"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Img2ImgRequest(GenerationRequest):
+    """SDEdit: the init image is encoded, noised to the timestep `strength` selects, and denoised from there."""
+
+    task: ClassVar[str] = "img2img"
+
+    init_image: Image.Image
+    strength: float = 0.75
+    resize_mode: str = "just resize"
+
+    def validate(self) -> None:
+        super().validate()
+        check_image("init image", self.init_image)
+        _check_float("denoising strength", self.strength, 0.0, 1.0)
+        if self.resize_mode not in RESIZE_MODES:
+            raise RequestError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {self.resize_mode!r}")
+
+
+# ---- events a job emits, in order: Queued*, Started, (Progress | Preview | Output)*, then one terminal event
+
+
+@dataclass(frozen=True)
+class Queued:
+    position: int  # jobs ahead of this one; 0 means next
+
+
+@dataclass(frozen=True)
+class Started:
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int  # steps done in the current batch
+    steps: int
+    batch_index: int
+    batch_count: int
+    it_per_s: float
+    eta_s: float
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return (self.batch_index * self.steps + self.step) / max(1, self.steps * self.batch_count)
+
+
+@dataclass(frozen=True)
+class Preview:
+    image: Image.Image
+    step: int
+
+
+@dataclass(frozen=True)
+class Output:
+    image: Image.Image
+    seed: int
+    infotext: str
+    path: str | None
+
+
+@dataclass(frozen=True)
+class Finished:
+    outputs: list[Output]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def images(self) -> list[Image.Image]:
+        return [o.image for o in self.outputs]
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    message: str = "interrupted"
+
+
+TERMINAL_EVENTS = (Finished, Failed, Cancelled)
