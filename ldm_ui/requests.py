@@ -145,6 +145,22 @@ class Img2ImgRequest(GenerationRequest):
             raise RequestError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {self.resize_mode!r}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class LoadModelRequest:
+    """Switch the loaded model on the worker, between jobs, so no running job loses its weights."""
+
+    task: ClassVar[str] = "load-model"
+
+    model: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise RequestError(f"model must be a model name, got {self.model!r}")
+
+
+Request = GenerationRequest | LoadModelRequest
+
+
 # ---- events a job emits, in order: Queued*, Started, (Progress | Preview | Output)*, then one terminal event
 
 

@@ -16,7 +16,8 @@ import torch
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.models import LoadedModel, ModelManager
 from ldm_ui.requests import (
-    TERMINAL_EVENTS, Cancelled, Failed, Finished, GenerationRequest, Progress, Queued, RequestError, Started,
+    TERMINAL_EVENTS, Cancelled, Failed, Finished, GenerationRequest, LoadModelRequest, Progress, Queued, Request,
+    RequestError, Started,
 )
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class Job:
 
     _ids = itertools.count(1)
 
-    def __init__(self, request: GenerationRequest):
+    def __init__(self, request: Request):
         self.id = next(self._ids)
         self.request = request
         self._events: queue.Queue = queue.Queue()
@@ -127,9 +128,9 @@ class Engine:
 
     # ---- submitting
 
-    def submit(self, request: GenerationRequest) -> Job:
+    def submit(self, request: Request) -> Job:
         """Queue a request. Raises RequestError at once for a model that does not exist."""
-        if not isinstance(request, GenerationRequest):
+        if not isinstance(request, (GenerationRequest, LoadModelRequest)):
             raise RequestError(f"expected a generation request, got {type(request).__name__}")
         from ldm_ui.engine.tasks import runner_for
 
@@ -148,9 +149,10 @@ class Engine:
         """Submit and wait: the short way for tests, scripts and the HTTP API."""
         return self.submit(request).wait(timeout)
 
-    def load_model(self, name: str | None) -> LoadedModel:
-        """Load a model now (on the caller's thread, under the model lock); used at startup."""
-        return self.models.get(name)
+    def switch_model(self, name: str, timeout: float | None = None) -> LoadedModel:
+        """Load a model through the queue, after the jobs already waiting, and return it."""
+        self.submit(LoadModelRequest(model=name)).wait(timeout)
+        return self.models.current
 
     @property
     def queue_length(self) -> int:
@@ -214,11 +216,13 @@ def is_out_of_memory(error: BaseException) -> bool:
     return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
 
 
-def describe_failure(error: BaseException, request: GenerationRequest) -> str:
+def describe_failure(error: BaseException, request: Request) -> str:
     if is_out_of_memory(error):
-        size = f"{request.width}x{request.height}" if request.width else "the model's native size"
+        width, height = getattr(request, "width", None), getattr(request, "height", None)
+        size = f"{width}x{height}" if width and height else "the model's native size"
         return (
-            f"out of memory while generating {request.batch_size} image(s) at {size}; memory was released. "
+            f"out of memory while generating {getattr(request, 'batch_size', 1)} image(s) at {size}; "
+            "memory was released. "
             "Try a smaller size or batch size, or restart with --medvram (or --lowvram on 4 GB cards)."
         )
     return f"{type(error).__name__}: {error}"

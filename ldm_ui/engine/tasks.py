@@ -21,7 +21,8 @@ from ldm_ui.engine.models import LoadedModel
 from ldm_ui.engine.samplers import make_scheduler
 from ldm_ui.metadata import build_infotext, save_png_atomically
 from ldm_ui.requests import (
-    MAX_SEED, Finished, GenerationRequest, Output, Preview, Progress, RequestError, Txt2ImgRequest,
+    MAX_SEED, Finished, GenerationRequest, LoadModelRequest, Output, Preview, Progress, Request, RequestError,
+    Txt2ImgRequest,
 )
 
 log = logging.getLogger(__name__)
@@ -193,10 +194,17 @@ def run_txt2img(ctx: TaskContext) -> Finished:
     return run_batches(ctx, ctx.model.pipe, {}, {})
 
 
-RUNNERS: dict[type, Callable[[TaskContext], Finished]] = {Txt2ImgRequest: run_txt2img}
+def run_load_model(ctx: TaskContext) -> Finished:
+    return Finished(outputs=[], info={"model": ctx.model.entry.name, "native_size": ctx.model.native_size})
 
 
-def runner_for(request: GenerationRequest) -> Callable[[TaskContext], Finished]:
+RUNNERS: dict[type, Callable[[TaskContext], Finished]] = {
+    Txt2ImgRequest: run_txt2img,
+    LoadModelRequest: run_load_model,
+}
+
+
+def runner_for(request: Request) -> Callable[[TaskContext], Finished]:
     for request_type in type(request).__mro__:
         if request_type in RUNNERS:
             return RUNNERS[request_type]

@@ -1,0 +1,92 @@
+"""Assemble the Gradio Blocks app: shared widgets on top, one tab per task, settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from ldm_ui.config import PREVIEW_METHODS
+from ldm_ui.ui.common import CSS, GenerationControls, OutputPanel, new_session_state
+
+
+@dataclass
+class UiContext:
+    """What every tab module gets: the engine, the shared widgets, and a place to register itself."""
+
+    engine: Any
+    native_size: int
+    model: gr.Dropdown
+    session: gr.State
+    preview_method: gr.Radio | None = None
+    preview_every: gr.Slider | None = None
+    tabs: dict[str, tuple[GenerationControls, OutputPanel]] = field(default_factory=dict)
+    send_buttons: dict[str, dict[str, gr.Button]] = field(default_factory=dict)
+    tab_components: dict[str, gr.Tab] = field(default_factory=dict)
+
+    def register_tab(self, name: str, controls: GenerationControls, panel: OutputPanel,
+                     send_buttons: dict[str, gr.Button] | None = None) -> None:
+        self.tabs[name] = (controls, panel)
+        self.send_buttons[name] = send_buttons or {}
+
+
+def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) -> gr.Blocks:
+    config = engine.config
+    current = engine.models.current
+    native = current.native_size if current else 512
+    with gr.Blocks(title="ldm-ui", analytics_enabled=False) as demo:
+        if banner:
+            gr.HTML(f'<div class="ldm-banner">{banner}</div>')
+        with gr.Row(equal_height=True):
+            model = gr.Dropdown(engine.models.model_names(), value=current.entry.name if current else None,
+                                label="Model (or type a hub id)", allow_custom_value=True, scale=4,
+                                elem_id="model-select")
+            refresh = gr.Button("↻ Refresh list", size="sm", scale=0, min_width=120, elem_id="model-refresh")
+            model_status = gr.Markdown(_model_summary(current), elem_id="model-status")
+        ui = UiContext(engine=engine, native_size=native, model=model, session=new_session_state())
+        # settings widgets are created first (unrendered) so every tab can take them as inputs
+        ui.preview_method = gr.Radio(list(PREVIEW_METHODS), value=config.preview_method, render=False,
+                                     label="Live preview method",
+                                     info="approx: linear latent->RGB (cheap); full: VAE decode; off")
+        ui.preview_every = gr.Slider(1, 50, value=config.preview_every_n_steps, step=1, render=False,
+                                     label="Preview every N steps")
+        with gr.Tabs():
+            with gr.Tab("txt2img", id="txt2img") as tab:
+                from ldm_ui.ui import txt2img
+
+                txt2img.build(ui)
+            ui.tab_components["txt2img"] = tab
+            for title, builder in extra_tabs or []:
+                with gr.Tab(title, id=title.lower().replace(" ", "-")) as tab:
+                    builder(ui)
+                ui.tab_components[title] = tab
+            with gr.Tab("Settings", id="settings"):
+                ui.preview_method.render()
+                ui.preview_every.render()
+                gr.Markdown(f"Outputs are saved under `{config.outputs_dir}`. Models are read from "
+                            f"`{config.models_dir}`.")
+
+        refresh.click(lambda: gr.update(choices=engine.models.model_names()), None, model, queue=False,
+                      api_name=False)
+        size_targets = [c.width for c, _ in ui.tabs.values()] + [c.height for c, _ in ui.tabs.values()]
+        model.change(lambda name: _switch_model(engine, name, len(size_targets)), model,
+                     [model_status, *size_targets], concurrency_id="gpu", concurrency_limit=1, api_name=False)
+    demo.ldm_ui = ui  # tests and extensions reach the tab widgets through this
+    return demo
+
+
+def _model_summary(loaded) -> str:
+    if loaded is None:
+        return "No model loaded."
+    return f"**{loaded.entry.name}** · {loaded.family} · native {loaded.native_size}px · hash `{loaded.model_hash}`"
+
+
+def _switch_model(engine, name: str, size_outputs: int):
+    from ldm_ui.requests import RequestError
+
+    try:
+        loaded = engine.switch_model(name)
+    except (RequestError, Exception) as error:  # noqa: BLE001 - shown to the user, the app keeps serving
+        return [f"⚠️ {error}"] + [gr.skip()] * size_outputs
+    return [_model_summary(loaded)] + [loaded.native_size] * size_outputs

@@ -1,0 +1,229 @@
+"""Widgets and event plumbing every generation tab shares.
+
+A tab builds its controls with `build_generation_controls`, its outputs with `build_output_panel`, turns widget
+values into a typed request, and streams the job's events with `stream_job`, which yields Gradio updates.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+
+from ldm_ui.engine.samplers import SAMPLER_NAMES
+from ldm_ui.requests import (
+    MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_CFG, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, Cancelled, Failed, Finished,
+    Output, Preview, Progress, Queued, RequestError, Started,
+)
+
+PREVIEW_DISPLAY_PX = 256
+GPU = "gpu"  # every event that runs a job shares this one concurrency slot
+
+
+@dataclass
+class GenerationControls:
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    sampler: gr.Dropdown
+    steps: gr.Slider
+    cfg_scale: gr.Slider
+    width: gr.Slider
+    height: gr.Slider
+    seed: gr.Number
+    batch_count: gr.Slider
+    batch_size: gr.Slider
+    generate: gr.Button
+    interrupt: gr.Button
+
+    def inputs(self) -> list[gr.components.Component]:
+        """In the order of `generation_settings`' parameters."""
+        return [self.prompt, self.negative_prompt, self.sampler, self.steps, self.cfg_scale, self.width,
+                self.height, self.seed, self.batch_count, self.batch_size]
+
+
+def generation_settings(prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count,
+                        batch_size) -> dict[str, Any]:
+    """Widget values -> request fields, with the numeric widgets' floats made whole."""
+    return dict(prompt=prompt or "", negative_prompt=negative_prompt or "", sampler=sampler,
+                steps=_whole(steps, "steps"), cfg_scale=float(cfg_scale), width=_whole(width, "width"),
+                height=_whole(height, "height"), seed=_whole(seed, "seed"),
+                batch_count=_whole(batch_count, "batch count"), batch_size=_whole(batch_size, "batch size"))
+
+
+def _whole(value: Any, name: str) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"{name} must be a number, got {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")) or number != int(number):
+        raise RequestError(f"{name} must be a whole number, got {value!r}")
+    return int(number)
+
+
+@dataclass
+class OutputPanel:
+    preview: gr.Image
+    status: gr.HTML
+    gallery: gr.Gallery
+    infotext: gr.Textbox
+    outputs_state: gr.State  # the finished Outputs of this session's last job, for "send to" and infotext
+
+    def outputs(self) -> list[gr.components.Component]:
+        return [self.preview, self.status, self.gallery, self.infotext, self.outputs_state]
+
+
+def build_generation_controls(tab: str, native_size: int, generate_label: str = "Generate",
+                              prompt_placeholder: str = "a red circle on a blue background") -> GenerationControls:
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=5):
+            prompt = gr.Textbox(label="Prompt", lines=3, placeholder=prompt_placeholder, elem_id=f"{tab}-prompt")
+            negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{tab}-negative-prompt")
+        with gr.Column(scale=1, min_width=160):
+            generate = gr.Button(generate_label, variant="primary", size="lg", elem_id=f"{tab}-generate")
+            interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{tab}-interrupt")
+    with gr.Row():
+        sampler = gr.Dropdown(list(SAMPLER_NAMES), value="Euler a", label="Sampler", elem_id=f"{tab}-sampler")
+        steps = gr.Slider(1, MAX_STEPS, value=20, step=1, label="Sampling steps", elem_id=f"{tab}-steps")
+    with gr.Row():
+        width = gr.Slider(MIN_SIZE, MAX_SIZE, value=native_size, step=8, label="Width", elem_id=f"{tab}-width")
+        height = gr.Slider(MIN_SIZE, MAX_SIZE, value=native_size, step=8, label="Height", elem_id=f"{tab}-height")
+    with gr.Row():
+        cfg = gr.Slider(0, MAX_CFG, value=7.0, step=0.5, label="CFG scale", elem_id=f"{tab}-cfg")
+        seed = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed (-1 = random)",
+                         elem_id=f"{tab}-seed")
+    with gr.Row():
+        batch_count = gr.Slider(1, MAX_BATCH_COUNT, value=1, step=1, label="Batch count", elem_id=f"{tab}-batch-count")
+        batch_size = gr.Slider(1, MAX_BATCH_SIZE, value=1, step=1, label="Batch size", elem_id=f"{tab}-batch-size")
+    return GenerationControls(prompt, negative, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
+                              generate, interrupt)
+
+
+def build_output_panel(tab: str) -> OutputPanel:
+    preview = gr.Image(label="Live preview", type="pil", interactive=False, height=PREVIEW_DISPLAY_PX,
+                       elem_id=f"{tab}-preview", elem_classes=["pixelated"], buttons=[])
+    status = gr.HTML(render_status("Ready."), elem_id=f"{tab}-status")
+    gallery = gr.Gallery(label="Results", columns=4, height="auto", object_fit="contain", elem_id=f"{tab}-gallery",
+                         elem_classes=["pixelated"], format="png")
+    infotext = gr.Textbox(label="Generation parameters (infotext)", lines=3, interactive=False,
+                          elem_id=f"{tab}-infotext")
+    return OutputPanel(preview, status, gallery, infotext, gr.State([]))
+
+
+def render_status(text: str, fraction: float | None = None, kind: str = "info") -> str:
+    bar = ""
+    if fraction is not None:
+        bar = (f'<div class="ldm-progress"><div class="ldm-progress-fill" '
+               f'style="width:{max(0.0, min(1.0, fraction)) * 100:.1f}%"></div></div>')
+    return f'<div class="ldm-status ldm-status-{kind}">{bar}<span>{html.escape(text)}</span></div>'
+
+
+def describe_progress(event: Progress) -> str:
+    if event.message:
+        return event.message
+    batch = f"batch {event.batch_index + 1}/{event.batch_count} · " if event.batch_count > 1 else ""
+    return f"{batch}step {event.step}/{event.steps} · {event.it_per_s:.2f} it/s · ETA {format_seconds(event.eta_s)}"
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+
+
+def gallery_item(output: Output) -> tuple[str, str]:
+    width, height = output.image.size
+    return output.path or output.image, f"{width}x{height} · seed {output.seed}"
+
+
+@dataclass
+class Session:
+    """Per-browser-session job handle, kept in gr.State so one user's Interrupt reaches only their own job."""
+
+    job: Any = None
+    interrupted: bool = False
+    history: list[Output] = field(default_factory=list)
+
+
+def new_session_state() -> gr.State:
+    return gr.State(Session())
+
+
+def interrupt(session: Session) -> str:
+    session.interrupted = True
+    if session.job is not None:
+        session.job.cancel()
+        return render_status("Interrupting…", kind="warn")
+    return render_status("Nothing is running.")
+
+
+def mark_started(session: Session) -> Session:
+    session.interrupted = False
+    return session
+
+
+def stream_job(engine, session: Session, make_request: Callable[[], Any]) -> Iterator[tuple]:
+    """Submit a request and turn its events into (preview, status, gallery, infotext, outputs) updates."""
+    skip = gr.skip()
+    try:
+        request = make_request()
+        if session.interrupted:
+            yield skip, render_status("Interrupted before it started.", kind="warn"), skip, skip, skip
+            return
+        job = engine.submit(request)
+    except RequestError as error:
+        yield skip, render_status(str(error), kind="error"), skip, skip, skip
+        return
+    session.job = job
+    outputs: list[Output] = []
+    try:
+        for event in job.events():
+            if isinstance(event, Queued):
+                yield skip, render_status(f"Queued: {event.position} job(s) ahead.", 0.0), skip, skip, skip
+            elif isinstance(event, Started):
+                yield skip, render_status("Starting…", 0.0), skip, skip, skip
+            elif isinstance(event, Progress):
+                yield skip, render_status(describe_progress(event), event.fraction), skip, skip, skip
+            elif isinstance(event, Preview):
+                big = PREVIEW_DISPLAY_PX / max(event.image.size)
+                shown = event.image.resize((round(event.image.width * big), round(event.image.height * big)), 0)
+                yield shown, skip, skip, skip, skip
+            elif isinstance(event, Output):
+                outputs.append(event)
+                yield (skip, skip, [gallery_item(o) for o in outputs], event.infotext, outputs)
+            elif isinstance(event, Finished):
+                session.history.extend(event.outputs)
+                seeds = sorted({o.seed for o in event.outputs})
+                seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}–{seeds[-1]}"
+                extra = event.info.get("summary", "")
+                text = f"Done: {len(event.outputs)} image(s), {seed_text}. {extra}".strip()
+                yield (gr.update(value=None), render_status(text, 1.0, "ok"),
+                       [gallery_item(o) for o in event.outputs],
+                       event.outputs[-1].infotext if event.outputs else "", event.outputs)
+            elif isinstance(event, Cancelled):
+                text = f"Interrupted ({event.message}); {len(outputs)} image(s) finished before that."
+                yield skip, render_status(text, kind="warn"), skip, skip, skip
+            elif isinstance(event, Failed):
+                yield skip, render_status(f"Failed: {event.message}", kind="error"), skip, skip, skip
+    finally:
+        if not job.done.is_set():  # the browser went away or Gradio closed us: stop the work too
+            job.cancel()
+        session.job = None
+
+
+def infotext_of_selected(outputs: list[Output], event: gr.SelectData) -> str:
+    if outputs and event is not None and 0 <= event.index < len(outputs):
+        return outputs[event.index].infotext
+    return gr.skip()
+
+
+CSS = """
+.pixelated img, .pixelated canvas { image-rendering: pixelated; }
+.ldm-status { font-size: 0.95em; padding: 4px 2px; }
+.ldm-status-error span { color: #d33; font-weight: 600; }
+.ldm-status-warn span { color: #c80; }
+.ldm-status-ok span { color: #2a2; }
+.ldm-progress { height: 8px; background: #8883; border-radius: 4px; margin-bottom: 4px; overflow: hidden; }
+.ldm-progress-fill { height: 100%; background: #f97316; transition: width 0.2s; }
+.ldm-banner { background: #fde68a; color: #7c2d12; padding: 8px 12px; border-radius: 6px; font-weight: 600; }
+"""

@@ -1,0 +1,7 @@
+"""The list of tabs after txt2img, in the order users see them. Each entry: (title, build(ui))."""
+
+from __future__ import annotations
+
+
+def extra_tabs() -> list:
+    return []

@@ -1,0 +1,53 @@
+"""The txt2img tab: prompt in, images out, with live previews."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ldm_ui.requests import Txt2ImgRequest
+from ldm_ui.ui.common import (
+    GPU, build_generation_controls, build_output_panel, generation_settings, infotext_of_selected, interrupt,
+    mark_started, stream_job,
+)
+
+
+def to_request(model, preview_method, preview_every, *values) -> Txt2ImgRequest:
+    return Txt2ImgRequest(model=model or None, preview_method=preview_method,
+                          preview_every_n_steps=int(preview_every), **generation_settings(*values))
+
+
+def build(ui) -> None:
+    """ui: the UiContext (engine, shared widgets, send-to targets)."""
+    with gr.Row():
+        with gr.Column(scale=1):
+            controls = build_generation_controls("txt2img", ui.native_size)
+        with gr.Column(scale=1):
+            panel = build_output_panel("txt2img")
+            with gr.Row():
+                send_img2img = gr.Button("Send to img2img", size="sm", elem_id="txt2img-send-img2img")
+                send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="txt2img-send-inpaint")
+                reuse_seed = gr.Button("♻ Reuse seed", size="sm", elem_id="txt2img-reuse-seed")
+    ui.register_tab("txt2img", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
+
+    def txt2img(prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
+                model, preview_method, preview_every, session):
+        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
+        yield from stream_job(ui.engine, session,
+                              lambda: to_request(model, preview_method, preview_every, *values))
+
+    controls.generate.click(
+        mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
+    ).then(
+        txt2img, [*controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session], panel.outputs(),
+        api_name="txt2img", concurrency_id=GPU, concurrency_limit=1, show_progress="minimal",
+    )
+    controls.prompt.submit(
+        mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
+    ).then(
+        txt2img, [*controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session], panel.outputs(),
+        api_name=False, concurrency_id=GPU, concurrency_limit=1, show_progress="minimal",
+    )
+    controls.interrupt.click(interrupt, ui.session, panel.status, queue=False, api_name=False)
+    panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False, api_name=False)
+    reuse_seed.click(lambda outputs: outputs[-1].seed if outputs else -1, panel.outputs_state, controls.seed,
+                     queue=False, api_name=False)
