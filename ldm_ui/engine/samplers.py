@@ -5,6 +5,7 @@ The name table has no torch import so requests can validate sampler names cheapl
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 # name -> (diffusers scheduler class name, config overrides)
@@ -50,6 +51,8 @@ def _previewing_class(base: type) -> type:
     step computed, so the preview can show x0 instead of the noisy latent.
     """
     if base not in _preview_classes:
+        # wraps() keeps the base signature visible: pipelines inspect it to decide whether to pass `generator`
+        @functools.wraps(base.step)
         def step(self, model_output, timestep, sample, *args, **kwargs):
             return_dict = kwargs.pop("return_dict", True)
             out = base.step(self, model_output, timestep, sample, *args, return_dict=True, **kwargs)
