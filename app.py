@@ -14,19 +14,23 @@ def create_app(config, banner: str | None = None):
     from ldm_ui.ui.app import build_ui
     from ldm_ui.ui.tabs import extra_tabs
 
+    from ldm_ui.access import exposure_banner
+
     engine = Engine(config).start()
     engine.switch_model(config.default_model)
+    banner = banner if banner is not None else exposure_banner(config)
     return engine, build_ui(engine, banner=banner, extra_tabs=extra_tabs())
 
 
 def launch_kwargs(config) -> dict:
+    from ldm_ui.access import file_access_kwargs
     from ldm_ui.ui.common import CSS
 
+    # run_history=False: our own history is per session; Gradio's adds routes that skip the login (SECURITY.md)
     return dict(
         server_name=config.host, server_port=config.port, share=config.share,
-        auth=config.auth or None, allowed_paths=[str(config.outputs_dir)],
-        blocked_paths=[str(config.models_dir), str(config.cache_dir)],
-        max_file_size=f"{config.max_file_size_mb}mb", css=CSS, show_error=True,
+        auth=config.auth or None, **file_access_kwargs(config), css=CSS, show_error=True, run_history=False,
+        app_kwargs={"openapi_url": None, "docs_url": None, "redoc_url": None},  # no unauthenticated route map
     )
 
 
@@ -39,16 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"ldm-ui: {error}", file=sys.stderr)
         return 2
-    banner = None
-    if config.share and not config.auth:
-        banner = "⚠️ This app is shared publicly without a login: anyone with the link can use this GPU."
-        log.warning(banner)
-    elif config.listen and not config.auth:
-        log.warning("--listen without --auth: anyone on your network can use this app")
+    from ldm_ui.access import exposure_warnings
     from ldm_ui.requests import RequestError
 
+    for warning in exposure_warnings(config):
+        log.warning(warning)
     try:
-        engine, demo = create_app(config, banner)
+        engine, demo = create_app(config)
     except RequestError as error:
         print(f"ldm-ui: cannot start with model {config.default_model!r}: {error}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class AppConfig:
     share: bool = False
     share_without_auth: bool = False
     auth: list[tuple[str, str]] = field(default_factory=list)
+    auth_file: Path | None = None  # kept so the file itself is blocked from Gradio's file routes
     preset: str | None = None
     disable_extensions: bool = False
     max_file_size_mb: int = 20
@@ -63,7 +65,7 @@ def parse_auth_pair(text: str, source: str) -> tuple[str, str]:
 def read_auth_file(path: Path) -> list[tuple[str, str]]:
     if not path.is_file():
         raise ConfigError(f"--auth-file {path} does not exist")
-    if path.stat().st_mode & 0o077:
+    if os.name != "nt" and path.stat().st_mode & 0o077:  # Windows reports 0o666 for every file
         raise ConfigError(
             f"--auth-file {path} is readable by other users (mode {path.stat().st_mode & 0o777:o}); "
             f"run 'chmod 600 {path}'"
@@ -123,6 +125,6 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         default_model=args.model, device=args.device, medvram=args.medvram, lowvram=args.lowvram,
         allow_pickle=args.allow_pickle, preview_method=args.preview, preview_every_n_steps=args.preview_every,
         listen=args.listen, port=args.port, share=args.share, share_without_auth=args.share_without_auth,
-        auth=auth, preset=args.preset, disable_extensions=args.disable_extensions,
+        auth=auth, auth_file=args.auth_file, preset=args.preset, disable_extensions=args.disable_extensions,
         max_file_size_mb=args.max_file_size_mb,
     )

@@ -19,6 +19,7 @@ import torch
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
 from ldm_ui.requests import RequestError
+from ldm_ui.safe_paths import check_name, is_inside
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +98,14 @@ class ModelManager:
         diffusers_dir = self.config.diffusers_dir()
         if diffusers_dir.is_dir():
             for folder in sorted(diffusers_dir.iterdir()):
-                if (folder / "model_index.json").is_file():
+                if (folder / "model_index.json").is_file() and is_inside(folder, diffusers_dir):
                     entries.setdefault(folder.name, ModelEntry(folder.name, "diffusers", str(folder)))
         suffixes = SINGLE_FILE_SUFFIXES + (PICKLE_SUFFIXES if self.config.allow_pickle else ())
         for root in self.config.checkpoint_dirs():
             if not root.is_dir():
                 continue
             for path in sorted(root.rglob("*")):
-                if path.suffix.lower() in suffixes and path.is_file():
+                if path.suffix.lower() in suffixes and path.is_file() and is_inside(path, root):
                     name = path.relative_to(root).as_posix()
                     entries.setdefault(name, ModelEntry(name, "single_file", str(path)))
         if self.current and self.current.entry.name not in entries:
@@ -115,13 +116,11 @@ class ModelManager:
         return [e.name for e in self.list_models()]
 
     def resolve(self, name: str | None) -> ModelEntry:
-        name = (name or self.config.default_model).strip()
-        if "\x00" in name:
-            raise ModelError("model name contains a NUL character")
+        name = check_name((name or self.config.default_model).strip(), "model")
         for entry in self.list_models():
             if entry.name == name:
                 return entry
-        if HUB_ID.match(name) and ".." not in name:
+        if HUB_ID.match(name) and not os.path.exists(name):  # an existing relative path is not a hub id
             return ModelEntry(name, "hub", name)
         if Path(name).suffix.lower() in PICKLE_SUFFIXES and not self.config.allow_pickle:
             raise ModelError(
