@@ -78,8 +78,8 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
                               prompt_placeholder: str = "a red circle on a blue background") -> GenerationControls:
     with gr.Row(equal_height=True):
         with gr.Column(scale=5):
-            prompt = gr.Textbox(label="Prompt", lines=3, placeholder=prompt_placeholder, elem_id=f"{tab}-prompt")
-            negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{tab}-negative-prompt")
+            prompt = gr.Textbox("", label="Prompt", lines=3, placeholder=prompt_placeholder, elem_id=f"{tab}-prompt")
+            negative = gr.Textbox("", label="Negative prompt", lines=2, elem_id=f"{tab}-negative-prompt")
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button(generate_label, variant="primary", size="lg", elem_id=f"{tab}-generate")
             interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{tab}-interrupt")
@@ -122,7 +122,7 @@ def render_status(text: str, fraction: float | None = None, kind: str = "info") 
 def describe_progress(event: Progress) -> str:
     if event.message:
         return event.message
-    batch = f"batch {event.batch_index + 1}/{event.batch_count} · " if event.batch_count > 1 else ""
+    batch = f"{event.unit} {event.batch_index + 1}/{event.batch_count} · " if event.batch_count > 1 else ""
     return f"{batch}step {event.step}/{event.steps} · {event.it_per_s:.2f} it/s · ETA {format_seconds(event.eta_s)}"
 
 
