@@ -67,6 +67,45 @@ def check_image(name: str, value: Any) -> None:
 
 
 
+MAX_CONTROLNET_UNITS = 3
+MAX_CONTROL_WEIGHT = 2.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlNetUnit:
+    """One ControlNet: its model, control image and preprocessor, strength and the part of the steps it acts on."""
+
+    model: str
+    image: Image.Image
+    preprocessor: str = "none"
+    weight: float = 1.0  # diffusers' controlnet_conditioning_scale
+    guidance_start: float = 0.0  # fractions of the sampling steps
+    guidance_end: float = 1.0
+    canny_low: int = 100
+    canny_high: int = 200
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        from ldm_ui.engine.preprocessors import PREPROCESSOR_NAMES
+
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise RequestError(f"ControlNet model must be a model name, got {self.model!r}")
+        check_image("ControlNet image", self.image)
+        if self.preprocessor not in PREPROCESSOR_NAMES:
+            raise RequestError(f"unknown ControlNet preprocessor {self.preprocessor!r}; "
+                               f"choose one of: {', '.join(PREPROCESSOR_NAMES)}")
+        _check_float("ControlNet weight", self.weight, 0.0, MAX_CONTROL_WEIGHT)
+        _check_float("ControlNet guidance start", self.guidance_start, 0.0, 1.0)
+        _check_float("ControlNet guidance end", self.guidance_end, 0.0, 1.0)
+        if self.guidance_start > self.guidance_end:
+            raise RequestError(f"ControlNet guidance start ({self.guidance_start:g}) must not be after its "
+                               f"guidance end ({self.guidance_end:g})")
+        _check_int("Canny low threshold", self.canny_low, 0, 255)
+        _check_int("Canny high threshold", self.canny_high, 0, 255)
+        if not isinstance(self.enabled, bool):
+            raise RequestError(f"ControlNet enabled must be true or false, got {self.enabled!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class GenerationRequest:
     """Settings every generation task shares. width/height None means the model's native size."""
@@ -89,6 +128,7 @@ class GenerationRequest:
     preview_every_n_steps: int | None = None
     # extra name/value pairs written into the infotext (extensions, presets)
     extra_infotext: dict[str, str] = field(default_factory=dict)
+    controlnets: tuple[ControlNetUnit, ...] = ()
 
     def __post_init__(self) -> None:
         self.validate()
@@ -112,6 +152,10 @@ class GenerationRequest:
             raise RequestError(f"preview method must be approx, full or off, got {self.preview_method!r}")
         if self.preview_every_n_steps is not None:
             _check_int("preview every N steps", self.preview_every_n_steps, 1, MAX_STEPS)
+        if not isinstance(self.controlnets, tuple) or not all(isinstance(u, ControlNetUnit) for u in self.controlnets):
+            raise RequestError(f"controlnets must be a tuple of ControlNetUnit, got {self.controlnets!r:.80}")
+        if len(self.controlnets) > MAX_CONTROLNET_UNITS:
+            raise RequestError(f"at most {MAX_CONTROLNET_UNITS} ControlNet units per job, got {len(self.controlnets)}")
 
     def with_changes(self, **changes: Any) -> GenerationRequest:
         return replace(self, **changes)

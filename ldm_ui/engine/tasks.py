@@ -17,6 +17,7 @@ from typing import Any, Callable
 import torch
 from PIL import Image
 
+from ldm_ui.engine.adapters import encoder_prompt, prepare_adapters
 from ldm_ui.engine.models import LoadedModel
 from ldm_ui.engine.samplers import make_scheduler
 from ldm_ui.metadata import build_infotext, save_png_atomically
@@ -144,6 +145,9 @@ def run_batches(ctx: TaskContext, pipe, call_kwargs: dict[str, Any], infotext_ex
     """The loop every generation task shares; `call_kwargs` carry what is task-specific (image, strength, mask)."""
     request, model = ctx.job.request, ctx.model
     width, height = target_size(request, model)
+    # LoRA tags become active adapters; ControlNet units swap in the ControlNet variant of `pipe`
+    pipe, call_kwargs, adapter_infotext = prepare_adapters(ctx, pipe, call_kwargs, width, height)
+    infotext_extra = {**infotext_extra, **adapter_infotext}
     first_seed = resolve_seed(request.seed)
     preview, every = preview_decoder(ctx)
     pipe.scheduler = make_scheduler(request.sampler, model.base_scheduler_config)
@@ -159,7 +163,7 @@ def run_batches(ctx: TaskContext, pipe, call_kwargs: dict[str, Any], infotext_ex
         callback = StepCallback(ctx, batch_index, preview, every)
         began = time.perf_counter()
         latents = pipe(
-            prompt=prompts,
+            prompt=[encoder_prompt(p) for p in prompts],
             negative_prompt=[request.negative_prompt] * len(seeds),
             num_inference_steps=request.steps,
             guidance_scale=request.cfg_scale,

@@ -1,0 +1,36 @@
+"""LoRA and ControlNet for one job: the one call every runner makes before sampling.
+
+    pipe, call_kwargs, infotext = prepare_adapters(ctx, pipe, call_kwargs, width, height)
+
+activates the prompt's `<lora:name:weight>` tags on the loaded model (see lora.py), and when the request has
+ControlNet units swaps `pipe` for its ControlNet variant over the same weights, with the preprocessed control
+maps in `call_kwargs` (see controlnet.py). `encoder_prompt` strips the tags from what the text encoder reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ldm_ui.engine.controlnet import (
+    active_units, cached_controlnets, control_maps, controlnet_call_kwargs, controlnet_pipeline, unit_infotext,
+)
+from ldm_ui.engine.lora import activate_loras, status_event, strip_lora_tags
+
+
+def prepare_adapters(ctx, pipe, call_kwargs: dict[str, Any], width: int, height: int):
+    request = ctx.job.request
+    infotext: dict[str, Any] = dict(activate_loras(ctx, request.prompt))
+    units = active_units(getattr(request, "controlnets", ()))
+    if not units or not hasattr(pipe, "components"):  # a stand-in that runs no step has nothing to control
+        return pipe, call_kwargs, infotext
+    report = lambda text: ctx.job.emit(status_event(text))  # noqa: E731
+    models = cached_controlnets(ctx.model, ctx.config, units, report)
+    controlled = controlnet_pipeline(pipe, models)
+    maps = control_maps(ctx.config, units, width, height)
+    infotext.update(unit_infotext(units))
+    return controlled, {**call_kwargs, **controlnet_call_kwargs(controlled, units, maps)}, infotext
+
+
+def encoder_prompt(prompt: str) -> str:
+    """What the text encoder reads: the prompt without its LoRA tags."""
+    return strip_lora_tags(prompt)
