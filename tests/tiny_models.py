@@ -61,3 +61,41 @@ def build_tiny_sd(folder: Path, seed: int = 0, in_channels: int = 4):
                                    requires_safety_checker=False)
     pipe.save_pretrained(folder)
     return pipe
+
+
+def build_tiny_sd1_layout(folder: Path, tokenizer_folder: Path, seed: int = 0, in_channels: int = 4):
+    """A tiny pipeline with SD1.x's block structure (4 levels, cross-attention in the first 3, CLIP's 49,408-token
+    vocabulary and the real CLIP tokenizer), small enough for CPU tests, saved as a diffusers folder.
+
+    Its sizes respect what a single-file loader cannot read from shapes and takes from SD1.x: 8 attention heads in
+    the UNet, 12 in the text encoder, group norms of 32 channels. Returns the pipeline.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_folder)
+    unet = UNet2DConditionModel(
+        sample_size=64, in_channels=in_channels, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 32, 64, 64), norm_num_groups=32, cross_attention_dim=48, attention_head_dim=8,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=512, norm_num_groups=32, layers_per_block=1,
+        block_out_channels=(32, 32, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.18215,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=48, intermediate_size=64, num_hidden_layers=2, num_attention_heads=12,
+        max_position_embeddings=77, projection_dim=48, hidden_act="quick_gelu",
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+    ))
+    # the same scheduler settings the shipped SD1.x config carries
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(folder)
+    return pipe
