@@ -17,6 +17,7 @@ from typing import Any
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.preprocessors import PreprocessorError, preprocess
 from ldm_ui.requests import ControlNetUnit, RequestError
+from ldm_ui.safe_paths import check_name, is_inside
 from ldm_ui.safe_paths import is_inside
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def list_controlnets(config: AppConfig) -> list[ControlNetEntry]:
 
 
 def resolve_controlnet(config: AppConfig, name: str) -> ControlNetEntry:
-    name = name.strip()
+    name = check_name(name.strip() if isinstance(name, str) else name, "ControlNet")
     for entry in list_controlnets(config):
         if entry.name == name or (entry.kind == "single_file" and Path(entry.name).stem == name):
             return entry

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ldm_ui.config import AppConfig
 from ldm_ui.requests import RequestError
+from ldm_ui.safe_paths import check_name, is_inside
 from ldm_ui.safe_paths import is_inside  # a link out of the LoRA folder is not offered
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ def list_loras(config: AppConfig) -> list[LoraEntry]:
 
 def find_lora(config: AppConfig, name: str) -> LoraEntry:
     """Resolve a tag's name to a file inside the LoRA folders only (no paths outside them)."""
+    check_name(name, "LoRA")
     entries = list_loras(config)
     for entry in entries:
         if entry.name == name:
