@@ -16,10 +16,16 @@ def create_app(config, banner: str | None = None):
 
     from ldm_ui.access import exposure_banner
 
-    engine = Engine(config).start()
-    engine.switch_model(config.default_model)
+    from ldm_ui.extensions import load_extensions
+    from ldm_ui.presets import startup_model
+
+    engine = Engine(config)
+    model = startup_model(config, engine.models)  # --preset: an unknown name stops here, its model loads first
+    engine.start()
+    engine.switch_model(model)
+    extension_tabs = load_extensions(config, engine)  # a failing extension is reported in its tab, never raised
     banner = banner if banner is not None else exposure_banner(config)
-    return engine, build_ui(engine, banner=banner, extra_tabs=extra_tabs())
+    return engine, build_ui(engine, banner=banner, extra_tabs=extra_tabs() + extension_tabs)
 
 
 def launch_kwargs(config) -> dict:
@@ -48,8 +54,13 @@ def main(argv: list[str] | None = None) -> int:
 
     for warning in exposure_warnings(config):
         log.warning(warning)
+    from ldm_ui.presets import PresetError
+
     try:
         engine, demo = create_app(config)
+    except PresetError as error:
+        print(f"ldm-ui: --preset: {error}", file=sys.stderr)
+        return 2
     except RequestError as error:
         print(f"ldm-ui: cannot start with model {config.default_model!r}: {error}", file=sys.stderr)
         return 2

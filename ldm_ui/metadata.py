@@ -94,7 +94,7 @@ def _is_settings_line(line: str) -> bool:
 
 
 def parse_infotext(text: str) -> Infotext:
-    lines = text.strip().split("\n")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").strip().split("\n")
     settings: dict[str, str] = {}
     if lines and _is_settings_line(lines[-1]):
         settings = parse_settings_line(lines.pop())
@@ -156,3 +156,53 @@ def _claim(tmp: str, target: Path) -> None:
 def _next_number(folder: Path) -> int:
     numbers = [int(p.name[:5]) for p in folder.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")]
     return max(numbers, default=-1) + 1
+
+
+# settings that map onto a generation tab's widgets; everything else in an infotext is shown, not applied
+WIDGET_KEYS = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size")
+
+
+def sampler_from_infotext(settings: dict[str, str]) -> str | None:
+    """Our sampler name for an infotext's `Sampler` (+ A1111 1.6's separate `Schedule type`), or None."""
+    from ldm_ui.engine.samplers import SAMPLER_NAMES
+
+    name = settings.get("Sampler", "").strip()
+    schedule = settings.get("Schedule type", "").strip()
+    candidates = [f"{name} {schedule}"] if schedule and schedule.lower() not in ("automatic", "uniform") else []
+    candidates.append(name)
+    return next((c for c in candidates if c in SAMPLER_NAMES), None)
+
+
+def generation_fields(info: Infotext) -> tuple[dict[str, Any], list[str]]:
+    """Request field values that `info` names, and notes on the settings that could not be used.
+
+    Keys: prompt, negative_prompt, sampler, steps, cfg_scale, seed, width, height, model (each only when present
+    and readable).
+    """
+    fields: dict[str, Any] = {"prompt": info.prompt, "negative_prompt": info.negative_prompt}
+    notes: list[str] = []
+    settings = info.settings
+    if "Sampler" in settings:
+        sampler = sampler_from_infotext(settings)
+        if sampler:
+            fields["sampler"] = sampler
+        else:
+            schedule = f" with schedule {settings['Schedule type']}" if settings.get("Schedule type") else ""
+            notes.append(f"sampler {settings['Sampler']!r}{schedule} has no equivalent here; the sampler is unchanged")
+    for key, name, read in (("Steps", "steps", info.get_int), ("CFG scale", "cfg_scale", info.get_float),
+                            ("Seed", "seed", info.get_int)):
+        if key in settings:
+            value = read(key)
+            if value is None:
+                notes.append(f"{key} {settings[key]!r} is not a number; left unchanged")
+            else:
+                fields[name] = value
+    if "Size" in settings:
+        size = info.size()
+        if size:
+            fields["width"], fields["height"] = size
+        else:
+            notes.append(f"Size {settings['Size']!r} is not WIDTHxHEIGHT; left unchanged")
+    if settings.get("Model"):
+        fields["model"] = settings["Model"]
+    return fields, notes

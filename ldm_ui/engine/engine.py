@@ -98,6 +98,8 @@ class Engine:
         self.models = models or ModelManager(config)
         self.step_hooks: list[StepHook] = []
         self.prompt_transforms: list[PromptTransform] = []
+        # ControlNet preprocessors extensions add: name -> (PIL image) -> PIL image (ldm_ui/extensions.py)
+        self.controlnet_preprocessors: dict[str, Callable[[Any], Any]] = {}
         self._pending: list[Job] = []
         self._running: Job | None = None
         self._cond = threading.Condition()

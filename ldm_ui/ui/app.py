@@ -24,6 +24,9 @@ class UiContext:
     tabs: dict[str, tuple[GenerationControls, OutputPanel]] = field(default_factory=dict)
     send_buttons: dict[str, dict[str, gr.Button]] = field(default_factory=dict)
     tab_components: dict[str, gr.Tab] = field(default_factory=dict)
+    tab_group: gr.Tabs | None = None  # an output that switches tabs: gr.Tabs(selected=<tab id>)
+    # wiring that needs every tab to exist (send-to buttons); each runs once as finish(ui) after the tabs
+    after_build: list = field(default_factory=list)
 
     def register_tab(self, name: str, controls: GenerationControls, panel: OutputPanel,
                      send_buttons: dict[str, gr.Button] | None = None) -> None:
@@ -51,7 +54,8 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
                                      info="approx: linear latent->RGB (cheap); full: VAE decode; off")
         ui.preview_every = gr.Slider(1, 50, value=config.preview_every_n_steps, step=1, render=False,
                                      label="Preview every N steps")
-        with gr.Tabs():
+        with gr.Tabs() as tab_group:
+            ui.tab_group = tab_group
             with gr.Tab("txt2img", id="txt2img") as tab:
                 from ldm_ui.ui import txt2img
 
@@ -67,6 +71,11 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
                 gr.Markdown(f"Outputs are saved under `{config.outputs_dir}`. Models are read from "
                             f"`{config.models_dir}`.")
 
+        from ldm_ui.ui import presets_ui
+
+        presets_ui.attach_from_config(ui, config)
+        for finish in ui.after_build:
+            finish(ui)
         refresh.click(lambda: gr.update(choices=engine.models.model_names()), None, model, queue=False,
                       api_name=False)
         size_targets = [c.width for c, _ in ui.tabs.values()] + [c.height for c, _ in ui.tabs.values()]

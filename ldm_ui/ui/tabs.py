@@ -4,4 +4,6 @@ from __future__ import annotations
 
 
 def extra_tabs() -> list:
-    return []
+    from ldm_ui.ui import pnginfo
+
+    return [("PNG info", pnginfo.build)]

@@ -1,0 +1,122 @@
+"""The PNG info tab: drop a PNG, read its `parameters` infotext, and send the settings to a generation tab.
+
+Reads ours, AUTOMATIC1111's, and any tool's PNG that writes the `parameters` text chunk. Every setting is
+shown, including keys ldm-ui does not use; "Send to" fills the target tab's prompt (LoRA tags included),
+negative prompt, sampler, steps, CFG, size and seed, and switches to that tab.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+import gradio as gr
+from PIL import Image, UnidentifiedImageError
+
+from ldm_ui.metadata import WIDGET_KEYS, generation_fields, parse_infotext, read_png_parameters
+from ldm_ui.requests import MAX_SIZE, MIN_SIZE
+
+log = logging.getLogger(__name__)
+
+SEND_TARGETS = ("txt2img", "img2img", "inpaint")
+NO_METADATA = "This image has no generation parameters (no `parameters` text chunk), so there is nothing to read."
+
+
+def read_parameters(path: str | None) -> tuple[str | None, str]:
+    """(infotext or None, a message for the user) for the image file at `path`."""
+    if not path:
+        return None, ""
+    try:
+        with Image.open(path) as image:
+            image.load()  # text chunks after the image data are read only once the pixels are
+            text = read_png_parameters(image)
+    except (UnidentifiedImageError, OSError) as error:
+        return None, f"⚠️ Could not read this file as an image: {error}"
+    if not text or not text.strip():
+        return None, NO_METADATA
+    return text, ""
+
+
+def render_parameters(text: str) -> str:
+    """HTML: prompt, negative prompt, then every setting (the ones 'Send to' does not apply are marked)."""
+    info = parse_infotext(text)
+    fields, notes = generation_fields(info)
+    rows = []
+    for key, value in info.settings.items():
+        used = key in WIDGET_KEYS
+        mark = "" if used else ' <span class="ldm-pnginfo-kept" title="shown, not applied">(kept)</span>'
+        rows.append(f'<tr data-key="{html.escape(key)}"><th>{html.escape(key)}{mark}</th>'
+                    f"<td>{html.escape(value)}</td></tr>")
+    negative = info.negative_prompt or "(none)"
+    note_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return (
+        '<div class="ldm-pnginfo">'
+        f'<h4>Prompt</h4><pre id="pnginfo-prompt-text">{html.escape(info.prompt) or "(empty)"}</pre>'
+        f'<h4>Negative prompt</h4><pre id="pnginfo-negative-text">{html.escape(negative)}</pre>'
+        f'<h4>Settings</h4><table class="ldm-pnginfo-settings">{"".join(rows)}</table>'
+        + (f"<ul class='ldm-pnginfo-notes'>{note_html}</ul>" if note_html else "")
+        + "</div>"
+    )
+
+
+def send_updates(text: str | None, current_prompt: str) -> tuple[list, str]:
+    """Updates for [prompt, negative, sampler, steps, cfg, width, height, seed] and a status note."""
+    keep = gr.skip()
+    if not text:
+        return [keep] * 8, "Drop a PNG with generation parameters first."
+    fields, notes = generation_fields(parse_infotext(text))
+    for key in ("width", "height"):
+        if key in fields and not (MIN_SIZE <= fields[key] <= MAX_SIZE and fields[key] % 8 == 0):
+            notes.append(f"{key} {fields[key]} is outside {MIN_SIZE}-{MAX_SIZE} (multiples of 8); left unchanged")
+            fields.pop(key)
+    updates = [fields.get(k, keep) for k in ("prompt", "negative_prompt", "sampler", "steps", "cfg_scale",
+                                              "width", "height", "seed")]
+    return updates, "; ".join(notes)
+
+
+def build(ui) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = gr.Image(label="Drop a PNG here", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                             elem_id="pnginfo-image", height=400)
+        with gr.Column(scale=1):
+            result = gr.HTML("Drop a PNG to see how it was made.", elem_id="pnginfo-result")
+            raw = gr.Textbox(label="Raw parameters", lines=4, interactive=False, elem_id="pnginfo-raw")
+            send_row = gr.Row()  # filled once every generation tab exists (see wire_send_buttons)
+            send_status = gr.Markdown("", elem_id="pnginfo-send-status")
+
+    def read(path):
+        text, message = read_parameters(path)
+        if text is None:
+            return message or "Drop a PNG to see how it was made.", ""
+        log.info("PNG info: read %d characters of parameters", len(text))
+        return render_parameters(text), text
+
+    image.change(read, image, [result, raw], queue=False, api_name="pnginfo")
+    ui.after_build.append(lambda ui: wire_send_buttons(ui, send_row, raw, send_status))
+
+
+def wire_send_buttons(ui, send_row: gr.Row, raw: gr.Textbox, send_status: gr.Markdown) -> None:
+    """One 'Send to' button per generation tab that exists (txt2img; img2img and inpaint when present)."""
+    with send_row:
+        for target in SEND_TARGETS:
+            if target not in ui.tabs:
+                continue
+            controls, _panel = ui.tabs[target]
+            button = gr.Button(f"Send to {target}", size="sm", elem_id=f"pnginfo-send-{target}")
+            outputs = [controls.prompt, controls.negative_prompt, controls.sampler, controls.steps,
+                       controls.cfg_scale, controls.width, controls.height, controls.seed]
+
+            def send(text: str, prompt: str, target: str = target) -> list[Any]:
+                updates, note = send_updates(text, prompt)
+                if not text:
+                    return updates + [gr.skip(), note]
+                return updates + [gr.Tabs(selected=_tab_id(ui, target)), note]
+
+            button.click(send, [raw, controls.prompt], [*outputs, ui.tab_group, send_status], queue=False,
+                         api_name=False)
+
+
+def _tab_id(ui, name: str) -> str:
+    return name.lower().replace(" ", "-")
