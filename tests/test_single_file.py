@@ -344,3 +344,15 @@ def test_a_full_size_checkpoint_derives_exactly_the_shipped_architecture(family)
     for component in ("unet", "vae", "text_encoder", "text_encoder_2"):
         if component in shipped:
             assert derived[component] == shipped[component], component
+
+
+def test_a_nine_channel_sd1_file_loads_as_an_inpainting_model(tmp_path, shared_cache, sd1_files):
+    folder = tmp_path / "models" / "Stable-diffusion"
+    folder.mkdir(parents=True)
+    pipe = build_tiny_sd1_layout(tmp_path / "reference-inpainting", sd1_files["models"] / "clip-tokenizer",
+                                 in_channels=9)
+    save_file(sd1_pipeline_to_ldm(pipe), str(folder / "tiny-inpainting.safetensors"))
+    loaded = ModelManager(make_config(tmp_path / "models", shared_cache, tmp_path)).get("tiny-inpainting.safetensors")
+    assert loaded.is_inpainting_model
+    assert type(loaded.pipe).__name__ == "StableDiffusionInpaintPipeline"
+    assert torch.equal(loaded.pipe.unet.conv_in.weight, pipe.unet.conv_in.weight)
