@@ -1,0 +1,83 @@
+"""What the demo LoRA and demo ControlNet trainers share: the frozen demo pipeline, cached latents and captions,
+and one seeded noise draw per step (the same noising the demo model itself was trained with)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass
+class FrozenParts:
+    pipe: object
+    scaling_factor: float
+    noise_scheduler: object
+
+
+def load_frozen(model_dir: Path) -> FrozenParts:
+    from diffusers import DDPMScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(model_dir, local_files_only=True, safety_checker=None)
+    for module in (pipe.vae, pipe.text_encoder, pipe.unet):
+        module.requires_grad_(False).eval()
+    pipe.set_progress_bar_config(disable=True)
+    return FrozenParts(pipe, float(pipe.vae.config.scaling_factor), DDPMScheduler.from_config(pipe.scheduler.config))
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+@torch.no_grad()
+def encode_images(parts: FrozenParts, images: np.ndarray) -> torch.Tensor:
+    vae = parts.pipe.vae
+    latents = [vae.encode(batch).latent_dist.mean for batch in to_tensor(images).split(128)]
+    return torch.cat(latents) * parts.scaling_factor
+
+
+@torch.no_grad()
+def encode_captions(parts: FrozenParts, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(embeddings of each distinct caption, index of each caption into them); index 0 is the empty caption."""
+    distinct = ["", *sorted(set(captions) - {""})]
+    tokenizer = parts.pipe.tokenizer
+    ids = tokenizer(distinct, padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
+                    return_tensors="pt").input_ids
+    embeddings = parts.pipe.text_encoder(ids)[0]
+    lookup = {caption: i for i, caption in enumerate(distinct)}
+    return embeddings, torch.tensor([lookup[c] for c in captions])
+
+
+def noisy_batch(parts: FrozenParts, latents: torch.Tensor, caption_index: torch.Tensor, batch: int,
+                caption_dropout: float, generator: torch.Generator):
+    """Pick a batch, noise it at random timesteps; returns (indices, noisy, noise, timesteps, caption rows)."""
+    index = torch.randint(len(latents), (batch,), generator=generator)
+    noise = torch.randn(latents[index].shape, generator=generator)
+    t = torch.randint(parts.noise_scheduler.config.num_train_timesteps, (batch,), generator=generator)
+    noisy = parts.noise_scheduler.add_noise(latents[index], noise, t)
+    rows = caption_index[index].clone()
+    rows[torch.rand(batch, generator=generator) < caption_dropout] = 0
+    return index, noisy, noise, t, rows
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int = 50) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class Log:
+    def __init__(self, name: str, total: int):
+        self.name, self.total, self.t0 = name, total, time.time()
+
+    def __call__(self, step: int, loss: float) -> None:
+        elapsed = time.time() - self.t0
+        eta = elapsed / max(step, 1) * (self.total - step)
+        print(f"[{self.name}] step {step}/{self.total} loss {loss:.4f} ({elapsed:.0f} s, ETA {eta:.0f} s)",
+              flush=True)
