@@ -227,6 +227,7 @@ class Progress:
     it_per_s: float
     eta_s: float
     message: str = ""
+    unit: str = "batch"  # what batch_index counts, as the status line names it ("batch", "frame")
 
     @property
     def fraction(self) -> float:
@@ -268,3 +269,80 @@ class Cancelled:
 
 
 TERMINAL_EVENTS = (Finished, Failed, Cancelled)
+
+
+# ---- latent interpolation and the latent inspector
+
+INTERPOLATION_MODES = ("prompts", "seeds", "both", "images")
+EASINGS = ("linear", "ease-in-out")
+LATENT_MIXES = ("slerp", "lerp")
+MIN_FRAMES, MAX_FRAMES = 2, 120
+MAX_FPS = 60.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class InterpolateRequest(GenerationRequest):
+    """A walk from endpoint A to endpoint B in `frames` images (both endpoints included).
+
+    prompts: one seed, text embeddings mixed linearly; seeds: one prompt, initial noise mixed by slerp;
+    both: prompt and seed together; images: two VAE-encoded images mixed by `latent_mix`, each frame decoded
+    directly, or re-noised by `strength` and denoised with the prompt (SDEdit) when strength > 0.
+    """
+
+    task: ClassVar[str] = "interpolate"
+
+    mode: str = "prompts"
+    prompt_b: str = ""
+    seed_b: int = -1
+    frames: int = 8
+    easing: str = "linear"
+    image_a: Image.Image | None = None
+    image_b: Image.Image | None = None
+    latent_mix: str = "slerp"
+    strength: float = 0.0
+    fps: float = 8.0
+    ping_pong: bool = False
+
+    def validate(self) -> None:
+        super().validate()
+        if self.mode not in INTERPOLATION_MODES:
+            raise RequestError(f"interpolation mode must be one of {', '.join(INTERPOLATION_MODES)}, got {self.mode!r}")
+        _check_int("frames", self.frames, MIN_FRAMES, MAX_FRAMES)
+        if self.easing not in EASINGS:
+            raise RequestError(f"easing must be one of {', '.join(EASINGS)}, got {self.easing!r}")
+        if self.latent_mix not in LATENT_MIXES:
+            raise RequestError(f"latent mix must be one of {', '.join(LATENT_MIXES)}, got {self.latent_mix!r}")
+        _check_float("re-noise strength", self.strength, 0.0, 1.0)
+        _check_float("frame rate", self.fps, 1.0, MAX_FPS)
+        _check_int("seed B", self.seed_b, -1, MAX_SEED, " (-1 picks a random seed)")
+        check_prompt("prompt B", self.prompt_b)
+        if self.batch_count != 1 or self.batch_size != 1:
+            raise RequestError(f"an interpolation makes one image per frame: batch count and batch size must be 1, "
+                               f"got {self.batch_count} and {self.batch_size} (set the number of frames instead)")
+        if not isinstance(self.ping_pong, bool):
+            raise RequestError(f"ping-pong must be true or false, got {self.ping_pong!r}")
+        if self.mode in ("prompts", "both") and self.prompt == self.prompt_b and (
+                self.mode == "prompts" or self.seed == self.seed_b >= 0):
+            raise RequestError("prompt A and prompt B are the same; type a different prompt B to interpolate between")
+        if self.mode == "seeds" and self.seed == self.seed_b >= 0:
+            raise RequestError(f"seed A and seed B are both {self.seed}; pick a different seed B (or -1 for random)")
+        if self.mode == "images":
+            for name, image in (("image A", self.image_a), ("image B", self.image_b)):
+                if image is None:
+                    raise RequestError(f"images mode needs two images: {name} is missing")
+                check_image(name, image)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InspectLatentsRequest:
+    """Encode an image with the model's VAE and decode it back: latent channels, sizes and reconstruction PSNR."""
+
+    task: ClassVar[str] = "inspect-latents"
+
+    image: Image.Image
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        check_image("image", self.image)
+        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
+            raise RequestError(f"model must be a model name, got {self.model!r}")

@@ -132,8 +132,9 @@ class Engine:
 
     def submit(self, request: Request) -> Job:
         """Queue a request. Raises RequestError at once for a model that does not exist."""
-        if not isinstance(request, (GenerationRequest, LoadModelRequest)):
-            raise RequestError(f"expected a generation request, got {type(request).__name__}")
+        # any request type from ldm_ui.requests with a runner (generation, model load, latent inspection, ...)
+        if not isinstance(getattr(type(request), "task", None), str) or not hasattr(request, "model"):
+            raise RequestError(f"expected a request from ldm_ui.requests, got {type(request).__name__}")
         from ldm_ui.engine.tasks import runner_for
 
         runner_for(request)  # unknown task types fail here, not on the worker

@@ -21,6 +21,7 @@ from ldm_ui.engine.adapters import encoder_prompt, prepare_adapters
 from ldm_ui.engine.models import LoadedModel
 from ldm_ui.engine.samplers import make_scheduler
 from ldm_ui.metadata import build_infotext, save_png_atomically
+from ldm_ui.requests import InspectLatentsRequest, InterpolateRequest
 from ldm_ui.requests import (
     MAX_SEED, Finished, GenerationRequest, LoadModelRequest, Output, Preview, Progress, Request, RequestError,
     Txt2ImgRequest,
@@ -65,8 +66,11 @@ def target_size(request: GenerationRequest, model: LoadedModel) -> tuple[int, in
 class StepCallback:
     """The pipeline's `callback_on_step_end`: progress, x0 previews every N steps, hooks, and cancel."""
 
-    def __init__(self, ctx: TaskContext, batch_index: int, preview: Callable | None, preview_every: int):
+    def __init__(self, ctx: TaskContext, batch_index: int, preview: Callable | None, preview_every: int,
+                 batch_count: int | None = None, unit: str = "batch"):
         self.ctx, self.batch_index = ctx, batch_index
+        # a task that is not a batch loop (interpolation frames) says how many units the job has
+        self.batch_count, self.unit = batch_count or ctx.job.request.batch_count, unit
         self.preview, self.preview_every = preview, preview_every
         self.started = time.perf_counter()
         self.preview_seconds = 0.0
@@ -94,9 +98,9 @@ class StepCallback:
         elapsed = time.perf_counter() - self.started
         done = step + 1
         rate = done / elapsed if elapsed > 0 else 0.0
-        remaining = (steps - done) + (request.batch_count - self.batch_index - 1) * steps
-        ctx.job.emit(Progress(step=done, steps=steps, batch_index=self.batch_index, batch_count=request.batch_count,
-                              it_per_s=rate, eta_s=remaining / rate if rate else 0.0))
+        remaining = (steps - done) + (self.batch_count - self.batch_index - 1) * steps
+        ctx.job.emit(Progress(step=done, steps=steps, batch_index=self.batch_index, batch_count=self.batch_count,
+                              it_per_s=rate, eta_s=remaining / rate if rate else 0.0, unit=self.unit))
         ctx.check_cancel()
         return callback_kwargs
 
@@ -202,9 +206,23 @@ def run_load_model(ctx: TaskContext) -> Finished:
     return Finished(outputs=[], info={"model": ctx.model.entry.name, "native_size": ctx.model.native_size})
 
 
+def run_interpolate(ctx: TaskContext) -> Finished:
+    from ldm_ui.engine.interpolate import run_interpolate as run  # that module builds on this one
+
+    return run(ctx)
+
+
+def run_inspect_latents(ctx: TaskContext) -> Finished:
+    from ldm_ui.engine.latent_inspector import run_inspect_latents as run  # that module builds on this one
+
+    return run(ctx)
+
+
 RUNNERS: dict[type, Callable[[TaskContext], Finished]] = {
     Txt2ImgRequest: run_txt2img,
     LoadModelRequest: run_load_model,
+    InterpolateRequest: run_interpolate,
+    InspectLatentsRequest: run_inspect_latents,
 }
 
 

@@ -1,0 +1,136 @@
+"""The Interpolate tab: walk from prompt/seed/image A to B, frames arriving live, then a GIF and an MP4."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ldm_ui.engine.interpolate import GIF_NAME, MP4_NAME
+from ldm_ui.requests import (
+    EASINGS, INTERPOLATION_MODES, LATENT_MIXES, MAX_FPS, MAX_FRAMES, MAX_SEED, MIN_FRAMES, InterpolateRequest,
+)
+from ldm_ui.ui.common import (
+    GPU, build_generation_controls, build_output_panel, generation_settings, infotext_of_selected, interrupt,
+    _whole, mark_started, stream_job,
+)
+
+DEFAULT_SAMPLER = "DPM++ 2M"  # deterministic: in-between frames of a seed walk change smoothly
+MODE_HELP = {
+    "prompts": "One seed; the text conditioning moves from prompt A to prompt B.",
+    "seeds": "One prompt; the starting noise moves from seed A to seed B along a sphere (slerp).",
+    "both": "Prompt A with seed A to prompt B with seed B.",
+    "images": "Two pictures: their VAE latents are mixed and each frame decoded; a re-noise strength above 0 "
+              "redraws each in-between with the prompt (SDEdit).",
+}
+
+
+def to_request(mode, prompt_b, seed_b, frames, easing, fps, ping_pong, image_a, image_b, latent_mix, strength,
+               model, preview_method, preview_every, *values) -> InterpolateRequest:
+    settings = generation_settings(*values)
+    return InterpolateRequest(
+        model=model or None, preview_method=preview_method, preview_every_n_steps=int(preview_every),
+        mode=mode, prompt_b=prompt_b or "", seed_b=_whole(seed_b, "seed B"), frames=_whole(frames, "frames"),
+        easing=easing, fps=float(fps), ping_pong=bool(ping_pong), image_a=image_a, image_b=image_b,
+        latent_mix=latent_mix, strength=float(strength), **settings,
+    )
+
+
+def mode_visibility(mode: str):
+    """Prompt B, seed B and the image inputs appear only in the modes that use them."""
+    return (gr.update(visible=mode in ("prompts", "both")), gr.update(visible=mode in ("seeds", "both")),
+            gr.update(visible=mode == "images"), MODE_HELP.get(mode, ""))
+
+
+def animation_files(outputs) -> tuple[str, str] | None:
+    """The run's GIF and MP4, which exist only once every frame is done (an interrupted run has none)."""
+    if not outputs or not getattr(outputs[-1], "path", None):
+        return None
+    folder = Path(outputs[-1].path).parent
+    gif, mp4 = folder / GIF_NAME, folder / MP4_NAME
+    return (str(gif), str(mp4)) if gif.is_file() and mp4.is_file() else None
+
+
+def build(ui) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            mode = gr.Radio(list(INTERPOLATION_MODES), value="prompts", label="Interpolate between",
+                            elem_id="interpolate-mode")
+            mode_help = gr.Markdown(MODE_HELP["prompts"], elem_id="interpolate-mode-help")
+            controls = build_generation_controls("interpolate", ui.native_size, generate_label="Interpolate",
+                                                 prompt_placeholder="a red circle on a white background")
+            # this tab's own labels and defaults on the shared controls (read when the page config is built)
+            controls.prompt.label = "Prompt A"
+            controls.seed.label = "Seed A (-1 = random)"
+            controls.sampler.value = DEFAULT_SAMPLER
+            controls.sampler.info = "Ancestral samplers (Euler a, SDE) add new noise every step, which makes seed walks jumpy"
+            controls.batch_count.visible = controls.batch_size.visible = False  # frames replace batches here
+            with gr.Row():
+                prompt_b = gr.Textbox(label="Prompt B", lines=2, placeholder="a blue circle on a white background",
+                                      elem_id="interpolate-prompt-b", scale=3)
+                seed_b = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed B (-1 = random)",
+                                   elem_id="interpolate-seed-b", visible=False, scale=1)
+            with gr.Group(visible=False) as images_group:
+                with gr.Row():
+                    image_a = gr.Image(label="Image A", type="pil", sources=["upload", "clipboard"], height=200,
+                                       elem_id="interpolate-image-a")
+                    image_b = gr.Image(label="Image B", type="pil", sources=["upload", "clipboard"], height=200,
+                                       elem_id="interpolate-image-b")
+                with gr.Row():
+                    latent_mix = gr.Radio(list(LATENT_MIXES), value="slerp", label="Latent mix",
+                                          elem_id="interpolate-latent-mix")
+                    strength = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Re-noise strength (0 = off)",
+                                         info="above 0, each frame is noised this far and denoised with prompt A",
+                                         elem_id="interpolate-strength")
+            with gr.Row():
+                frames = gr.Slider(MIN_FRAMES, MAX_FRAMES, value=8, step=1, label="Frames",
+                                   elem_id="interpolate-frames")
+                easing = gr.Radio(list(EASINGS), value="linear", label="Easing", elem_id="interpolate-easing")
+            with gr.Row():
+                fps = gr.Slider(1, MAX_FPS, value=8, step=1, label="Frame rate (fps)", elem_id="interpolate-fps",
+                                info="GIF delays are whole 1/100 s, so its rate is rounded")
+                ping_pong = gr.Checkbox(value=False, label="Ping-pong loop (play forward, then back)",
+                                        elem_id="interpolate-ping-pong")
+        with gr.Column(scale=1):
+            panel = build_output_panel("interpolate")
+            panel.gallery.label = "Frames"
+            with gr.Row():
+                video = gr.Video(label="MP4", interactive=False, loop=True, autoplay=True, height=256,
+                                 elem_id="interpolate-video")
+                gif = gr.Image(label="GIF", type="filepath", interactive=False, height=256,
+                               elem_id="interpolate-gif", elem_classes=["pixelated"])
+            files = gr.File(label="Download the animation", file_count="multiple", interactive=False,
+                            elem_id="interpolate-files")
+    ui.register_tab("interpolate", controls, panel)
+
+    def interpolate(mode, prompt_b, seed_b, frames, easing, fps, ping_pong, image_a, image_b, latent_mix, strength,
+                    prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
+                    model, preview_method, preview_every, session):
+        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
+        skip = gr.skip()
+        outputs = []
+        first = True
+        for update in stream_job(ui.engine, session, lambda: to_request(
+                mode, prompt_b, seed_b, frames, easing, fps, ping_pong, image_a, image_b, latent_mix, strength,
+                model, preview_method, preview_every, *values)):
+            if isinstance(update[4], list):
+                outputs = update[4]
+            # a new run clears the last run's animation
+            yield (*update, *((None, None, None) if first else (skip, skip, skip)))
+            first = False
+        found = animation_files(outputs)
+        if found:
+            yield (skip, skip, skip, skip, skip, found[1], found[0], list(found))
+
+    inputs = [mode, prompt_b, seed_b, frames, easing, fps, ping_pong, image_a, image_b, latent_mix, strength,
+              *controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session]
+    event_outputs = [*panel.outputs(), video, gif, files]
+    controls.generate.click(
+        mark_started, ui.session, ui.session, queue=False, show_progress="hidden", api_name=False,
+    ).then(
+        interpolate, inputs, event_outputs, api_name="interpolate", concurrency_id=GPU, concurrency_limit=1,
+        show_progress="minimal",
+    )
+    controls.interrupt.click(interrupt, ui.session, panel.status, queue=False, api_name=False)
+    panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False, api_name=False)
+    mode.change(mode_visibility, mode, [prompt_b, seed_b, images_group, mode_help], queue=False, api_name=False)
