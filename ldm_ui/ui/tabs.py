@@ -6,4 +6,6 @@ from __future__ import annotations
 def extra_tabs() -> list:
     from ldm_ui.ui import pnginfo
 
-    return [("PNG info", pnginfo.build)]
+    from ldm_ui.ui import inspector, interpolate
+
+    return [("PNG info", pnginfo.build), ("Interpolate", interpolate.build), ("Latent inspector", inspector.build)]
