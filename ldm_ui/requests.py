@@ -181,12 +181,96 @@ class Img2ImgRequest(GenerationRequest):
     strength: float = 0.75
     resize_mode: str = "just resize"
 
+    def __post_init__(self) -> None:
+        # width/height left out: the init image's own size, fitted to 64..2048 in multiples of 8
+        check_loaded_image("init image", self.init_image)
+        from ldm_ui.image_ops import size_for_image
+
+        width, height = size_for_image(self.init_image)
+        object.__setattr__(self, "width", self.width or width)
+        object.__setattr__(self, "height", self.height or height)
+        super().__post_init__()
+
     def validate(self) -> None:
         super().validate()
-        check_image("init image", self.init_image)
+        check_loaded_image("init image", self.init_image)
         _check_float("denoising strength", self.strength, 0.0, 1.0)
         if self.resize_mode not in RESIZE_MODES:
             raise RequestError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {self.resize_mode!r}")
+
+
+def check_loaded_image(name: str, value: Any) -> None:
+    """check_image, then decode the pixels: a truncated or corrupt upload fails here with its name, not mid-job."""
+    check_image(name, value)
+    try:
+        value.load()
+    except (OSError, SyntaxError, ValueError) as error:
+        raise RequestError(f"{name} could not be decoded ({error}); upload a complete PNG, JPEG or WebP file") from None
+
+
+MASKED_CONTENTS = ("original", "fill", "latent noise", "latent nothing")
+INPAINT_AREAS = ("whole picture", "only masked")
+MAX_MASK_BLUR_PX = 64
+MAX_MASK_PADDING_PX = 256
+
+
+@dataclass(frozen=True, kw_only=True)
+class InpaintRequest(Img2ImgRequest):
+    """img2img inside a mask (white = repaint); pixels outside the blurred mask come back from the input unchanged.
+
+    masked_content: what the masked area starts from (the original pixels, a fill from the colors around it, latent
+    noise, or zero latents). inpaint_area "only masked" crops around the mask plus `only_masked_padding_px`, works on
+    that crop at width x height, and pastes it back. The output has the input image's size.
+    """
+
+    task: ClassVar[str] = "inpaint"
+
+    mask: Image.Image
+    mask_blur_px: int = 4
+    invert_mask: bool = False
+    masked_content: str = "original"
+    inpaint_area: str = "whole picture"
+    only_masked_padding_px: int = 32
+
+    def validate(self) -> None:
+        super().validate()
+        check_loaded_image("mask", self.mask)
+        _check_int("mask blur", self.mask_blur_px, 0, MAX_MASK_BLUR_PX, " px")
+        _check_int("only-masked padding", self.only_masked_padding_px, 0, MAX_MASK_PADDING_PX, " px")
+        if not isinstance(self.invert_mask, bool):
+            raise RequestError(f"invert mask must be true or false, got {self.invert_mask!r}")
+        if self.masked_content not in MASKED_CONTENTS:
+            raise RequestError(f"masked content must be one of {', '.join(MASKED_CONTENTS)}, "
+                               f"got {self.masked_content!r}")
+        if self.inpaint_area not in INPAINT_AREAS:
+            raise RequestError(f"inpaint area must be one of {', '.join(INPAINT_AREAS)}, got {self.inpaint_area!r}")
+        mask, _ = self.binary_mask()
+        if mask.getbbox() is None:
+            raise RequestError(
+                "the mask is empty after inverting it: it covered the whole image, so nothing is left to repaint"
+                if self.invert_mask else
+                "the mask is empty: paint over the part of the image to repaint (in an uploaded mask, white marks it)"
+            )
+
+    def binary_mask(self) -> tuple[Image.Image, str]:
+        """The mask as 0/255 at the init image's size, inverted if asked, and a note if it had to be resized.
+
+        A mask of another size but the same shape is resized to the image; one of another shape is refused,
+        because stretching it would repaint the wrong place.
+        """
+        from PIL import ImageOps
+
+        from ldm_ui.image_ops import mask_to_binary
+
+        mask, note = mask_to_binary(self.mask), ""
+        (iw, ih), (mw, mh) = self.init_image.size, mask.size
+        if (mw, mh) != (iw, ih):
+            if abs(mw / mh - iw / ih) > 0.01 * iw / ih:
+                raise RequestError(f"the mask is {mw}x{mh} but the image is {iw}x{ih}: their shapes differ, so the "
+                                   f"mask cannot be placed; use a mask of the image's size")
+            mask = mask.resize((iw, ih), Image.Resampling.NEAREST)
+            note = f"The {mw}x{mh} mask was resized to the image's {iw}x{ih}."
+        return (ImageOps.invert(mask) if self.invert_mask else mask), note
 
 
 @dataclass(frozen=True, kw_only=True)

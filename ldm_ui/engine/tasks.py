@@ -19,6 +19,7 @@ from PIL import Image
 
 from ldm_ui.engine.adapters import encoder_prompt, prepare_adapters
 from ldm_ui.engine.models import LoadedModel
+from ldm_ui.engine.img2img import run_img2img, run_inpaint  # img2img.py imports this module lazily
 from ldm_ui.engine.samplers import make_scheduler
 from ldm_ui.metadata import build_infotext, save_png_atomically
 from ldm_ui.requests import InspectLatentsRequest, InterpolateRequest
@@ -26,6 +27,7 @@ from ldm_ui.requests import (
     MAX_SEED, Finished, GenerationRequest, LoadModelRequest, Output, Preview, Progress, Request, RequestError,
     Txt2ImgRequest,
 )
+from ldm_ui.requests import Img2ImgRequest, InpaintRequest
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +222,7 @@ def run_inspect_latents(ctx: TaskContext) -> Finished:
 
 RUNNERS: dict[type, Callable[[TaskContext], Finished]] = {
     Txt2ImgRequest: run_txt2img,
+    Img2ImgRequest: run_img2img, InpaintRequest: run_inpaint,
     LoadModelRequest: run_load_model,
     InterpolateRequest: run_interpolate,
     InspectLatentsRequest: run_inspect_latents,

@@ -7,5 +7,7 @@ def extra_tabs() -> list:
     from ldm_ui.ui import pnginfo
 
     from ldm_ui.ui import inspector, interpolate
+    from ldm_ui.ui import img2img, inpaint
 
-    return [("PNG info", pnginfo.build), ("Interpolate", interpolate.build), ("Latent inspector", inspector.build)]
+    return [("img2img", img2img.build), ("Inpaint", inpaint.build),
+            ("PNG info", pnginfo.build), ("Interpolate", interpolate.build), ("Latent inspector", inspector.build)]

@@ -1,0 +1,75 @@
+"""The img2img tab (SDEdit): an input image, a denoising strength, and the txt2img controls."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ldm_ui.image_ops import size_for_image
+from ldm_ui.requests import RESIZE_MODES, Img2ImgRequest, RequestError
+from ldm_ui.ui.common import (
+    GPU, build_generation_controls, build_output_panel, generation_settings, infotext_of_selected, interrupt,
+    mark_started, stream_job,
+)
+from ldm_ui.ui.send_to import wire_target
+
+STRENGTH_INFO = "0 returns the input (through the VAE); 1 ignores it. Steps run = steps x strength."
+RESIZE_INFO = "When the input's shape differs from width x height: stretch it, crop it to cover, or fit it and " \
+              "extend its edges."
+
+
+def to_request(model, preview_method, preview_every, init_image, strength, resize_mode, *values) -> Img2ImgRequest:
+    if init_image is None:
+        raise RequestError("no input image: upload or paste one, or use 'Send to img2img' from a result")
+    return Img2ImgRequest(model=model or None, preview_method=preview_method,
+                          preview_every_n_steps=int(preview_every), init_image=init_image,
+                          strength=float(strength), resize_mode=resize_mode, **generation_settings(*values))
+
+
+def size_of_input(image):
+    """Width/height sliders follow a new input image (its size in multiples of 8)."""
+    if image is None:
+        return gr.skip(), gr.skip()
+    return size_for_image(image)
+
+
+def build(ui) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            init_image = gr.Image(label="Input image", type="pil", image_mode="RGB", format="png", height=320,
+                                  sources=["upload", "clipboard"], elem_id="img2img-image",
+                                  elem_classes=["pixelated"])
+            with gr.Row():
+                strength = gr.Slider(0.0, 1.0, value=0.75, step=0.01, label="Denoising strength",
+                                     info=STRENGTH_INFO, elem_id="img2img-strength")
+                resize_mode = gr.Radio(list(RESIZE_MODES), value="just resize", label="Resize mode",
+                                       info=RESIZE_INFO, elem_id="img2img-resize-mode")
+            controls = build_generation_controls("img2img", ui.native_size)
+        with gr.Column(scale=1):
+            panel = build_output_panel("img2img")
+            with gr.Row():
+                send_img2img = gr.Button("Send to img2img", size="sm", elem_id="img2img-send-img2img")
+                send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="img2img-send-inpaint")
+    ui.register_tab("img2img", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
+
+    inputs = [init_image, strength, resize_mode, *controls.inputs(), ui.model, ui.preview_method,
+              ui.preview_every, ui.session]
+
+    def img2img(init_image, strength, resize_mode, prompt, negative_prompt, sampler, steps, cfg_scale, width,
+                height, seed, batch_count, batch_size, model, preview_method, preview_every, session):
+        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
+        yield from stream_job(ui.engine, session, lambda: to_request(
+            model, preview_method, preview_every, init_image, strength, resize_mode, *values))
+
+    # one named endpoint (/img2img); the Enter-key twin and the helper steps stay out of the API
+    for trigger, api in ((controls.generate.click, {"api_name": "img2img"}),
+                         (controls.prompt.submit, {"api_visibility": "private"})):
+        trigger(mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
+                api_visibility="private").then(
+            img2img, inputs, panel.outputs(), concurrency_id=GPU, concurrency_limit=1, show_progress="minimal", **api,
+        )
+    init_image.change(size_of_input, init_image, [controls.width, controls.height], queue=False,
+                      api_visibility="private")
+    controls.interrupt.click(interrupt, ui.session, panel.status, queue=False, api_visibility="private")
+    panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False,
+                         api_visibility="private")
+    ui.after_build.append(lambda ui: wire_target(ui, "img2img", init_image, controls, panel.status))

@@ -1,0 +1,114 @@
+"""The inpaint tab: paint a mask over the image with a brush (or upload one), then repaint inside it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+from PIL import Image, ImageChops
+
+from ldm_ui.requests import (
+    INPAINT_AREAS, MASKED_CONTENTS, MAX_MASK_BLUR_PX, MAX_MASK_PADDING_PX, RESIZE_MODES, InpaintRequest, RequestError,
+)
+from ldm_ui.ui.common import (
+    GPU, build_generation_controls, build_output_panel, generation_settings, infotext_of_selected, interrupt,
+    mark_started, stream_job,
+)
+from ldm_ui.ui.img2img import STRENGTH_INFO, size_of_input
+from ldm_ui.ui.send_to import wire_target
+
+EDITOR_HELP = ("Upload an image, then paint over what should change. Pixels outside the painted area (after the "
+               "mask blur) come back exactly as they were. The result has the input image's size.")
+
+
+def image_and_mask(editor: dict[str, Any] | None, uploaded_mask: Image.Image | None) -> tuple[Image.Image, Image.Image]:
+    """The editor's background, and the mask: an uploaded one if given, else every painted stroke."""
+    background = (editor or {}).get("background")
+    if background is None:
+        raise RequestError("no image to inpaint: upload or paste one in the editor, or use 'Send to inpaint'")
+    if uploaded_mask is not None:
+        return background, uploaded_mask
+    mask = Image.new("L", background.size, 0)
+    for layer in (editor or {}).get("layers") or []:
+        alpha = layer.convert("RGBA").getchannel("A")
+        if alpha.size != background.size:
+            alpha = alpha.resize(background.size, Image.Resampling.NEAREST)
+        mask = ImageChops.lighter(mask, alpha)
+    return background.convert("RGB"), mask
+
+
+def to_request(model, preview_method, preview_every, editor, uploaded_mask, strength, resize_mode, mask_blur,
+               invert_mask, masked_content, inpaint_area, padding, *values) -> InpaintRequest:
+    image, mask = image_and_mask(editor, uploaded_mask)
+    return InpaintRequest(
+        model=model or None, preview_method=preview_method, preview_every_n_steps=int(preview_every),
+        init_image=image, mask=mask, strength=float(strength), resize_mode=resize_mode,
+        mask_blur_px=int(mask_blur), invert_mask=bool(invert_mask), masked_content=masked_content,
+        inpaint_area=inpaint_area, only_masked_padding_px=int(padding), **generation_settings(*values),
+    )
+
+
+def build(ui) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            editor = gr.ImageEditor(
+                label="Image and mask", type="pil", image_mode="RGBA", format="png", height=420,
+                sources=["upload", "clipboard"], layers=False, transforms=(),
+                brush=gr.Brush(colors=["#ffffff", "#ff00ff", "#000000"], default_color="#ffffff",
+                               color_mode="fixed", default_size=12),
+                eraser=gr.Eraser(default_size=12), elem_id="inpaint-editor", elem_classes=["pixelated"],
+            )
+            gr.Markdown(EDITOR_HELP)
+            with gr.Accordion("Upload a mask instead (white = repaint)", open=False):
+                uploaded_mask = gr.Image(label="Mask", type="pil", format="png", sources=["upload", "clipboard"],
+                                         height=200, elem_id="inpaint-mask-upload")
+            with gr.Row():
+                mask_blur = gr.Slider(0, MAX_MASK_BLUR_PX, value=4, step=1, label="Mask blur (px)",
+                                      elem_id="inpaint-mask-blur")
+                invert_mask = gr.Checkbox(False, label="Invert mask (repaint what is not painted)",
+                                          elem_id="inpaint-invert")
+            masked_content = gr.Radio(list(MASKED_CONTENTS), value="original", label="Masked content",
+                                      info="what the masked area starts from", elem_id="inpaint-masked-content")
+            with gr.Row():
+                inpaint_area = gr.Radio(list(INPAINT_AREAS), value="whole picture", label="Inpaint area",
+                                        info="only masked: crop around the mask, work at width x height, paste back",
+                                        elem_id="inpaint-area")
+                padding = gr.Slider(0, MAX_MASK_PADDING_PX, value=32, step=4, label="Only masked padding (px)",
+                                    elem_id="inpaint-padding")
+            with gr.Row():
+                strength = gr.Slider(0.0, 1.0, value=0.75, step=0.01, label="Denoising strength",
+                                     info=STRENGTH_INFO, elem_id="inpaint-strength")
+                resize_mode = gr.Radio(list(RESIZE_MODES), value="just resize", label="Resize mode",
+                                       elem_id="inpaint-resize-mode")
+            controls = build_generation_controls("inpaint", ui.native_size, generate_label="Inpaint")
+        with gr.Column(scale=1):
+            panel = build_output_panel("inpaint")
+            with gr.Row():
+                send_img2img = gr.Button("Send to img2img", size="sm", elem_id="inpaint-send-img2img")
+                send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="inpaint-send-inpaint")
+    ui.register_tab("inpaint", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
+
+    inputs = [editor, uploaded_mask, strength, resize_mode, mask_blur, invert_mask, masked_content, inpaint_area,
+              padding, *controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session]
+
+    def inpaint(editor, uploaded_mask, strength, resize_mode, mask_blur, invert_mask, masked_content, inpaint_area,
+                padding, prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count,
+                batch_size, model, preview_method, preview_every, session):
+        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
+        yield from stream_job(ui.engine, session, lambda: to_request(
+            model, preview_method, preview_every, editor, uploaded_mask, strength, resize_mode, mask_blur,
+            invert_mask, masked_content, inpaint_area, padding, *values))
+
+    # one named endpoint (/inpaint); the Enter-key twin and the helper steps stay out of the API
+    for trigger, api in ((controls.generate.click, {"api_name": "inpaint"}),
+                         (controls.prompt.submit, {"api_visibility": "private"})):
+        trigger(mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
+                api_visibility="private").then(
+            inpaint, inputs, panel.outputs(), concurrency_id=GPU, concurrency_limit=1, show_progress="minimal", **api,
+        )
+    editor.upload(lambda value: size_of_input((value or {}).get("background")), editor,
+                  [controls.width, controls.height], queue=False, api_visibility="private")
+    controls.interrupt.click(interrupt, ui.session, panel.status, queue=False, api_visibility="private")
+    panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False,
+                         api_visibility="private")
+    ui.after_build.append(lambda ui: wire_target(ui, "inpaint", editor, controls, panel.status))
