@@ -221,18 +221,22 @@ def test_xyplot_makes_a_labeled_grid_of_the_right_size(engine, bundled):
     y_labels = [grid_module.label("Steps", v) for v in ys]
     assert x_labels == ["CFG scale: 1", "CFG scale: 7"] and y_labels == ["Steps: 1", "Steps: 3"]
     grid = grid_module.make_grid(rows, x_labels, y_labels)
+    layout = grid_module.grid_layout(rows, x_labels, y_labels)
     pixels = np.asarray(grid).astype(int)
-    left = grid.width - 2 * 64
-    top = grid.height - 2 * 64
+    left, top, cell_w = layout.left, layout.top, layout.cell_w
     assert left > 40 and top > 8, "room for the labels"
-    assert grid.size == (left + 128, top + 128)
+    assert cell_w >= 64
+    assert grid.size == (left + 2 * cell_w, top + 2 * 64)
     # every label area holds dark text on white; every cell is the image generated for it
     for x in range(2):
-        assert (pixels[:top, left + x * 64: left + (x + 1) * 64] < 100).any(), f"no x label over column {x}"
+        assert (pixels[:top, left + x * cell_w: left + (x + 1) * cell_w] < 100).any(), f"no x label over column {x}"
+    gap = pixels[:top, left + cell_w - 2: left + cell_w + 2]
+    assert (gap > 200).all(), "x labels must not run into each other"
     for y in range(2):
         assert (pixels[top + y * 64: top + (y + 1) * 64, :left] < 100).any(), f"no y label beside row {y}"
         for x in range(2):
-            cell = pixels[top + y * 64: top + (y + 1) * 64, left + x * 64: left + (x + 1) * 64]
+            x0, y0 = layout.image_origin(x, y, 64)
+            cell = pixels[y0: y0 + 64, x0: x0 + 64]
             assert np.array_equal(cell, np.asarray(rows[y][x]).astype(int))
     assert not np.array_equal(np.asarray(rows[0][0]), np.asarray(rows[1][1])), "cells must differ"
 

@@ -110,28 +110,59 @@ def label(axis: str, value: Any) -> str:
     return f"{axis}: {value}"
 
 
-def make_grid(images: list[list[Image.Image]], x_labels: list[str], y_labels: list[str]) -> Image.Image:
-    """Rows of images (y) by columns (x), x labels on top and y labels on the left, on white."""
-    cell_w = max(image.width for row in images for image in row)
-    cell_h = max(image.height for row in images for image in row)
-    font = ImageFont.load_default(size=max(11, min(32, cell_h // 6)))
+@dataclass(frozen=True)
+class GridLayout:
+    left: int  # width of the y label margin
+    top: int  # height of the x label margin
+    cell_w: int  # a column is as wide as its widest image or label, so labels never run into each other
+    cell_h: int
+    columns: int
+    rows: int
+    font: Any
+    pad: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.left + self.cell_w * self.columns, self.top + self.cell_h * self.rows
+
+    def image_origin(self, x: int, y: int, image_width: int) -> tuple[int, int]:
+        """Top-left corner of the image in column x, row y (images are centered in their column)."""
+        return self.left + x * self.cell_w + (self.cell_w - image_width) // 2, self.top + y * self.cell_h
+
+
+def grid_layout(images: list[list[Image.Image]], x_labels: list[str], y_labels: list[str]) -> GridLayout:
+    image_w = max(image.width for row in images for image in row)
+    image_h = max(image.height for row in images for image in row)
+    font = ImageFont.load_default(size=max(11, min(32, image_h // 6)))
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     pad = max(4, font.size // 3)
+    x_label_w = max((_text_size(measure, text, font)[0] for text in x_labels if text), default=0)
     x_label_h = max((_text_size(measure, text, font)[1] for text in x_labels if text), default=0)
     y_label_w = max((_text_size(measure, text, font)[0] for text in y_labels if text), default=0)
-    top = x_label_h + 2 * pad if x_label_h else 0
-    left = y_label_w + 2 * pad if y_label_w else 0
-    grid = Image.new("RGB", (left + cell_w * len(x_labels), top + cell_h * len(y_labels)), "white")
+    return GridLayout(
+        left=y_label_w + 2 * pad if y_label_w else 0, top=x_label_h + 2 * pad if x_label_h else 0,
+        cell_w=max(image_w, x_label_w + 2 * pad if x_label_w else 0), cell_h=image_h,
+        columns=len(x_labels), rows=len(y_labels), font=font, pad=pad,
+    )
+
+
+def make_grid(images: list[list[Image.Image]], x_labels: list[str], y_labels: list[str]) -> Image.Image:
+    """Rows of images (y) by columns (x), x labels on top and y labels on the left, on white."""
+    layout = grid_layout(images, x_labels, y_labels)
+    font, pad = layout.font, layout.pad
+    grid = Image.new("RGB", layout.size, "white")
     draw = ImageDraw.Draw(grid)
     for x, text in enumerate(x_labels):
         width, _ = _text_size(draw, text, font)
-        draw.text((left + x * cell_w + (cell_w - width) // 2, pad), text, fill="black", font=font)
+        draw.text((layout.left + x * layout.cell_w + (layout.cell_w - width) // 2, pad), text, fill="black",
+                  font=font)
     for y, text in enumerate(y_labels):
         _, height = _text_size(draw, text, font)
-        draw.text((pad, top + y * cell_h + (cell_h - height) // 2), text, fill="black", font=font)
+        draw.text((pad, layout.top + y * layout.cell_h + (layout.cell_h - height) // 2), text, fill="black",
+                  font=font)
     for y, row in enumerate(images):
         for x, image in enumerate(row):
-            grid.paste(image.convert("RGB"), (left + x * cell_w, top + y * cell_h))
+            grid.paste(image.convert("RGB"), layout.image_origin(x, y, image.width))
     return grid
 
 

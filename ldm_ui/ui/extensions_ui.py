@@ -14,12 +14,13 @@ from ldm_ui.extensions import ExtensionManager, ExtensionRecord
 from ldm_ui.requests import RequestError
 
 STATE_TEXT = {
-    "enabled": ("✅", "enabled"),
-    "failed": ("❌", "disabled after an error"),
-    "off": ("⏸", "turned off"),
-    "skipped": ("⏸", "not loaded (--disable-extensions)"),
-    "found": ("…", "not loaded"),
+    "enabled": "enabled",
+    "failed": "disabled after an error",
+    "off": "turned off",
+    "skipped": "not loaded (--disable-extensions)",
+    "found": "not loaded",
 }
+STATE_COLOR = {"enabled": "#2a2", "failed": "#d33"}
 
 
 def render_table(manager: ExtensionManager) -> str:
@@ -28,11 +29,13 @@ def render_table(manager: ExtensionManager) -> str:
                 "Copy an extension's folder there and restart the app.</p>")
     rows = []
     for record in manager.records.values():
-        icon, text = STATE_TEXT.get(record.state, ("", record.state))
+        text = STATE_TEXT.get(record.state, record.state)
+        color = STATE_COLOR.get(record.state, "#c80")
         adds = ", ".join(record.registered) or "—"
         error = f'<div class="ldm-ext-error">{html.escape(record.error)}</div>' if record.error else ""
         rows.append(f'<tr data-extension="{html.escape(record.name)}" data-state="{record.state}">'
-                    f"<td><b>{html.escape(record.name)}</b></td><td>{icon} {html.escape(text)}{error}</td>"
+                    f'<td><b>{html.escape(record.name)}</b></td><td><span style="color:{color};font-weight:600">'
+                    f"{html.escape(text)}</span>{error}</td>"
                     f"<td>{html.escape(adds)}</td></tr>")
     return ('<table class="ldm-ext-table"><thead><tr><th>Extension</th><th>State</th><th>Adds</th></tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>")
@@ -74,7 +77,7 @@ def build(manager: ExtensionManager):
 
 def _record_controls(manager: ExtensionManager, record: ExtensionRecord, table, banner, message) -> None:
     name = record.name
-    with gr.Accordion(f"{name}", open=bool(record.settings), elem_id=f"extension-{name}"):
+    with gr.Accordion(f"{name}: on/off and settings", open=bool(record.settings), elem_id=f"extension-{name}"):
         toggle = gr.Checkbox(label=f"Enable {name}", value=record.state not in ("off",),
                              interactive=record.state != "skipped", elem_id=f"extension-{name}-enabled")
 

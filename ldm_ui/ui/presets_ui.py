@@ -82,19 +82,19 @@ def attach(ui, library: PresetLibrary, initial: str | None = None) -> dict[str, 
             continue
         with tab:
             with gr.Accordion("Preset", open=True, elem_id=f"{name}-preset-box"):
-                with gr.Row(equal_height=True):
+                with gr.Row():
                     dropdown = gr.Dropdown(library.names(), value=initial, label="Preset", scale=3,
                                            elem_id=f"{name}-preset",
                                            info="fills this tab's settings from presets/<name>.json")
                     reload = gr.Button("↻ Reload presets", size="sm", scale=0, min_width=140,
                                        elem_id=f"{name}-preset-reload")
                 status = gr.Markdown(errors_markdown(library), elem_id=f"{name}-preset-status")
-                with gr.Row(equal_height=True):
+                with gr.Row():
                     new_name = gr.Textbox(label="Save current settings as preset", placeholder="my-preset",
                                           scale=3, max_lines=1, elem_id=f"{name}-preset-name")
                     overwrite = gr.Checkbox(label="Overwrite if it exists", value=False, scale=1,
                                             elem_id=f"{name}-preset-overwrite")
-                    save = gr.Button("💾 Save preset", size="sm", scale=0, min_width=140,
+                    save = gr.Button("Save preset", size="sm", scale=0, min_width=140,
                                      elem_id=f"{name}-preset-save")
         dropdowns[name] = dropdown
         rows[name] = (controls, dropdown, reload, status, new_name, overwrite, save)
