@@ -59,6 +59,17 @@ def test_drop_png_then_send_to_txt2img(app_config, tmp_path):
         preset_values = {key: number(page, f"txt2img-{key}") for key in ("steps", "cfg", "width", "height")}
         screenshot(page, "preset-applied")
 
+        # img2img gets the dropped image as its input, besides the settings
+        page.get_by_role("tab", name="PNG info").click()
+        page.click("#pnginfo-send-img2img")
+        page.wait_for_selector("#img2img-image img", state="visible")
+        page.wait_for_function(
+            "document.querySelector('#img2img-prompt textarea').value.includes('second line')")
+        img2img_seed = page.input_value("#img2img-seed input")
+        img2img_size = page.evaluate("(() => { const i = document.querySelector('#img2img-image img');"
+                                     " return [i.naturalWidth, i.naturalHeight]; })()")
+        screenshot(page, "pnginfo-sent-to-img2img")
+
     for shown in ("Prompt", "Negative prompt", "green, blurry", "Hires upscale", "7c6bad76eb54", "v1.10.1"):
         assert shown in result, shown
     assert prompt == "a red circle on a blue background, <lora:add_detail:0.8>\nsecond line, with a comma"
@@ -69,6 +80,7 @@ def test_drop_png_then_send_to_txt2img(app_config, tmp_path):
     assert shot_info.stat().st_size > 10_000 and shot_sent.stat().st_size > 10_000
     assert preset_sampler == "DPM++ 2M Karras" and "Applied preset sd15" in preset_status
     assert preset_values == {"steps": 25, "cfg": 7, "width": 512, "height": 512}
+    assert img2img_seed == "987654" and img2img_size == [96, 64]
 
 
 def test_xyplot_tab_makes_a_grid_and_extensions_tab_lists_the_bundled_ones(app_config):

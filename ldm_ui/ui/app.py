@@ -27,6 +27,7 @@ class UiContext:
     tab_group: gr.Tabs | None = None  # an output that switches tabs: gr.Tabs(selected=<tab id>)
     # wiring that needs every tab to exist (send-to buttons); each runs once as finish(ui) after the tabs
     after_build: list = field(default_factory=list)
+    image_inputs: dict[str, Any] = field(default_factory=dict)  # target tab -> the image input "Send to" fills
 
     def register_tab(self, name: str, controls: GenerationControls, panel: OutputPanel,
                      send_buttons: dict[str, gr.Button] | None = None) -> None:

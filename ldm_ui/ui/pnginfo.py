@@ -94,11 +94,16 @@ def build(ui) -> None:
         return render_parameters(text), text
 
     image.change(read, image, [result, raw], queue=False, api_name="pnginfo")
-    ui.after_build.append(lambda ui: wire_send_buttons(ui, send_row, raw, send_status))
+    # queued behind every other finisher: img2img and inpaint register their image inputs in theirs
+    ui.after_build.append(
+        lambda ui: ui.after_build.append(lambda ui: wire_send_buttons(ui, send_row, image, raw, send_status)))
 
 
-def wire_send_buttons(ui, send_row: gr.Row, raw: gr.Textbox, send_status: gr.Markdown) -> None:
-    """One 'Send to' button per generation tab that exists (txt2img; img2img and inpaint when present)."""
+def wire_send_buttons(ui, send_row: gr.Row, image: gr.Image, raw: gr.Textbox, send_status: gr.Markdown) -> None:
+    """One 'Send to' button per generation tab that exists (txt2img; img2img and inpaint when present).
+
+    img2img and inpaint also receive the dropped image itself, as A1111 users expect.
+    """
     with send_row:
         for target in SEND_TARGETS:
             if target not in ui.tabs:
@@ -107,14 +112,20 @@ def wire_send_buttons(ui, send_row: gr.Row, raw: gr.Textbox, send_status: gr.Mar
             button = gr.Button(f"Send to {target}", size="sm", elem_id=f"pnginfo-send-{target}")
             outputs = [controls.prompt, controls.negative_prompt, controls.sampler, controls.steps,
                        controls.cfg_scale, controls.width, controls.height, controls.seed]
+            image_input = ui.image_inputs.get(target)
+            if image_input is not None:
+                outputs.append(image_input)
 
-            def send(text: str, prompt: str, target: str = target) -> list[Any]:
+            def send(text: str, prompt: str, path: str | None, target: str = target,
+                     with_image: bool = image_input is not None) -> list[Any]:
                 updates, note = send_updates(text, prompt)
+                if with_image:
+                    updates.append(path if path else gr.skip())
                 if not text:
                     return updates + [gr.skip(), note]
                 return updates + [gr.Tabs(selected=_tab_id(ui, target)), note]
 
-            button.click(send, [raw, controls.prompt], [*outputs, ui.tab_group, send_status], queue=False,
+            button.click(send, [raw, controls.prompt, image], [*outputs, ui.tab_group, send_status], queue=False,
                          api_name=False)
 
 

@@ -30,6 +30,7 @@ def wire_target(ui, target: str, image_input: gr.components.Component, controls,
     from ldm_ui.metadata import parse_infotext
     from ldm_ui.ui.common import render_status
 
+    ui.image_inputs[target] = image_input  # PNG info sends its dropped image here too
     for source, buttons in ui.send_buttons.items():
         button = buttons.get(target)
         if button is None:
