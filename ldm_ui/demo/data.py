@@ -102,6 +102,11 @@ def make_dataset(count: int, seed: int) -> tuple[np.ndarray, list[Scene]]:
     """
     rng = np.random.default_rng(seed)
     combos = combinations()
-    order = rng.permutation(count) % len(combos)
+    position = rng.permutation(count)
+    order = position % len(combos)
+    whole = count - count % len(combos)
+    if whole < count:  # the last, partial cycle covers random combinations, not always the first ones
+        tail = position >= whole
+        order[tail] = rng.permutation(len(combos))[position[tail] - whole]
     scenes = [make_scene(rng, *combos[i]) for i in order]
     return np.stack([np.asarray(s.image) for s in scenes]), scenes

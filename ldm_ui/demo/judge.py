@@ -28,7 +28,7 @@ class Judgement:
     color: str | None  # None when no shape was found
     shape: str | None  # "circle", "square", "triangle" or None
     mask: np.ndarray  # (H, W) bool, True where the pixels differ from the background
-    fill_ratio: float  # mask area / bounding-box area: square ~1, circle ~0.79, triangle ~0.5
+    fill_ratio: float  # mask area / bounding-box area: square ~1, circle ~0.79 (pi/4), triangle ~0.5-0.7
     taper: float  # mask width near the top / width near the bottom: triangle ~0.3, circle and square ~1
 
 
@@ -63,7 +63,7 @@ def _classify(mask: np.ndarray) -> tuple[str, float, float]:
     taper = float(row_width(top + 0.2 * height) / max(row_width(bottom - 0.2 * height), 1))
     if taper < 0.6:
         return "triangle", fill_ratio, taper
-    return ("square" if fill_ratio > 0.9 else "circle"), fill_ratio, taper
+    return ("square" if fill_ratio > 0.88 else "circle"), fill_ratio, taper
 
 
 def judge(image: Image.Image | np.ndarray) -> Judgement:
