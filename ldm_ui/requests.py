@@ -71,7 +71,7 @@ MAX_CONTROLNET_UNITS = 3
 MAX_CONTROL_WEIGHT = 2.0
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)  # eq=False: hashable by identity although it holds an image
 class ControlNetUnit:
     """One ControlNet: its model, control image and preprocessor, strength and the part of the steps it acts on."""
 

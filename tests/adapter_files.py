@@ -1,4 +1,5 @@
-"""Write LoRA files for a model's attention layers, in the two layouts users bring: diffusers/peft and kohya (A1111)."""
+"""Adapter files for the tiny models: LoRAs in the two layouts users bring (diffusers/peft and kohya/A1111) and a
+small ControlNet with an effect."""
 
 from __future__ import annotations
 
@@ -52,3 +53,19 @@ def write_kohya_lora(path: Path, pairs) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata={"ss_network_module": "networks.lora"})
     return path
+
+
+def build_tiny_controlnet(unet_folder: Path, out: Path, seed: int = 0) -> Path:
+    """A ControlNet shaped for a tiny U-Net; its zero convolutions get random weights so it has an effect."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    if out.is_dir():
+        return out
+    unet = UNet2DConditionModel.from_pretrained(unet_folder, subfolder="unet")
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 16))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for block in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            block.weight.copy_(torch.randn(block.weight.shape, generator=generator) * 0.3)
+    controlnet.save_pretrained(out)
+    return out

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageDraw
 
+from adapter_files import build_tiny_controlnet
 from ldm_ui.engine.controlnet import list_controlnets, units_from_infotext
 from ldm_ui.engine.engine import JobFailed
 from ldm_ui.engine.preprocessors import PreprocessorError, preprocess
@@ -18,18 +18,7 @@ TINY_CN = "tiny-controlnet"
 
 @pytest.fixture(scope="session")
 def tiny_controlnet(models_dir):
-    """A ControlNet shaped for tiny-sd; its zero convolutions get random weights so it has an effect."""
-    from diffusers import ControlNetModel, UNet2DConditionModel
-
-    folder = models_dir / "ControlNet" / TINY_CN
-    if not folder.is_dir():
-        unet = UNet2DConditionModel.from_pretrained(models_dir / "diffusers" / "tiny-sd", subfolder="unet")
-        controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 16))
-        generator = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            for block in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
-                block.weight.copy_(torch.randn(block.weight.shape, generator=generator) * 0.3)
-        controlnet.save_pretrained(folder)
+    build_tiny_controlnet(models_dir / "diffusers" / "tiny-sd", models_dir / "ControlNet" / TINY_CN)
     return TINY_CN
 
 

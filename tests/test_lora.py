@@ -11,7 +11,7 @@ from ldm_ui.engine.engine import JobFailed
 from ldm_ui.engine.lora import lora_hash, parse_lora_tags, strip_lora_tags
 from ldm_ui.metadata import parse_infotext, read_png_parameters
 from ldm_ui.requests import Txt2ImgRequest
-from lora_files import random_lora, write_diffusers_lora, write_kohya_lora
+from adapter_files import random_lora, write_diffusers_lora, write_kohya_lora
 
 PROMPT = "a red circle"
 

@@ -149,6 +149,16 @@ def _read_header(path: Path) -> tuple[dict, int]:
     return header, 8 + length
 
 
+def cached_lora_hash(path: Path, cache_dir: Path) -> str | None:
+    """The short hash if it was computed before (hashing a large folder of LoRAs takes a while)."""
+    stat = path.stat()
+    try:
+        cache = json.loads((cache_dir / "lora-hashes.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return cache.get(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}")
+
+
 def lora_hash(path: Path, cache_dir: Path) -> str:
     """A1111's LoRA short hash: sha256 of the tensor data after the safetensors header, 12 hex digits."""
     stat = path.stat()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 
 def extra_tabs() -> list:
-    from ldm_ui.ui import pnginfo
+    from ldm_ui.ui import adapters_tab, pnginfo
 
     from ldm_ui.ui import inspector, interpolate
     from ldm_ui.ui import img2img, inpaint
 
     return [("img2img", img2img.build), ("Inpaint", inpaint.build),
+            ("LoRA/ControlNet", adapters_tab.build),
             ("PNG info", pnginfo.build), ("Interpolate", interpolate.build), ("Latent inspector", inspector.build)]

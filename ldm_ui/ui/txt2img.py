@@ -5,15 +5,17 @@ from __future__ import annotations
 import gradio as gr
 
 from ldm_ui.requests import Txt2ImgRequest
+from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker
 from ldm_ui.ui.common import (
     GPU, build_generation_controls, build_output_panel, generation_settings, infotext_of_selected, interrupt,
     mark_started, stream_job,
 )
 
 
-def to_request(model, preview_method, preview_every, *values) -> Txt2ImgRequest:
+def to_request(model, preview_method, preview_every, *values, controlnets=()) -> Txt2ImgRequest:
     return Txt2ImgRequest(model=model or None, preview_method=preview_method,
-                          preview_every_n_steps=int(preview_every), **generation_settings(*values))
+                          preview_every_n_steps=int(preview_every), controlnets=controlnets,
+                          **generation_settings(*values))
 
 
 def build(ui) -> None:
@@ -21,6 +23,8 @@ def build(ui) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             controls = build_generation_controls("txt2img", ui.native_size)
+            build_lora_picker("txt2img", controls.prompt, ui.engine.config)
+            controlnet = build_controlnet_panel("txt2img", ui.engine.config, controls.width, controls.height)
         with gr.Column(scale=1):
             panel = build_output_panel("txt2img")
             with gr.Row():
@@ -30,21 +34,23 @@ def build(ui) -> None:
     ui.register_tab("txt2img", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
 
     def txt2img(prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
-                model, preview_method, preview_every, session):
+                model, preview_method, preview_every, session, *controlnet_values):
         values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
-        yield from stream_job(ui.engine, session,
-                              lambda: to_request(model, preview_method, preview_every, *values))
+        yield from stream_job(ui.engine, session, lambda: to_request(
+            model, preview_method, preview_every, *values, controlnets=controlnet.units(*controlnet_values)))
 
     controls.generate.click(
         mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
     ).then(
-        txt2img, [*controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session], panel.outputs(),
+        txt2img, [*controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session,
+                  *controlnet.inputs()], panel.outputs(),
         api_name="txt2img", concurrency_id=GPU, concurrency_limit=1, show_progress="minimal",
     )
     controls.prompt.submit(
         mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
     ).then(
-        txt2img, [*controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session], panel.outputs(),
+        txt2img, [*controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session,
+                  *controlnet.inputs()], panel.outputs(),
         api_name=False, concurrency_id=GPU, concurrency_limit=1, show_progress="minimal",
     )
     controls.interrupt.click(interrupt, ui.session, panel.status, queue=False, api_name=False)

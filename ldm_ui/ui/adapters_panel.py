@@ -1,0 +1,166 @@
+"""LoRA picker and ControlNet units for any generation tab (txt2img, img2img, inpaint).
+
+    lora = build_lora_picker("img2img", controls.prompt, ui.engine.config)
+    controlnet = build_controlnet_panel("img2img", ui.engine.config, controls.width, controls.height)
+    # handler inputs: [..., *controlnet.inputs()]; in the handler: controlnets=controlnet.units(*values)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from ldm_ui.engine.controlnet import list_controlnets
+from ldm_ui.engine.lora import list_loras, lora_tag
+from ldm_ui.engine.preprocessors import CANNY_HIGH, CANNY_LOW, PREPROCESSOR_NAMES, PreprocessorError, describe, preprocess
+from ldm_ui.requests import MAX_CONTROL_WEIGHT, MAX_CONTROLNET_UNITS, ControlNetUnit, RequestError
+
+FIELDS_PER_UNIT = 9  # UnitWidgets.inputs(): enabled, image, preprocessor, model, weight, start, end, canny low/high
+
+
+def lora_names(config) -> list[str]:
+    return [entry.name for entry in list_loras(config)]
+
+
+def controlnet_names(config) -> list[str]:
+    return [entry.name for entry in list_controlnets(config)]
+
+
+def insert_lora_tag(prompt: str | None, name: str | None, weight: float) -> str:
+    """The prompt with `<lora:name:weight>` appended, or that tag's weight updated if the LoRA is already in it."""
+    import re
+
+    prompt = prompt or ""
+    if not name:
+        return prompt
+    tag = lora_tag(name, float(weight))
+    existing = re.compile(r"<lora:" + re.escape(name) + r"(?::[^<>]*)?>", re.IGNORECASE)
+    if existing.search(prompt):
+        return existing.sub(tag, prompt, count=1)
+    return f"{prompt.rstrip()} {tag}".strip()
+
+
+def build_lora_picker(tab: str, prompt: gr.Textbox, config) -> gr.Dropdown:
+    names = lora_names(config)
+    with gr.Accordion("LoRA", open=False, elem_id=f"{tab}-lora-accordion"):
+        with gr.Row(equal_height=True):
+            choice = gr.Dropdown(names, value=names[0] if names else None, label="LoRA", scale=3,
+                                 elem_id=f"{tab}-lora-name",
+                                 info="adds <lora:name:weight> to the prompt; edit the number there to change it")
+            weight = gr.Slider(-2, 2, value=1.0, step=0.05, label="Weight", scale=2, elem_id=f"{tab}-lora-weight")
+        with gr.Row():
+            insert = gr.Button("Add to prompt", size="sm", elem_id=f"{tab}-lora-insert")
+            refresh = gr.Button("↻ Refresh list", size="sm", elem_id=f"{tab}-lora-refresh")
+    insert.click(insert_lora_tag, [prompt, choice, weight], prompt, queue=False, api_name=False)
+    refresh.click(lambda: gr.update(choices=lora_names(config)), None, choice, queue=False, api_name=False)
+    return choice
+
+
+@dataclass
+class UnitWidgets:
+    enabled: gr.Checkbox
+    image: gr.Image
+    preprocessor: gr.Dropdown
+    model: gr.Dropdown
+    weight: gr.Slider
+    guidance_start: gr.Slider
+    guidance_end: gr.Slider
+    canny_low: gr.Slider
+    canny_high: gr.Slider
+    preview: gr.Image
+    note: gr.Markdown
+
+    def inputs(self) -> list:
+        return [self.enabled, self.image, self.preprocessor, self.model, self.weight, self.guidance_start,
+                self.guidance_end, self.canny_low, self.canny_high]
+
+
+@dataclass
+class ControlNetPanel:
+    units_widgets: list[UnitWidgets]
+
+    def inputs(self) -> list:
+        return [widget for unit in self.units_widgets for widget in unit.inputs()]
+
+    def units(self, *values) -> tuple[ControlNetUnit, ...]:
+        return units_from_values(*values)
+
+
+def units_from_values(*values) -> tuple[ControlNetUnit, ...]:
+    """Widget values (9 per unit, in UnitWidgets.inputs() order) -> the enabled units, validated."""
+    units = []
+    for index in range(len(values) // FIELDS_PER_UNIT):
+        chunk = values[index * FIELDS_PER_UNIT:(index + 1) * FIELDS_PER_UNIT]
+        enabled, image, preprocessor, model, weight, start, end, low, high = chunk
+        if not enabled:
+            continue
+        if image is None:
+            raise RequestError(f"ControlNet unit {index + 1} is enabled but has no control image; upload one "
+                               "or untick 'Enable'")
+        if not model:
+            raise RequestError(f"ControlNet unit {index + 1} is enabled but has no model; pick one from "
+                               "models/ControlNet or type a hub id")
+        units.append(ControlNetUnit(
+            model=str(model), image=image, preprocessor=preprocessor or "none", weight=float(weight),
+            guidance_start=float(start), guidance_end=float(end), canny_low=int(low), canny_high=int(high)))
+    return tuple(units)
+
+
+def preview_map(config, image, preprocessor, low, high, width, height):
+    """(preview image, note) for one unit: what the ControlNet will see at the tab's output size."""
+    if image is None:
+        return None, describe(preprocessor or "none", config.models_dir)
+    try:
+        result = preprocess(image, preprocessor or "none", int(width), int(height), config.models_dir,
+                            int(low), int(high))
+    except PreprocessorError as error:
+        return None, f"⚠️ {error}"
+    return result, f"{preprocessor}: {result.width}x{result.height} control map"
+
+
+def build_controlnet_panel(tab: str, config, width: gr.Slider, height: gr.Slider) -> ControlNetPanel:
+    models = controlnet_names(config)
+    widgets: list[UnitWidgets] = []
+    with gr.Accordion("ControlNet", open=False, elem_id=f"{tab}-controlnet"):
+        refresh = gr.Button("↻ Refresh ControlNet models", size="sm", elem_id=f"{tab}-controlnet-refresh")
+        with gr.Tabs():
+            for index in range(MAX_CONTROLNET_UNITS):
+                prefix = f"{tab}-cn{index}"
+                with gr.Tab(f"Unit {index + 1}", id=prefix):
+                    enabled = gr.Checkbox(False, label="Enable", elem_id=f"{prefix}-enable")
+                    with gr.Row():
+                        image = gr.Image(label="Control image", type="pil", sources=["upload", "clipboard"],
+                                         height=200, elem_id=f"{prefix}-image")
+                        preview = gr.Image(label="Preprocessed (what the ControlNet sees)", type="pil",
+                                           interactive=False, height=200, elem_id=f"{prefix}-preview",
+                                           elem_classes=["pixelated"], buttons=[])
+                    with gr.Row():
+                        preprocessor = gr.Dropdown(list(PREPROCESSOR_NAMES), value="canny", label="Preprocessor",
+                                                   elem_id=f"{prefix}-preprocessor")
+                        model = gr.Dropdown(models, value=models[0] if models else None, allow_custom_value=True,
+                                            label="ControlNet model (or a hub id)", elem_id=f"{prefix}-model")
+                    with gr.Row():
+                        weight = gr.Slider(0, MAX_CONTROL_WEIGHT, value=1.0, step=0.05, label="Weight",
+                                           elem_id=f"{prefix}-weight")
+                        start = gr.Slider(0, 1, value=0.0, step=0.01, label="Guidance start",
+                                          elem_id=f"{prefix}-start")
+                        end = gr.Slider(0, 1, value=1.0, step=0.01, label="Guidance end", elem_id=f"{prefix}-end")
+                    with gr.Row():
+                        low = gr.Slider(0, 255, value=CANNY_LOW, step=1, label="Canny low threshold",
+                                        elem_id=f"{prefix}-canny-low")
+                        high = gr.Slider(0, 255, value=CANNY_HIGH, step=1, label="Canny high threshold",
+                                         elem_id=f"{prefix}-canny-high")
+                    note = gr.Markdown(describe("canny", config.models_dir), elem_id=f"{prefix}-note")
+                unit = UnitWidgets(enabled, image, preprocessor, model, weight, start, end, low, high, preview, note)
+                widgets.append(unit)
+                preview_inputs = [image, preprocessor, low, high, width, height]
+                handler = lambda *values: preview_map(config, *values)  # noqa: E731
+                for trigger in (image.change, preprocessor.change, low.release, high.release):
+                    trigger(handler, preview_inputs, [preview, note], api_name=False, concurrency_id="gpu",
+                            concurrency_limit=1, show_progress="hidden")
+                # uploading an image is the clearest sign the user wants this unit on
+                image.upload(lambda: True, None, enabled, queue=False, api_name=False)
+    refresh.click(lambda: [gr.update(choices=controlnet_names(config))] * len(widgets), None,
+                  [w.model for w in widgets], queue=False, api_name=False)
+    return ControlNetPanel(widgets)
