@@ -257,3 +257,21 @@ def test_xyplot_refuses_bad_values_before_running(engine, bundled):
     with pytest.raises(RequestError, match="steps must be between 1 and 150, got 500"):
         grid_module.plan_cells(api, base, "Steps", [5, 500], "Nothing", [None])
     assert engine.queue_length == 0
+
+
+def test_a_step_hook_can_stop_the_job(engine, ext_root):
+    write_extension(ext_root, "stopper", """
+        def register(api):
+            def hook(info):
+                assert info.latents.shape[-1] == 8  # 64 px / 8
+                if info.step == 0 and "stop" in info.request.prompt:
+                    info.stop = True
+            api.add_step_hook(hook)
+    """)
+    manager = ExtensionManager(engine.config, engine).load_all()
+    from ldm_ui.engine.engine import JobCancelled
+
+    with pytest.raises(JobCancelled):
+        engine.generate(Txt2ImgRequest(prompt="please stop", seed=1, **{**FAST, "steps": 4}), timeout=120)
+    assert engine.generate(Txt2ImgRequest(prompt="go on", seed=1, **FAST), timeout=120).outputs
+    assert manager.records["stopper"].state == "enabled"

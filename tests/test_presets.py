@@ -152,3 +152,25 @@ def test_unknown_preset_at_launch_names_the_choices(tmp_path):
     assert startup_model(config, Models()) == "demo-shapes"
     config.preset = "sdxl-turbo"  # names a hub model that is not installed: keep --model
     assert startup_model(config, Models()) == "tiny-sd"
+
+
+def test_launch_preset_sets_starting_widgets_and_bad_files_are_reported_in_the_tab(app_config, tmp_path, caplog):
+    import app
+
+    folder = tmp_path / "presets"
+    write(folder, "fast", {"sampler": "DDIM", "steps": 7, "cfg_scale": 3.5, "width": 128, "height": 96,
+                           "negative_prompt": "blurry", "preview_method": "off"})
+    write(folder, "broken", {"steps": 0})
+    app_config.presets_dir, app_config.preset = folder, "fast"
+    engine, demo = app.create_app(app_config)
+    try:
+        ui = demo.ldm_ui
+        controls, _ = ui.tabs["txt2img"]
+        assert (controls.sampler.value, controls.steps.value, controls.cfg_scale.value) == ("DDIM", 7, 3.5)
+        assert (controls.width.value, controls.height.value) == (128, 96)
+        assert controls.negative_prompt.value == "blurry" and ui.preview_method.value == "off"
+        statuses = [b.value for b in demo.blocks.values() if getattr(b, "elem_id", None) == "txt2img-preset-status"]
+        assert statuses and "broken.json" in statuses[0] and "'steps'" in statuses[0]
+        assert "broken.json" in caplog.text
+    finally:
+        engine.shutdown()

@@ -21,18 +21,19 @@ log = logging.getLogger(__name__)
 def preset_updates(preset: Preset, prompt: str, current_model: str | None, installed: list[str]) -> tuple[list, str]:
     """Updates for [prompt, negative, sampler, steps, cfg, width, height, model, preview method] and a note."""
     keep = gr.skip()
-    notes = [f"Applied preset **{html.escape(preset.name)}**." + (f" {html.escape(preset.description)}"
-                                                                    if preset.description else "")]
+    description = f" {_md(preset.description)}" if preset.description else ""
+    notes = [f"Applied preset **{_md(preset.name)}**.{description}"]
     model = keep
     if preset.model and preset.model != current_model:
         if preset.model in installed:
             model = preset.model
         else:
-            notes.append(f"⚠️ Its model `{html.escape(preset.model)}` is not in your models folder, so the current "
-                         f"model stays selected; download it or type its hub id in the model box.")
+            notes.append(f"⚠️ Its model `{_md(preset.model)}` is not in your models folder, so the current model "
+                         "stays selected; download it or type its hub id in the model box.")
 
     if preset.style and not (prompt or "").strip():
-        notes.append(f"Its style `{html.escape(preset.style)}` wraps your prompt: type one and pick the preset again.")
+        notes.append(f"Its style `{_md(preset.style)}` wraps your prompt: type one and pick the preset "
+                     "again.")
 
     def value(v: Any) -> Any:
         return keep if v is None else v
@@ -60,7 +61,7 @@ def initial_values(controls: GenerationControls, preset: Preset, prompt: str = "
 def errors_markdown(library: PresetLibrary) -> str:
     if not library.errors:
         return ""
-    lines = "\n".join(f"- ⚠️ {html.escape(error)}" for error in library.errors)
+    lines = "\n".join(f"- ⚠️ {_md(error)}" for error in library.errors)
     return f"These presets were not loaded:\n{lines}"
 
 
@@ -110,7 +111,7 @@ def attach(ui, library: PresetLibrary, initial: str | None = None) -> dict[str, 
             try:
                 preset = library.get(preset_name)
             except PresetError as error:
-                return [gr.skip()] * len(targets) + [f"⚠️ {html.escape(str(error))}"]
+                return [gr.skip()] * len(targets) + [f"⚠️ {_md(str(error))}"]
             updates, note = preset_updates(preset, prompt, current_model, engine.models.model_names())
             log.info("applied preset %s", preset.name)
             return updates + [note]
@@ -125,10 +126,10 @@ def attach(ui, library: PresetLibrary, initial: str | None = None) -> dict[str, 
                 preset = preset_from_settings(preset_name, settings)
                 path = library.save(preset, overwrite=bool(replace))
             except PresetError as error:
-                return [f"⚠️ {html.escape(str(error))}", gr.skip(), gr.skip()] + keep
+                return [f"⚠️ {_md(str(error))}", gr.skip(), gr.skip()] + keep
             log.info("saved preset %s", path)
             choices = [gr.update(choices=library.names()) for _ in all_dropdowns]
-            return [f"Saved preset **{html.escape(preset.name)}** to `{html.escape(path.name)}`.", "", False] + choices
+            return [f"Saved preset **{_md(preset.name)}** to `{_md(path.name)}`.", "", False] + choices
 
         def reload_presets():
             library.reload()
@@ -162,3 +163,8 @@ def _tab_component(ui, name: str):
         if key == name or key.lower().replace(" ", "-") == name.lower():
             return tab
     return None
+
+
+def _md(text: str) -> str:
+    """Text safe inside Markdown: no HTML tags from a file or name get through; quotes stay readable."""
+    return html.escape(text, quote=False)
