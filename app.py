@@ -30,13 +30,15 @@ def create_app(config, banner: str | None = None):
 
 def launch_kwargs(config) -> dict:
     from ldm_ui.access import file_access_kwargs
+    from ldm_ui.login_page import login_page_middleware
     from ldm_ui.ui.common import CSS
 
     # run_history=False: our own history is per session; Gradio's adds routes that skip the login (SECURITY.md)
     return dict(
         server_name=config.host, server_port=config.port, share=config.share,
         auth=config.auth or None, **file_access_kwargs(config), css=CSS, show_error=True, run_history=False,
-        app_kwargs={"openapi_url": None, "docs_url": None, "redoc_url": None},  # no unauthenticated route map
+        # no unauthenticated route map, and no API description on the login page (ldm_ui/login_page.py)
+        app_kwargs={"openapi_url": None, "docs_url": None, "redoc_url": None, "middleware": login_page_middleware()},
     )
 
 

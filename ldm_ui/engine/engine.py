@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import itertools
 import logging
@@ -227,5 +228,10 @@ def describe_failure(error: BaseException, request: Request) -> str:
             f"out of memory while generating {getattr(request, 'batch_size', 1)} image(s) at {size}; "
             "memory was released. "
             "Try a smaller size or batch size, or restart with --medvram (or --lowvram on 4 GB cards)."
+        )
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return (
+            f"the disk is full: the image could not be saved ({error.strerror or error}); nothing half-written "
+            "was left behind. Free some space (or restart with --outputs-dir on another disk) and generate again."
         )
     return f"{type(error).__name__}: {error}"
