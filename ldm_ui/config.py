@@ -120,6 +120,10 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         )
     if args.preview_every < 1:
         raise ConfigError(f"--preview-every must be 1 or more, got {args.preview_every}")
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
+    if not 1 <= args.max_file_size_mb <= 10_000:
+        raise ConfigError(f"--max-file-size-mb must be between 1 and 10000 (MB), got {args.max_file_size_mb}")
     return AppConfig(
         models_dir=args.models_dir, outputs_dir=args.outputs_dir, ckpt_dirs=args.ckpt_dir, lora_dirs=args.lora_dir,
         default_model=args.model, device=args.device, medvram=args.medvram, lowvram=args.lowvram,
