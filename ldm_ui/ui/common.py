@@ -219,6 +219,7 @@ def infotext_of_selected(outputs: list[Output], event: gr.SelectData) -> str:
 
 CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
+.ldm-fill img { width: 100%; height: 100%; object-fit: contain; }
 .ldm-status { font-size: 0.95em; padding: 4px 2px; }
 .ldm-status-error span { color: #d33; font-weight: 600; }
 .ldm-status-warn span { color: #c80; }

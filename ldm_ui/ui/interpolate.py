@@ -42,6 +42,10 @@ def mode_visibility(mode: str):
             gr.update(visible=mode == "images"), MODE_HELP.get(mode, ""))
 
 
+def is_skip(value) -> bool:
+    return isinstance(value, dict) and value == {"__type__": "update"}
+
+
 def animation_files(outputs) -> tuple[str, str] | None:
     """The run's GIF and MP4, which exist only once every frame is done (an interrupted run has none)."""
     if not outputs or not getattr(outputs[-1], "path", None):
@@ -66,7 +70,7 @@ def build(ui) -> None:
             controls.sampler.info = "Ancestral samplers (Euler a, SDE) add new noise every step, which makes seed walks jumpy"
             controls.batch_count.visible = controls.batch_size.visible = False  # frames replace batches here
             with gr.Row():
-                prompt_b = gr.Textbox(label="Prompt B", lines=2, placeholder="a blue circle on a white background",
+                prompt_b = gr.Textbox("", label="Prompt B", lines=2, placeholder="a blue circle on a white background",
                                       elem_id="interpolate-prompt-b", scale=3)
                 seed_b = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed B (-1 = random)",
                                    elem_id="interpolate-seed-b", visible=False, scale=1)
@@ -98,32 +102,32 @@ def build(ui) -> None:
                 video = gr.Video(label="MP4", interactive=False, loop=True, autoplay=True, height=256,
                                  elem_id="interpolate-video")
                 gif = gr.Image(label="GIF", type="filepath", interactive=False, height=256,
-                               elem_id="interpolate-gif", elem_classes=["pixelated"])
+                               elem_id="interpolate-gif", elem_classes=["pixelated", "ldm-fill"])
             files = gr.File(label="Download the animation", file_count="multiple", interactive=False,
                             elem_id="interpolate-files")
     ui.register_tab("interpolate", controls, panel)
 
-    def interpolate(mode, prompt_b, seed_b, frames, easing, fps, ping_pong, image_a, image_b, latent_mix, strength,
+    def interpolate(mode, prompt_b, seed_b, frames, easing, fps, ping_pong, latent_mix, strength,
                     prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
-                    model, preview_method, preview_every, session):
+                    model, preview_method, preview_every, session, image_a=None, image_b=None):
+        # the images come last with a None default: API callers of the other modes leave them out
         values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
         skip = gr.skip()
-        outputs = []
+        latest = [None] * 5  # the newest real value of each panel output, for the final, complete update
         first = True
         for update in stream_job(ui.engine, session, lambda: to_request(
                 mode, prompt_b, seed_b, frames, easing, fps, ping_pong, image_a, image_b, latent_mix, strength,
                 model, preview_method, preview_every, *values)):
-            if isinstance(update[4], list):
-                outputs = update[4]
+            latest = [old if is_skip(new) else new for old, new in zip(latest, update)]
             # a new run clears the last run's animation
             yield (*update, *((None, None, None) if first else (skip, skip, skip)))
             first = False
-        found = animation_files(outputs)
-        if found:
-            yield (skip, skip, skip, skip, skip, found[1], found[0], list(found))
+        found = animation_files(latest[4])
+        if found:  # repeat everything with the animation: an API caller receives only this last update
+            yield (None, *latest[1:], found[1], found[0], list(found))
 
-    inputs = [mode, prompt_b, seed_b, frames, easing, fps, ping_pong, image_a, image_b, latent_mix, strength,
-              *controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session]
+    inputs = [mode, prompt_b, seed_b, frames, easing, fps, ping_pong, latent_mix, strength,
+              *controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session, image_a, image_b]
     event_outputs = [*panel.outputs(), video, gif, files]
     controls.generate.click(
         mark_started, ui.session, ui.session, queue=False, show_progress="hidden", api_name=False,
