@@ -116,3 +116,15 @@ def test_send_fills_prompt_with_lora_tags_negative_sampler_steps_cfg_size_and_se
     skip = gr.skip()
     assert updates[2] == skip and updates[5] == skip and updates[6] == skip and updates[3] == 20
     assert "sampler 'Restart' has no equivalent" in note and "width 4000 is outside 64-2048" in note
+
+
+@pytest.mark.parametrize("suffix, byte_order", [(".jpg", "utf-16-be"), (".webp", "utf-16-be"), (".jpg", "utf-16-le")])
+def test_a1111_jpeg_and_webp_parameters_in_exif_are_read(tmp_path, suffix, byte_order):
+    image = Image.new("RGB", (32, 32), (10, 200, 10))
+    exif = image.getexif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + A1111.encode(byte_order)  # EXIF UserComment, as A1111 writes
+    path = tmp_path / f"a1111{suffix}"
+    image.save(path, exif=exif)
+    text, message = read_parameters(str(path))
+    assert text == A1111 and message == ""
+    assert send_updates(text, "")[0][3] == 28

@@ -1,6 +1,7 @@
 """The PNG info tab: drop a PNG, read its `parameters` infotext, and send the settings to a generation tab.
 
-Reads ours, AUTOMATIC1111's, and any tool's PNG that writes the `parameters` text chunk. Every setting is
+Reads ours, AUTOMATIC1111's, and any tool's PNG that writes the `parameters` text chunk (and A1111's JPEG and
+WebP files, which keep the same text in the EXIF UserComment). Every setting is
 shown, including keys ldm-ui does not use; "Send to" fills the target tab's prompt (LoRA tags included),
 negative prompt, sampler, steps, CFG, size and seed, and switches to that tab.
 """
@@ -20,6 +21,7 @@ from ldm_ui.requests import MAX_SIZE, MIN_SIZE
 log = logging.getLogger(__name__)
 
 SEND_TARGETS = ("txt2img", "img2img", "inpaint")
+EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
 NO_METADATA = "This image has no generation parameters (no `parameters` text chunk), so there is nothing to read."
 
 
@@ -30,12 +32,34 @@ def read_parameters(path: str | None) -> tuple[str | None, str]:
     try:
         with Image.open(path) as image:
             image.load()  # text chunks after the image data are read only once the pixels are
-            text = read_png_parameters(image)
+            text = read_png_parameters(image) or exif_user_comment(image)
     except (UnidentifiedImageError, OSError) as error:
         return None, f"⚠️ Could not read this file as an image: {error}"
     if not text or not text.strip():
         return None, NO_METADATA
     return text, ""
+
+
+def exif_user_comment(image: Image.Image) -> str | None:
+    """The EXIF UserComment, where A1111 puts the parameters of the JPEG and WebP files it saves."""
+    raw = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
+    if isinstance(raw, str):
+        return raw
+    if not isinstance(raw, bytes):
+        return None
+    prefix, body = raw[:8], raw[8:]
+    if prefix == b"UNICODE\0":  # the EXIF spec leaves the byte order open; writers use big-endian (piexif)
+        text = max((body.decode(order, "replace") for order in ("utf-16-be", "utf-16-le")), key=_ascii_count)
+    elif prefix.startswith(b"ASCII"):
+        text = body.decode("ascii", "replace")
+    else:
+        text = raw.decode("utf-8", "replace")
+    return text.rstrip("\0") or None
+
+
+def _ascii_count(text: str) -> int:
+    """ASCII characters in a decoding: the right byte order turns 'Steps: 20' into ASCII, the wrong one into CJK."""
+    return sum(ch.isascii() for ch in text)
 
 
 def render_parameters(text: str) -> str:
