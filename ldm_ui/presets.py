@@ -106,6 +106,17 @@ class Preset:
         """The user's prompt with this preset's style wrapped around it and its LoRA tags appended (once)."""
         return add_lora_tags(apply_style(self.style, prompt), self.loras)
 
+    def prompt_without(self, prompt: str) -> str:
+        """Undo `prompt_for`: take out this preset's LoRA tags and unwrap its style, so switching presets does not
+        leave the previous one's LoRAs behind."""
+        for lora in self.loras:
+            prompt = re.sub(r"\s*<lora:" + re.escape(lora.name) + r"(?::[^>]*)?>", "", prompt)
+        if self.style:
+            before, _, after = self.style.partition(STYLE_SLOT)
+            if prompt.startswith(before) and prompt.endswith(after) and len(prompt) >= len(before) + len(after):
+                prompt = prompt[len(before): len(prompt) - len(after)]
+        return prompt.strip()
+
 
 def apply_style(style: str | None, prompt: str) -> str:
     """Put `prompt` where the style says {prompt}; applying the same style twice changes nothing."""

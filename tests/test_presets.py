@@ -133,7 +133,7 @@ def test_style_and_lora_tags_are_applied_once():
     assert apply_style("photo of {prompt}, 35mm", "") == ""  # nothing to wrap: the UI asks for a prompt
     styled = Preset(name="s", style="photo of {prompt}, 35mm")
     values, note = preset_updates(styled, "", None, [])
-    assert applied(values) == {"prompt": ""} and "type one and pick the preset again" in note
+    assert applied(values) == {} and "type one and pick the preset again" in note
     assert applied(preset_updates(styled, "a dog", None, [])[0]) == {"prompt": "photo of a dog, 35mm"}
     tagged = add_lora_tags("a cat", [LoraRef("detail", 0.5)])
     assert tagged == "a cat <lora:detail:0.5>"
@@ -174,3 +174,16 @@ def test_launch_preset_sets_starting_widgets_and_bad_files_are_reported_in_the_t
         assert "broken.json" in caplog.text
     finally:
         engine.shutdown()
+
+
+def test_switching_presets_replaces_the_previous_presets_lora_tags_and_style():
+    lcm = Preset(name="lcm", loras=(LoraRef("lcm-lora-sdv1-5", 1.0),))
+    styled = Preset(name="ink", style="ink drawing of {prompt}, high contrast", loras=(LoraRef("ink", 0.7),))
+    plain = Preset(name="plain", steps=25)
+    first = applied(preset_updates(lcm, "a cat <lora:mine:0.5>", None, [])[0])["prompt"]
+    assert first == "a cat <lora:mine:0.5> <lora:lcm-lora-sdv1-5:1>"
+    second = applied(preset_updates(styled, first, None, [], previous=lcm)[0])["prompt"]
+    assert second == "ink drawing of a cat <lora:mine:0.5>, high contrast <lora:ink:0.7>"
+    third = applied(preset_updates(plain, second, None, [], previous=styled)[0])
+    assert third["prompt"] == "a cat <lora:mine:0.5>", "the user's own LoRA stays, the presets' go"
+    assert "prompt" not in applied(preset_updates(plain, "a cat", None, [], previous=plain)[0])

@@ -18,9 +18,15 @@ from ldm_ui.ui.common import GenerationControls
 log = logging.getLogger(__name__)
 
 
-def preset_updates(preset: Preset, prompt: str, current_model: str | None, installed: list[str]) -> tuple[list, str]:
-    """Updates for [prompt, negative, sampler, steps, cfg, width, height, model, preview method] and a note."""
+def preset_updates(preset: Preset, prompt: str, current_model: str | None, installed: list[str],
+                   previous: Preset | None = None) -> tuple[list, str]:
+    """Updates for [prompt, negative, sampler, steps, cfg, width, height, model, preview method] and a note.
+
+    `previous` is the preset applied before in this tab: its LoRA tags and style come out of the prompt first.
+    """
     keep = gr.skip()
+    original = prompt or ""
+    prompt = previous.prompt_without(original) if previous is not None else original
     description = f" {_md(preset.description)}" if preset.description else ""
     notes = [f"Applied preset **{_md(preset.name)}**.{description}"]
     model = keep
@@ -35,11 +41,13 @@ def preset_updates(preset: Preset, prompt: str, current_model: str | None, insta
         notes.append(f"Its style `{_md(preset.style)}` wraps your prompt: type one and pick the preset "
                      "again.")
 
+    new_prompt = preset.prompt_for(prompt)
+
     def value(v: Any) -> Any:
         return keep if v is None else v
 
     updates = [
-        preset.prompt_for(prompt or "") if (preset.style or preset.loras) else keep,
+        new_prompt if new_prompt != original else keep,
         value(preset.negative_prompt), value(preset.sampler), value(preset.steps), value(preset.cfg_scale),
         value(preset.width), value(preset.height), model, value(preset.preview_method),
     ]
@@ -105,16 +113,17 @@ def attach(ui, library: PresetLibrary, initial: str | None = None) -> dict[str, 
         targets = [controls.prompt, controls.negative_prompt, controls.sampler, controls.steps, controls.cfg_scale,
                    controls.width, controls.height, ui.model, ui.preview_method]
 
-        def apply(preset_name, prompt, current_model, targets=targets):
+        def apply(preset_name, prompt, current_model, previous_name, targets=targets):
             if not preset_name:
-                return [gr.skip()] * len(targets) + [gr.skip()]
+                return [gr.skip()] * len(targets) + [gr.skip(), gr.skip()]
             try:
                 preset = library.get(preset_name)
             except PresetError as error:
-                return [gr.skip()] * len(targets) + [f"⚠️ {_md(str(error))}"]
-            updates, note = preset_updates(preset, prompt, current_model, engine.models.model_names())
+                return [gr.skip()] * len(targets) + [f"⚠️ {_md(str(error))}", gr.skip()]
+            previous = library.presets.get(previous_name) if previous_name else None
+            updates, note = preset_updates(preset, prompt, current_model, engine.models.model_names(), previous)
             log.info("applied preset %s", preset.name)
-            return updates + [note]
+            return updates + [note, preset.name]
 
         def save_preset(preset_name, replace, prompt, negative_prompt, sampler, steps, cfg_scale, width, height,
                         model, preview_method, all_dropdowns=all_dropdowns):
@@ -136,7 +145,9 @@ def attach(ui, library: PresetLibrary, initial: str | None = None) -> dict[str, 
             return [errors_markdown(library) or f"{len(library.names())} preset(s) loaded."] + \
                 [gr.update(choices=library.names()) for _ in all_dropdowns]
 
-        dropdown.input(apply, [dropdown, controls.prompt, ui.model], [*targets, status], queue=False, api_name=False)
+        applied = gr.State(initial)  # the preset last applied in this tab, whose LoRA tags a new one replaces
+        dropdown.input(apply, [dropdown, controls.prompt, ui.model, applied], [*targets, status, applied],
+                       queue=False, api_name=False)
         save.click(save_preset, [new_name, overwrite, controls.prompt, controls.negative_prompt, controls.sampler,
                                  controls.steps, controls.cfg_scale, controls.width, controls.height, ui.model,
                                  ui.preview_method],
