@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  wrong: {prompt!r} -> judged {color} {shape} on {background}")
     print(f"VAE held-out PSNR: {vae_psnr(pipe.vae, heldout_images(TrainConfig())):.2f} dB")
     print(f"time per 64x64 image, {STEPS} steps, batch 1: {seconds_per_image(pipe):.3f} s "
-          f"({torch.get_num_threads()} CPU threads)")
+          f"(torch threads: {torch.get_num_threads()})")
     # 16 samples spread over the combinations, for a person to look at
     pick = np.linspace(0, len(result["images"]) - 1, 16).round().astype(int)
     save_grid(result["images"][pick], args.grid)

@@ -6,8 +6,9 @@ denoise latents (epsilon prediction, DDPM noise schedule) with cross-attention t
 trained with it; 10% of captions are dropped to "" so classifier-free guidance works.
 Finally both are packaged as a standard diffusers ``StableDiffusionPipeline`` folder.
 
-Seeded and resumable: checkpoints live in ``.cache/demo-train/``; rerunning continues where it stopped.
-The defaults below are the recipe that produced the shipped weights.
+Seeded and resumable: checkpoints and cached latents live in ``.cache/demo-train/``; rerunning continues where
+it stopped (delete that folder, or pass another ``--cache-dir``, to start over with other settings).
+The defaults below are the recipe that produced the shipped weights (see the model card for one deviation).
 """
 from __future__ import annotations
 
