@@ -38,6 +38,13 @@ def test_four_frame_interpolation_fills_the_gallery_and_makes_animations(served)
     with browser_page() as page:
         page.goto(url)
         page.get_by_role("tab", name="Interpolate").click()
+        # each mode shows only the inputs it uses
+        assert page.locator("#interpolate-image-a").is_hidden() and page.locator("#interpolate-seed-b").is_hidden()
+        page.get_by_label("images").check()
+        page.wait_for_selector("#interpolate-image-a", state="visible")
+        assert page.locator("#interpolate-prompt-b").is_hidden()
+        page.get_by_label("prompts").check()
+        page.wait_for_selector("#interpolate-prompt-b", state="visible")
         page.fill("#interpolate-prompt textarea", "a red circle on a white background")
         page.fill("#interpolate-prompt-b textarea", "a blue circle on a white background")
         set_number(page, "#interpolate-frames input[type=number]", 4)
