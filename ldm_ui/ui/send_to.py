@@ -21,6 +21,10 @@ def chosen_output(outputs: list[Output], selected: int | None) -> Output | None:
     return outputs[-1]
 
 
+def selected_index(event: gr.SelectData) -> int:
+    return event.index
+
+
 def wire_target(ui, target: str, image_input: gr.components.Component, controls, status: gr.HTML) -> None:
     """Connect every source tab's 'Send to <target>' button to `image_input` and switch to the target tab.
 
@@ -37,10 +41,11 @@ def wire_target(ui, target: str, image_input: gr.components.Component, controls,
             continue
         _controls, panel = ui.tabs[source]
         selected = gr.State(None)
-        panel.gallery.select(lambda event: event.index, None, selected, queue=False, api_visibility="private",
+        panel.gallery.select(selected_index, None, selected, queue=False, api_visibility="private",
                              show_progress="hidden")
-        panel.outputs_state.change(lambda _outputs: None, panel.outputs_state, selected, queue=False,
-                                   api_visibility="private", show_progress="hidden")
+        # a new result set forgets the old selection (a State's own change event would hash its PIL images)
+        panel.gallery.change(lambda: None, None, selected, queue=False, api_visibility="private",
+                             show_progress="hidden")
 
         def send(outputs: list[Output], index: int | None, source: str = source):
             output = chosen_output(outputs, index)
