@@ -281,12 +281,12 @@ def test_demo_img2img_turns_the_circle_yellow_and_keeps_the_background(demo_engi
 def test_demo_img2img_changes_more_as_the_strength_grows(demo_engine):
     source = demo_scene("red", "blue").image
     distances = []
-    for strength in (0.2, 0.4, 0.6, 0.8):
+    for strength in (0.1, 0.2, 0.3, 0.4):  # by 0.4 the new prompt has fully taken over (the curve flattens)
         finished = demo_engine.generate(Img2ImgRequest(
             model="demo-shapes", prompt="a green square on a white background", init_image=source,
             strength=strength, steps=20, seed=1, batch_size=4))
         distances.append(float(np.mean([np.abs(pixels(i) - pixels(source)).mean() for i in finished.images])))
-    assert distances == sorted(distances) and distances[-1] > distances[0] + 10, distances
+    assert all(later > earlier + 3 for earlier, later in zip(distances, distances[1:])), distances
 
 
 @needs_demo
