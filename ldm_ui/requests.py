@@ -91,9 +91,10 @@ class ControlNetUnit:
         if not isinstance(self.model, str) or not self.model.strip():
             raise RequestError(f"ControlNet model must be a model name, got {self.model!r}")
         check_image("ControlNet image", self.image)
-        if self.preprocessor not in PREPROCESSOR_NAMES:
-            raise RequestError(f"unknown ControlNet preprocessor {self.preprocessor!r}; "
-                               f"choose one of: {', '.join(PREPROCESSOR_NAMES)}")
+        # the name is checked on the worker, where extensions' preprocessors are known too
+        if not isinstance(self.preprocessor, str) or not self.preprocessor.strip():
+            raise RequestError(f"ControlNet preprocessor must be a name such as 'canny' or 'none', "
+                               f"got {self.preprocessor!r}")
         _check_float("ControlNet weight", self.weight, 0.0, MAX_CONTROL_WEIGHT)
         _check_float("ControlNet guidance start", self.guidance_start, 0.0, 1.0)
         _check_float("ControlNet guidance end", self.guidance_end, 0.0, 1.0)

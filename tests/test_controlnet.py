@@ -92,8 +92,8 @@ def test_controlnet_models_share_the_base_weights(engine, tiny_controlnet):
 def test_bad_units_are_refused_with_clear_messages(engine, tiny_controlnet, models_dir):
     with pytest.raises(RequestError, match="guidance start .* must not be after"):
         unit(guidance_start=0.8, guidance_end=0.2)
-    with pytest.raises(RequestError, match="unknown ControlNet preprocessor 'sketchify'"):
-        unit(preprocessor="sketchify")
+    with pytest.raises(JobFailed, match="unknown preprocessor 'sketchify'; choose one of: none, canny"):
+        run(engine, [unit(preprocessor="sketchify")])
     with pytest.raises(RequestError, match="ControlNet weight must be between 0 and 2"):
         unit(weight=3.0)
     with pytest.raises(RequestError, match="at most 3 ControlNet units"):
@@ -101,6 +101,15 @@ def test_bad_units_are_refused_with_clear_messages(engine, tiny_controlnet, mode
     with pytest.raises(JobFailed, match="unknown ControlNet model 'nope'"):
         run(engine, [unit(model="nope")])
     assert [e.name for e in list_controlnets(engine.config)] == [TINY_CN]
+
+
+def test_an_extension_preprocessor_is_usable_by_name(engine, tiny_controlnet):
+    from PIL import ImageOps
+
+    engine.controlnet_preprocessors["mirror"] = ImageOps.mirror
+    base, _ = run(engine)
+    mirrored, info = run(engine, [unit(preprocessor="mirror")])
+    assert np.abs(mirrored - base).max() > 5 and "Module: mirror" in info
 
 
 def test_preprocessors_offline_and_the_ones_that_need_downloads(tmp_path):
@@ -116,3 +125,32 @@ def test_preprocessors_offline_and_the_ones_that_need_downloads(tmp_path):
     message = str(missing.value)
     assert "ControlNetHED.pth" in message and "lllyasviel/Annotators" in message
     assert str(tmp_path / "ControlNet" / "annotators") in message
+
+
+def test_inpaint_with_controlnet_keeps_pixels_outside_the_mask(engine, tiny_controlnet):
+    from ldm_ui.requests import InpaintRequest
+
+    init = Image.new("RGB", (64, 64), (200, 200, 40))
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle((0, 0, 31, 31), fill=255)
+    controlled, info = run(engine, [unit()], cls=InpaintRequest, init_image=init, mask=mask, strength=0.8,
+                           mask_blur_px=0)
+    plain, _ = run(engine, cls=InpaintRequest, init_image=init, mask=mask, strength=0.8, mask_blur_px=0)
+    assert "ControlNet 0" in info
+    assert np.abs(controlled[:32, :32] - plain[:32, :32]).max() > 5, "the ControlNet had no effect in the mask"
+    outside = np.asarray(init, dtype=np.int16)[40:, 40:]
+    assert np.abs(controlled[40:, 40:] - outside).max() <= 2, "pixels outside the mask must stay"
+
+
+def test_img2img_with_controlnet_as_the_first_job(app_config, tiny_controlnet):
+    """The summary reads the steps run from the pipeline; a fresh engine's first job being ControlNet must work."""
+    from ldm_ui.engine.engine import Engine
+
+    engine = Engine(app_config).start()
+    try:
+        request = Img2ImgRequest(prompt="x", steps=4, seed=1, init_image=Image.new("RGB", (64, 64), "white"),
+                                 strength=0.5, controlnets=(unit(),))
+        finished = engine.generate(request, timeout=120)
+    finally:
+        engine.shutdown()
+    assert finished.info["steps_run"] == 2

@@ -14,6 +14,7 @@ with the filled shape the edge map outlines.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ def control_iou(image, shape_mask: np.ndarray) -> float:
 
 
 def train(model_dir: Path, out: Path, steps: int = 1500, scenes: int = 168 * 8, batch: int = 32, lr: float = 5e-4,
-          seed: int = 0, log_every: int = 50) -> Path:
+          seed: int = 0, log_every: int = 50, max_minutes: float | None = None) -> Path:
     from diffusers import ControlNetModel
 
     torch.manual_seed(seed)
@@ -81,6 +82,9 @@ def train(model_dir: Path, out: Path, steps: int = 1500, scenes: int = 168 * 8, 
         opt.step()
         if (step + 1) % log_every == 0:
             log(step + 1, loss.item())
+        if max_minutes is not None and time.time() - log.t0 > max_minutes * 60:
+            print(f"[controlnet] stopping at step {step + 1}: the {max_minutes:g}-minute budget is spent", flush=True)
+            break
     controlnet.eval()
     controlnet.save_pretrained(out, safe_serialization=True)
     size_mb = sum(f.stat().st_size for f in out.rglob("*.safetensors")) / 1e6
@@ -117,10 +121,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("models/ControlNet/demo-canny"))
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long and save")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    train(args.model, args.out, steps=args.steps, seed=args.seed)
+    train(args.model, args.out, steps=args.steps, seed=args.seed, max_minutes=args.max_minutes)
     without, with_control = measure(args.model, args.out)
     print(f"[controlnet] shape IoU with the control edges: without {without:.3f}, with {with_control:.3f}",
           flush=True)

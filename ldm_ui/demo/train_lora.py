@@ -14,6 +14,7 @@ The effect is measured by `hollowness`: the share of a shape's filled-in area th
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ def hollowness(image) -> float:
 
 
 def train(model_dir: Path, out: Path, steps: int = 1200, scenes: int = 168 * 8, batch: int = 32, rank: int = 8,
-          lr: float = 1e-3, seed: int = 0, log_every: int = 50) -> Path:
+          lr: float = 1e-3, seed: int = 0, log_every: int = 50, max_minutes: float | None = None) -> Path:
     from diffusers import StableDiffusionPipeline
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
@@ -89,6 +90,9 @@ def train(model_dir: Path, out: Path, steps: int = 1200, scenes: int = 168 * 8, 
         opt.step()
         if (step + 1) % log_every == 0:
             log(step + 1, loss.item())
+        if max_minutes is not None and time.time() - log.t0 > max_minutes * 60:
+            print(f"[lora] stopping at step {step + 1}: the {max_minutes:g}-minute budget is spent", flush=True)
+            break
     unet.eval()
     out.parent.mkdir(parents=True, exist_ok=True)
     StableDiffusionPipeline.save_lora_weights(out.parent, unet_lora_layers=get_peft_model_state_dict(unet),
@@ -122,10 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("models/Lora/demo-outline.safetensors"))
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long and save")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    train(args.model, args.out, steps=args.steps, seed=args.seed)
+    train(args.model, args.out, steps=args.steps, seed=args.seed, max_minutes=args.max_minutes)
     base, with_lora = measure(args.model, args.out)
     print(f"[lora] hollowness without the LoRA {base:.3f}, with it {with_lora:.3f}", flush=True)
 

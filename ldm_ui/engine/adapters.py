@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from ldm_ui.engine.controlnet import (
-    active_units, cached_controlnets, control_maps, controlnet_call_kwargs, controlnet_pipeline, unit_infotext,
+    active_units, cached_controlnets, control_maps, controlnet_call_kwargs, controlnet_pipeline, fit_call_kwargs,
+    unit_infotext,
 )
 from ldm_ui.engine.lora import activate_loras, status_event, strip_lora_tags
 
@@ -26,9 +27,10 @@ def prepare_adapters(ctx, pipe, call_kwargs: dict[str, Any], width: int, height:
     report = lambda text: ctx.job.emit(status_event(text))  # noqa: E731
     models = cached_controlnets(ctx.model, ctx.config, units, report)
     controlled = controlnet_pipeline(pipe, models)
-    maps = control_maps(ctx.config, units, width, height)
+    maps = control_maps(ctx.config, units, width, height, getattr(ctx.engine, "controlnet_preprocessors", None))
     infotext.update(unit_infotext(units))
-    return controlled, {**call_kwargs, **controlnet_call_kwargs(controlled, units, maps)}, infotext
+    call_kwargs = {**fit_call_kwargs(controlled, call_kwargs), **controlnet_call_kwargs(controlled, units, maps)}
+    return controlled, call_kwargs, infotext
 
 
 def encoder_prompt(prompt: str) -> str:

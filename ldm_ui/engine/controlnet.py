@@ -128,12 +128,13 @@ def active_units(units) -> list[ControlNetUnit]:
     return [u for u in units if u.enabled and u.weight > 0 and u.guidance_end > u.guidance_start]
 
 
-def control_maps(config: AppConfig, units: list[ControlNetUnit], width: int, height: int) -> list:
+def control_maps(config: AppConfig, units: list[ControlNetUnit], width: int, height: int,
+                 extra_preprocessors: dict | None = None) -> list:
     maps = []
     for index, unit in enumerate(units):
         try:
             maps.append(preprocess(unit.image, unit.preprocessor, width, height, config.models_dir,
-                                   unit.canny_low, unit.canny_high))
+                                   unit.canny_low, unit.canny_high, extra_preprocessors))
         except PreprocessorError as error:
             raise ControlNetError(f"ControlNet unit {index + 1}: {error}") from None
     return maps
@@ -167,6 +168,28 @@ def controlnet_call_kwargs(pipe, units: list[ControlNetUnit], maps: list) -> dic
         "control_guidance_start": pick([float(u.guidance_start) for u in units]),
         "control_guidance_end": pick([float(u.guidance_end) for u in units]),
     }
+
+
+def fit_call_kwargs(controlled, call_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The task's call arguments in the form the ControlNet pipeline takes.
+
+    diffusers' ControlNet inpaint pipeline has no `masked_image_latents` and masks `image` in pixel space, so
+    latents handed in as `image` are decoded back to pixels; it then derives the masked image itself.
+    """
+    import inspect
+
+    import torch
+
+    accepted = inspect.signature(controlled.__call__).parameters
+    fitted = {k: v for k, v in call_kwargs.items() if k in accepted}
+    image = fitted.get("image")
+    if "masked_image_latents" in call_kwargs and "masked_image_latents" not in accepted and torch.is_tensor(image) \
+            and image.shape[1] == controlled.vae.config.latent_channels:
+        vae = controlled.vae
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        with torch.no_grad():
+            fitted["image"] = vae.decode((image / vae.config.scaling_factor + shift).to(vae.dtype)).sample.clamp(-1, 1)
+    return fitted
 
 
 def unit_infotext(units: list[ControlNetUnit]) -> dict[str, str]:

@@ -103,7 +103,7 @@ def run_img2img(ctx: TaskContext) -> Finished:
     if denoising_steps(request.steps, request.strength) == 0:
         pipe = ReconstructionOnly(pipe, latents if latents is not None else encode_image(pipe, canvas))
     finished = run_batches(ctx, pipe, call_kwargs, extra)
-    steps_run = pipe.num_timesteps
+    steps_run = finished.info["steps_run"]  # the pipeline that ran may be a ControlNet variant of `pipe`
     return _with_summary(finished, steps_summary(request, steps_run), steps_run=steps_run)
 
 
@@ -185,6 +185,6 @@ def run_inpaint(ctx: TaskContext) -> Finished:
         "Inpainting model": "9-channel" if model.is_inpainting_model else None,
     }
     finished = run_batches(ctx, pipe, call_kwargs, extra, postprocess=postprocess)
-    steps_run = pipe.num_timesteps
+    steps_run = finished.info["steps_run"]  # the pipeline that ran may be a ControlNet variant of `pipe`
     summary = " ".join(part for part in (steps_summary(request, steps_run), note) if part)
     return _with_summary(finished, summary, steps_run=steps_run, crop_box=canvas.box)

@@ -191,7 +191,7 @@ class ImageWalk:
             callback = StepCallback(ctx, index, self.preview, self.preview_every, batch_count=request.frames,
                                     unit="frame")
             latents = pipe(
-                prompt=[self.prompt], negative_prompt=[request.negative_prompt], image=latents,
+                prompt=[encoder_prompt(self.prompt)], negative_prompt=[request.negative_prompt], image=latents,
                 strength=request.strength, num_inference_steps=request.steps, guidance_scale=request.cfg_scale,
                 generator=[torch.Generator("cpu").manual_seed(self.seed)], output_type="latent",
                 callback_on_step_end=callback, **self.call_kwargs,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -71,12 +72,17 @@ def describe(name: str, models_dir: Path) -> str:
 
 
 def preprocess(image: Image.Image, name: str, width: int, height: int, models_dir: Path,
-               canny_low: int = CANNY_LOW, canny_high: int = CANNY_HIGH) -> Image.Image:
+               canny_low: int = CANNY_LOW, canny_high: int = CANNY_HIGH,
+               extra: dict[str, Callable] | None = None) -> Image.Image:
     """The control map for `image`, `width` x `height` RGB: the image is resized to the output size first,
-    so the map lines up with the generated picture."""
-    if name not in PREPROCESSORS:
-        raise PreprocessorError(f"unknown preprocessor {name!r}; choose one of: {', '.join(PREPROCESSOR_NAMES)}")
+    so the map lines up with the generated picture. `extra`: preprocessors extensions registered (name -> fn)."""
+    extra = extra or {}
+    if name not in PREPROCESSORS and name not in extra:
+        names = ", ".join([*PREPROCESSOR_NAMES, *extra])
+        raise PreprocessorError(f"unknown preprocessor {name!r}; choose one of: {names}")
     source = image.convert("RGB").resize((width, height), Image.LANCZOS)
+    if name not in PREPROCESSORS:
+        return extra[name](source).convert("RGB").resize((width, height), Image.BILINEAR)
     if name == "none":
         return source
     if name == "invert":

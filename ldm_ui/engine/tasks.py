@@ -191,7 +191,9 @@ def run_batches(ctx: TaskContext, pipe, call_kwargs: dict[str, Any], infotext_ex
             output = Output(image=image, seed=seed, infotext=infotext, path=str(path))
             outputs.append(output)
             ctx.job.emit(output)
-    return Finished(outputs=outputs, info={"first_seed": first_seed, "width": width, "height": height, **timings})
+    # steps_run: what the pipeline that ran (a ControlNet variant, maybe) reports, for the runners' summaries
+    return Finished(outputs=outputs, info={"first_seed": first_seed, "width": width, "height": height,
+                                           "steps_run": getattr(pipe, "num_timesteps", request.steps), **timings})
 
 
 def apply_prompt_transforms(ctx: TaskContext, prompt: str, seed: int) -> str:

@@ -1,7 +1,7 @@
 """LoRA picker and ControlNet units for any generation tab (txt2img, img2img, inpaint).
 
     lora = build_lora_picker("img2img", controls.prompt, ui.engine.config)
-    controlnet = build_controlnet_panel("img2img", ui.engine.config, controls.width, controls.height)
+    controlnet = build_controlnet_panel("img2img", ui.engine, controls.width, controls.height)
     # handler inputs: [..., *controlnet.inputs()]; in the handler: controlnets=controlnet.units(*values)
 """
 
@@ -13,7 +13,7 @@ import gradio as gr
 
 from ldm_ui.engine.controlnet import list_controlnets
 from ldm_ui.engine.lora import list_loras, lora_tag
-from ldm_ui.engine.preprocessors import CANNY_HIGH, CANNY_LOW, PREPROCESSOR_NAMES, PreprocessorError, describe, preprocess
+from ldm_ui.engine.preprocessors import CANNY_HIGH, CANNY_LOW, PREPROCESSOR_NAMES, describe, preprocess
 from ldm_ui.requests import MAX_CONTROL_WEIGHT, MAX_CONTROLNET_UNITS, ControlNetUnit, RequestError
 
 FIELDS_PER_UNIT = 9  # UnitWidgets.inputs(): enabled, image, preprocessor, model, weight, start, end, canny low/high
@@ -107,20 +107,51 @@ def units_from_values(*values) -> tuple[ControlNetUnit, ...]:
     return tuple(units)
 
 
-def preview_map(config, image, preprocessor, low, high, width, height):
+UNIT_API_DEFAULTS = (("enabled", False), ("image", None), ("preprocessor", "canny"), ("model", None),
+                     ("weight", 1.0), ("guidance_start", 0.0), ("guidance_end", 1.0), ("canny_low", CANNY_LOW),
+                     ("canny_high", CANNY_HIGH))
+
+
+def named_unit_parameters(handler):
+    """Give a handler's trailing `*controlnet_values` API names and defaults (controlnet1_image=None, ...).
+
+    Gradio names API parameters from the handler's signature; with these, a script calls /txt2img by prompt
+    alone, or sets `controlnet1_enabled=True, controlnet1_image=handle_file(...)` by name.
+    """
+    import functools
+    import inspect
+
+    signature = inspect.signature(handler)
+    fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    named = [inspect.Parameter(f"controlnet{index + 1}_{name}", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                               default=default)
+             for index in range(MAX_CONTROLNET_UNITS) for name, default in UNIT_API_DEFAULTS]
+
+    @functools.wraps(handler)
+    def wrapper(*values):
+        yield from handler(*values)
+
+    wrapper.__signature__ = signature.replace(parameters=fixed + named)
+    return wrapper
+
+
+def preview_map(engine, image, preprocessor, low, high, width, height):
     """(preview image, note) for one unit: what the ControlNet will see at the tab's output size."""
+    config, extra = engine.config, engine.controlnet_preprocessors
+    name = preprocessor or "none"
     if image is None:
-        return None, describe(preprocessor or "none", config.models_dir)
+        return None, describe(name, config.models_dir) if name not in extra else f"{name} (from an extension)"
     try:
-        result = preprocess(image, preprocessor or "none", int(width), int(height), config.models_dir,
-                            int(low), int(high))
-    except PreprocessorError as error:
+        result = preprocess(image, name, int(width), int(height), config.models_dir, int(low), int(high), extra)
+    except Exception as error:  # noqa: BLE001 - an extension's preprocessor may fail in any way; shown, not raised
         return None, f"⚠️ {error}"
     return result, f"{preprocessor}: {result.width}x{result.height} control map"
 
 
-def build_controlnet_panel(tab: str, config, width: gr.Slider, height: gr.Slider) -> ControlNetPanel:
+def build_controlnet_panel(tab: str, engine, width: gr.Slider, height: gr.Slider) -> ControlNetPanel:
+    config = engine.config
     models = controlnet_names(config)
+    preprocessors = [*PREPROCESSOR_NAMES, *(n for n in engine.controlnet_preprocessors if n not in PREPROCESSOR_NAMES)]
     widgets: list[UnitWidgets] = []
     with gr.Accordion("ControlNet", open=False, elem_id=f"{tab}-controlnet"):
         refresh = gr.Button("↻ Refresh ControlNet models", size="sm", elem_id=f"{tab}-controlnet-refresh")
@@ -136,7 +167,7 @@ def build_controlnet_panel(tab: str, config, width: gr.Slider, height: gr.Slider
                                            interactive=False, height=200, elem_id=f"{prefix}-preview",
                                            elem_classes=["pixelated"], buttons=[])
                     with gr.Row():
-                        preprocessor = gr.Dropdown(list(PREPROCESSOR_NAMES), value="canny", label="Preprocessor",
+                        preprocessor = gr.Dropdown(preprocessors, value="canny", label="Preprocessor",
                                                    elem_id=f"{prefix}-preprocessor")
                         model = gr.Dropdown(models, value=models[0] if models else None, allow_custom_value=True,
                                             label="ControlNet model (or a hub id)", elem_id=f"{prefix}-model")
@@ -155,7 +186,7 @@ def build_controlnet_panel(tab: str, config, width: gr.Slider, height: gr.Slider
                 unit = UnitWidgets(enabled, image, preprocessor, model, weight, start, end, low, high, preview, note)
                 widgets.append(unit)
                 preview_inputs = [image, preprocessor, low, high, width, height]
-                handler = lambda *values: preview_map(config, *values)  # noqa: E731
+                handler = lambda *values: preview_map(engine, *values)  # noqa: E731
                 for trigger in (image.change, preprocessor.change, low.release, high.release):
                     trigger(handler, preview_inputs, [preview, note], api_name=False, concurrency_id="gpu",
                             concurrency_limit=1, show_progress="hidden")

@@ -6,6 +6,7 @@ import gradio as gr
 
 from ldm_ui.image_ops import size_for_image
 from ldm_ui.requests import RESIZE_MODES, Img2ImgRequest, RequestError
+from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, named_unit_parameters
 from ldm_ui.ui.common import (
     GPU, build_generation_controls, build_output_panel, generation_settings, infotext_of_selected, interrupt,
     mark_started, stream_job,
@@ -17,12 +18,14 @@ RESIZE_INFO = "When the input's shape differs from width x height: stretch it, c
               "extend its edges."
 
 
-def to_request(model, preview_method, preview_every, init_image, strength, resize_mode, *values) -> Img2ImgRequest:
+def to_request(model, preview_method, preview_every, init_image, strength, resize_mode, *values,
+               controlnets=()) -> Img2ImgRequest:
     if init_image is None:
         raise RequestError("no input image: upload or paste one, or use 'Send to img2img' from a result")
     return Img2ImgRequest(model=model or None, preview_method=preview_method,
                           preview_every_n_steps=int(preview_every), init_image=init_image,
-                          strength=float(strength), resize_mode=resize_mode, **generation_settings(*values))
+                          strength=float(strength), resize_mode=resize_mode, controlnets=controlnets,
+                          **generation_settings(*values))
 
 
 def size_of_input(image):
@@ -44,6 +47,8 @@ def build(ui) -> None:
                 resize_mode = gr.Radio(list(RESIZE_MODES), value="just resize", label="Resize mode",
                                        info=RESIZE_INFO, elem_id="img2img-resize-mode")
             controls = build_generation_controls("img2img", ui.native_size)
+            build_lora_picker("img2img", controls.prompt, ui.engine.config)
+            controlnet = build_controlnet_panel("img2img", ui.engine, controls.width, controls.height)
         with gr.Column(scale=1):
             panel = build_output_panel("img2img")
             with gr.Row():
@@ -52,13 +57,16 @@ def build(ui) -> None:
     ui.register_tab("img2img", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
 
     inputs = [init_image, strength, resize_mode, *controls.inputs(), ui.model, ui.preview_method,
-              ui.preview_every, ui.session]
+              ui.preview_every, ui.session, *controlnet.inputs()]
 
+    @named_unit_parameters
     def img2img(init_image, strength, resize_mode, prompt, negative_prompt, sampler, steps, cfg_scale, width,
-                height, seed, batch_count, batch_size, model, preview_method, preview_every, session):
+                height, seed, batch_count, batch_size, model, preview_method, preview_every, session,
+                *controlnet_values):
         values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
         yield from stream_job(ui.engine, session, lambda: to_request(
-            model, preview_method, preview_every, init_image, strength, resize_mode, *values))
+            model, preview_method, preview_every, init_image, strength, resize_mode, *values,
+            controlnets=controlnet.units(*controlnet_values)))
 
     # one named endpoint (/img2img); the Enter-key twin and the helper steps stay out of the API
     for trigger, api in ((controls.generate.click, {"api_name": "img2img"}),

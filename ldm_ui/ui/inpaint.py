@@ -10,6 +10,7 @@ from PIL import Image, ImageChops
 from ldm_ui.requests import (
     INPAINT_AREAS, MASKED_CONTENTS, MAX_MASK_BLUR_PX, MAX_MASK_PADDING_PX, RESIZE_MODES, InpaintRequest, RequestError,
 )
+from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, named_unit_parameters
 from ldm_ui.ui.common import (
     GPU, build_generation_controls, build_output_panel, generation_settings, infotext_of_selected, interrupt,
     mark_started, stream_job,
@@ -38,13 +39,14 @@ def image_and_mask(editor: dict[str, Any] | None, uploaded_mask: Image.Image | N
 
 
 def to_request(model, preview_method, preview_every, editor, uploaded_mask, strength, resize_mode, mask_blur,
-               invert_mask, masked_content, inpaint_area, padding, *values) -> InpaintRequest:
+               invert_mask, masked_content, inpaint_area, padding, *values, controlnets=()) -> InpaintRequest:
     image, mask = image_and_mask(editor, uploaded_mask)
     return InpaintRequest(
         model=model or None, preview_method=preview_method, preview_every_n_steps=int(preview_every),
         init_image=image, mask=mask, strength=float(strength), resize_mode=resize_mode,
         mask_blur_px=int(mask_blur), invert_mask=bool(invert_mask), masked_content=masked_content,
-        inpaint_area=inpaint_area, only_masked_padding_px=int(padding), **generation_settings(*values),
+        inpaint_area=inpaint_area, only_masked_padding_px=int(padding), controlnets=controlnets,
+        **generation_settings(*values),
     )
 
 
@@ -81,6 +83,8 @@ def build(ui) -> None:
                 resize_mode = gr.Radio(list(RESIZE_MODES), value="just resize", label="Resize mode",
                                        elem_id="inpaint-resize-mode")
             controls = build_generation_controls("inpaint", ui.native_size, generate_label="Inpaint")
+            build_lora_picker("inpaint", controls.prompt, ui.engine.config)
+            controlnet = build_controlnet_panel("inpaint", ui.engine, controls.width, controls.height)
         with gr.Column(scale=1):
             panel = build_output_panel("inpaint")
             with gr.Row():
@@ -89,15 +93,18 @@ def build(ui) -> None:
     ui.register_tab("inpaint", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
 
     inputs = [editor, uploaded_mask, strength, resize_mode, mask_blur, invert_mask, masked_content, inpaint_area,
-              padding, *controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session]
+              padding, *controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session,
+              *controlnet.inputs()]
 
+    @named_unit_parameters
     def inpaint(editor, uploaded_mask, strength, resize_mode, mask_blur, invert_mask, masked_content, inpaint_area,
                 padding, prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count,
-                batch_size, model, preview_method, preview_every, session):
+                batch_size, model, preview_method, preview_every, session, *controlnet_values):
         values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
         yield from stream_job(ui.engine, session, lambda: to_request(
             model, preview_method, preview_every, editor, uploaded_mask, strength, resize_mode, mask_blur,
-            invert_mask, masked_content, inpaint_area, padding, *values))
+            invert_mask, masked_content, inpaint_area, padding, *values,
+            controlnets=controlnet.units(*controlnet_values)))
 
     # one named endpoint (/inpaint); the Enter-key twin and the helper steps stay out of the API
     for trigger, api in ((controls.generate.click, {"api_name": "inpaint"}),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ldm_ui.requests import Txt2ImgRequest
-from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker
+from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, named_unit_parameters
 from ldm_ui.ui.common import (
     GPU, build_generation_controls, build_output_panel, generation_settings, infotext_of_selected, interrupt,
     mark_started, stream_job,
@@ -24,7 +24,7 @@ def build(ui) -> None:
         with gr.Column(scale=1):
             controls = build_generation_controls("txt2img", ui.native_size)
             build_lora_picker("txt2img", controls.prompt, ui.engine.config)
-            controlnet = build_controlnet_panel("txt2img", ui.engine.config, controls.width, controls.height)
+            controlnet = build_controlnet_panel("txt2img", ui.engine, controls.width, controls.height)
         with gr.Column(scale=1):
             panel = build_output_panel("txt2img")
             with gr.Row():
@@ -33,6 +33,7 @@ def build(ui) -> None:
                 reuse_seed = gr.Button("♻ Reuse seed", size="sm", elem_id="txt2img-reuse-seed")
     ui.register_tab("txt2img", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
 
+    @named_unit_parameters
     def txt2img(prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
                 model, preview_method, preview_every, session, *controlnet_values):
         values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
