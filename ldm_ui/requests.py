@@ -86,8 +86,6 @@ class ControlNetUnit:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        from ldm_ui.engine.preprocessors import PREPROCESSOR_NAMES
-
         if not isinstance(self.model, str) or not self.model.strip():
             raise RequestError(f"ControlNet model must be a model name, got {self.model!r}")
         check_image("ControlNet image", self.image)
