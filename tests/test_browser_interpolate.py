@@ -12,15 +12,20 @@ from PIL import Image, ImageDraw
 
 from browser_support import ARTIFACTS, browser_page, needs_chromium, running_app, screenshot
 from conftest import TINY
-from ldm_ui.config import AppConfig
+from ldm_ui.config import PROJECT_ROOT, AppConfig
+
+
+DEMO_DIR = PROJECT_ROOT / "models" / "diffusers" / "demo-shapes"
 
 
 @pytest.fixture(scope="module")
 def served(models_dir, tmp_path_factory):
-    """One running app for this module's tests (starting one costs seconds on a busy CPU)."""
+    """One running app for this module's tests, on the demo model once it exists (its frames show a real walk
+    in the screenshot), else on the tiny random model."""
     root = tmp_path_factory.mktemp("interpolate-app")
-    config = AppConfig(models_dir=models_dir, outputs_dir=root / "outputs", cache_dir=root / "cache",
-                       default_model=TINY)
+    demo = (DEMO_DIR / "model_index.json").is_file()
+    config = AppConfig(models_dir=PROJECT_ROOT / "models" if demo else models_dir, outputs_dir=root / "outputs",
+                       cache_dir=root / "cache", default_model="demo-shapes" if demo else TINY)
     with running_app(config) as (url, engine, _):
         yield url, engine, config
 
@@ -48,7 +53,7 @@ def test_four_frame_interpolation_fills_the_gallery_and_makes_animations(served)
         page.fill("#interpolate-prompt textarea", "a red circle on a white background")
         page.fill("#interpolate-prompt-b textarea", "a blue circle on a white background")
         set_number(page, "#interpolate-frames input[type=number]", 4)
-        set_number(page, "#interpolate-steps input[type=number]", 4)
+        set_number(page, "#interpolate-steps input[type=number]", 20)
         set_number(page, "#interpolate-seed input", 21)
         page.check("#interpolate-ping-pong input")
         page.click("#interpolate-generate")

@@ -183,20 +183,25 @@ def test_too_little_renoise_for_the_steps_fails_with_advice_and_the_engine_keeps
     assert len(engine.generate(Txt2ImgRequest(prompt="still works", seed=1, steps=1), timeout=60).images) == 1
 
 
-@needs_demo
-def test_demo_prompt_walk_from_red_to_blue_is_monotone(tmp_path):
-    from ldm_ui.demo.judge import judge
+@pytest.fixture(scope="module")
+def demo_engine(tmp_path_factory):
     from ldm_ui.engine.engine import Engine
 
-    config = AppConfig(models_dir=PROJECT_ROOT / "models", outputs_dir=tmp_path / "outputs",
-                       cache_dir=tmp_path / "cache", default_model="demo-shapes")
+    root = tmp_path_factory.mktemp("demo-interpolate")
+    config = AppConfig(models_dir=PROJECT_ROOT / "models", outputs_dir=root / "outputs", cache_dir=root / "cache",
+                       default_model="demo-shapes")
     engine = Engine(config).start()
-    try:
-        frames = engine.generate(InterpolateRequest(
-            mode="prompts", prompt="a red circle on a white background", prompt_b="a blue circle on a white background",
-            seed=1, frames=8, steps=20, sampler="DPM++ 2M"), timeout=600).images
-    finally:
-        engine.shutdown()
+    yield engine
+    engine.shutdown()
+
+
+@needs_demo
+def test_demo_prompt_walk_from_red_to_blue_is_monotone(demo_engine):
+    from ldm_ui.demo.judge import judge
+
+    frames = demo_engine.generate(InterpolateRequest(
+        mode="prompts", prompt="a red circle on a white background", prompt_b="a blue circle on a white background",
+        seed=1, frames=8, steps=20, sampler="DPM++ 2M"), timeout=600).images
     red_minus_blue = []
     for frame in frames:
         rgb = np.asarray(frame, dtype=np.float32)
@@ -207,3 +212,22 @@ def test_demo_prompt_walk_from_red_to_blue_is_monotone(tmp_path):
     rises = [later - earlier for earlier, later in zip(red_minus_blue, red_minus_blue[1:]) if later > earlier]
     span = red_minus_blue[0] - red_minus_blue[-1]
     assert len(rises) <= 1 and all(rise < 0.1 * span for rise in rises), red_minus_blue
+
+
+@needs_demo
+def test_demo_image_walk_ends_are_the_inputs_within_the_vae_reconstruction_error(demo_engine):
+    from ldm_ui.demo import data
+    from ldm_ui.engine.latent_math import psnr_db
+    from ldm_ui.requests import InspectLatentsRequest
+
+    rng = np.random.default_rng(5)
+    image_a = data.make_scene(rng, "red", "circle", "white").image
+    image_b = data.make_scene(rng, "green", "triangle", "black").image
+    frames = demo_engine.generate(InterpolateRequest(mode="images", prompt="", image_a=image_a, image_b=image_b,
+                                                     frames=5), timeout=300).images
+    for frame, source in ((frames[0], image_a), (frames[-1], image_b)):
+        round_trip = demo_engine.generate(InspectLatentsRequest(image=source), timeout=300).info["inspection"]
+        # the end frame is the VAE's round trip of the input: exactly its error, and that error is small
+        assert psnr_db(source, frame) == pytest.approx(round_trip.psnr_db, abs=0.05)
+        assert psnr_db(source, frame) > 20
+    assert psnr_db(image_a, frames[2]) < psnr_db(image_a, frames[0]) - 3  # the middle is an in-between
