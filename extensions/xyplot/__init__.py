@@ -91,10 +91,13 @@ def build_tab(api: ExtensionApi, ui) -> None:
         x_labels = [label(x_name, v) if AXES[x_name] else "" for v in xs]
         y_labels = [label(y_name, v) if AXES[y_name] else "" for v in ys]
         grid = make_grid(rows, x_labels, y_labels)
-        settings = {"X/Y plot": f"X: {x_name} {x_text}; Y: {y_name} {y_text}", "Seed": cells[0].request.seed,
+        seed_is_axis = "Seed" in (x_name, y_name)
+        seed = None if seed_is_axis else cells[0].request.seed
+        settings = {"X/Y plot": f"X: {x_name} {x_text}; Y: {y_name} {y_text}", "Seed": seed,
                     "Sampler": sampler_name, "Steps": int(steps_value), "CFG scale": f"{float(cfg_value):g}"}
         path = api.save_image(grid, "xyplot", prompt_text or "", negative_text or "", settings)
-        yield _status(f"Done: {len(xs)}x{len(ys)} grid, seed {cells[0].request.seed}, saved as {path.name}."), grid
+        seed_text = "" if seed_is_axis else f", seed {seed}"
+        yield _status(f"Done: {len(xs)}x{len(ys)} grid{seed_text}, saved as {path.name}."), grid
 
     def interrupt(state: dict):
         state["stop"] = True
