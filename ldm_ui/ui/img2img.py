@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ldm_ui.image_ops import size_for_image
+from ldm_ui.images import load_image
 from ldm_ui.requests import RESIZE_MODES, Img2ImgRequest, RequestError
 from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, named_unit_parameters
 from ldm_ui.ui.common import (
@@ -22,6 +23,7 @@ def to_request(model, preview_method, preview_every, init_image, strength, resiz
                controlnets=()) -> Img2ImgRequest:
     if init_image is None:
         raise RequestError("no input image: upload or paste one, or use 'Send to img2img' from a result")
+    init_image = load_image(init_image, "input image")  # size limit, EXIF rotation, any mode -> RGB
     return Img2ImgRequest(model=model or None, preview_method=preview_method,
                           preview_every_n_steps=int(preview_every), init_image=init_image,
                           strength=float(strength), resize_mode=resize_mode, controlnets=controlnets,

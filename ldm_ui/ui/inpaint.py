@@ -7,6 +7,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image, ImageChops
 
+from ldm_ui.images import load_image
 from ldm_ui.requests import (
     INPAINT_AREAS, MASKED_CONTENTS, MAX_MASK_BLUR_PX, MAX_MASK_PADDING_PX, RESIZE_MODES, InpaintRequest, RequestError,
 )
@@ -41,6 +42,7 @@ def image_and_mask(editor: dict[str, Any] | None, uploaded_mask: Image.Image | N
 def to_request(model, preview_method, preview_every, editor, uploaded_mask, strength, resize_mode, mask_blur,
                invert_mask, masked_content, inpaint_area, padding, *values, controlnets=()) -> InpaintRequest:
     image, mask = image_and_mask(editor, uploaded_mask)
+    image = load_image(image, "input image") if image is not None else None  # size limit, EXIF, mode -> RGB
     return InpaintRequest(
         model=model or None, preview_method=preview_method, preview_every_n_steps=int(preview_every),
         init_image=image, mask=mask, strength=float(strength), resize_mode=resize_mode,
