@@ -47,7 +47,7 @@ def control_iou(image, shape_mask: np.ndarray) -> float:
     return float(np.logical_and(mask, shape_mask).sum() / union) if union else 0.0
 
 
-def train(model_dir: Path, out: Path, steps: int = 1500, scenes: int = 168 * 8, batch: int = 32, lr: float = 5e-4,
+def train(model_dir: Path, out: Path, steps: int = 1000, scenes: int = 168 * 4, batch: int = 8, lr: float = 2e-3,
           seed: int = 0, log_every: int = 50, max_minutes: float | None = None) -> Path:
     from diffusers import ControlNetModel
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("models/diffusers/demo-shapes"))
     parser.add_argument("--out", type=Path, default=Path("models/ControlNet/demo-canny"))
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long and save")
     parser.add_argument("--seed", type=int, default=0)
