@@ -180,6 +180,8 @@ def test_too_little_renoise_for_the_steps_fails_with_advice_and_the_engine_keeps
     job = engine.submit(request)
     events = list(job.events(timeout=60))
     assert "leaves no step to denoise" in events[-1].message and "at least 11" in events[-1].message
+    assert not (engine.config.outputs_dir / "interpolate").exists() or not any(
+        (engine.config.outputs_dir / "interpolate").rglob("*-images"))
     assert len(engine.generate(Txt2ImgRequest(prompt="still works", seed=1, steps=1), timeout=60).images) == 1
 
 

@@ -48,9 +48,10 @@ def run_interpolate(ctx: TaskContext) -> Finished:
     width, height = target_size(request, model)
     if hasattr(model.pipe.vae, "enable_tiling"):
         model.pipe.vae.enable_tiling() if width * height > TILING_THRESHOLD_PX else model.pipe.vae.disable_tiling()
-    folder = new_run_folder(ctx.config.outputs_dir / "interpolate" / dt.date.today().isoformat(), request.mode)
     positions = frame_positions(request.frames, request.easing)
     make_frame = ImageWalk(ctx, width, height) if request.mode == "images" else TextWalk(ctx, width, height)
+    # claimed only now, so a request the walk refuses leaves no empty folder behind
+    folder = new_run_folder(ctx.config.outputs_dir / "interpolate" / dt.date.today().isoformat(), request.mode)
     outputs: list[Output] = []
     began = time.perf_counter()
     for index, t in enumerate(positions):
