@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gradio as gr
+from PIL import Image
 
 from ldm_ui.image_ops import size_for_image
 from ldm_ui.images import load_image
@@ -31,16 +32,23 @@ def to_request(model, preview_method, preview_every, init_image, strength, resiz
 
 
 def size_of_input(image):
-    """Width/height sliders follow a new input image (its size in multiples of 8)."""
+    """Width/height sliders follow a new input image (its size in multiples of 8); a path is read lazily."""
     if image is None:
         return gr.skip(), gr.skip()
+    if not isinstance(image, Image.Image):
+        try:
+            with Image.open(image) as opened:  # the header only: size without decoding
+                return size_for_image(opened)
+        except OSError:
+            return gr.skip(), gr.skip()
     return size_for_image(image)
 
 
 def build(ui) -> None:
     with gr.Row():
         with gr.Column(scale=1):
-            init_image = gr.Image(label="Input image", type="pil", image_mode="RGB", format="png", height=320,
+            # a file path, decoded by load_image: a truncated or oversized upload gets our message, not Gradio's
+            init_image = gr.Image(label="Input image", type="filepath", image_mode=None, format="png", height=320,
                                   sources=["upload", "clipboard"], elem_id="img2img-image",
                                   elem_classes=["pixelated"])
             with gr.Row():

@@ -23,20 +23,27 @@ EDITOR_HELP = ("Upload an image, then paint over what should change. Pixels outs
                "mask blur) come back exactly as they were. The result has the input image's size.")
 
 
-def image_and_mask(editor: dict[str, Any] | None, uploaded_mask: Image.Image | None) -> tuple[Image.Image, Image.Image]:
-    """The editor's background, and the mask: an uploaded one if given, else every painted stroke."""
+def image_and_mask(editor: dict[str, Any] | None, uploaded_mask: Any) -> tuple[Image.Image, Image.Image]:
+    """The editor's background, and the mask: an uploaded one if given, else every painted stroke.
+
+    Images arrive as file paths (or PIL images) and are decoded here, so a truncated or oversized upload is
+    refused with a message that names it.
+    """
+    from ldm_ui.images import load_image
+
     background = (editor or {}).get("background")
     if background is None:
         raise RequestError("no image to inpaint: upload or paste one in the editor, or use 'Send to inpaint'")
+    background = load_image(background, "input image")
     if uploaded_mask is not None:
-        return background, uploaded_mask
+        return background, load_image(uploaded_mask, "mask", mode="RGBA")
     mask = Image.new("L", background.size, 0)
     for layer in (editor or {}).get("layers") or []:
-        alpha = layer.convert("RGBA").getchannel("A")
+        alpha = load_image(layer, "painted mask layer", mode="RGBA").getchannel("A")
         if alpha.size != background.size:
             alpha = alpha.resize(background.size, Image.Resampling.NEAREST)
         mask = ImageChops.lighter(mask, alpha)
-    return background.convert("RGB"), mask
+    return background, mask
 
 
 def to_request(model, preview_method, preview_every, editor, uploaded_mask, strength, resize_mode, mask_blur,
@@ -56,7 +63,7 @@ def build(ui) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             editor = gr.ImageEditor(
-                label="Image and mask", type="pil", image_mode="RGBA", format="png", height=420,
+                label="Image and mask", type="filepath", image_mode="RGBA", format="png", height=420,
                 sources=["upload", "clipboard"], layers=False, transforms=(),
                 brush=gr.Brush(colors=["#ffffff", "#ff00ff", "#000000"], default_color="#ffffff",
                                color_mode="fixed", default_size=12),
@@ -64,7 +71,8 @@ def build(ui) -> None:
             )
             gr.Markdown(EDITOR_HELP)
             with gr.Accordion("Upload a mask instead (white = repaint)", open=False):
-                uploaded_mask = gr.Image(label="Mask", type="pil", format="png", sources=["upload", "clipboard"],
+                uploaded_mask = gr.Image(label="Mask", type="filepath", image_mode=None, format="png",
+                                         sources=["upload", "clipboard"],
                                          height=200, elem_id="inpaint-mask-upload")
             with gr.Row():
                 mask_blur = gr.Slider(0, MAX_MASK_BLUR_PX, value=4, step=1, label="Mask blur (px)",
