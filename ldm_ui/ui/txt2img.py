@@ -41,14 +41,14 @@ def build(ui) -> None:
             model, preview_method, preview_every, *values, controlnets=controlnet.units(*controlnet_values)))
 
     controls.generate.click(
-        mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
+        mark_started, ui.session, ui.session, queue=False, show_progress="hidden", api_visibility="private",
     ).then(
         txt2img, [*controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session,
                   *controlnet.inputs()], panel.outputs(),
         api_name="txt2img", concurrency_id=GPU, concurrency_limit=1, show_progress="minimal",
     )
     controls.prompt.submit(
-        mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
+        mark_started, ui.session, ui.session, queue=False, show_progress="hidden", api_visibility="private",
     ).then(
         txt2img, [*controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session,
                   *controlnet.inputs()], panel.outputs(),
