@@ -194,3 +194,27 @@ def test_many_threads_saving_at_once_never_share_a_name(tmp_path):
         with Image.open(path) as image:
             assert image.getpixel((0, 0)) == colors[index]  # each name holds the image that was saved under it
             assert f"Seed: {index}" in read_png_parameters(image)
+
+
+def test_interrupt_while_encoding_the_input_image(engine, app_config):
+    from ldm_ui.requests import Img2ImgRequest
+
+    engine.generate(request(), timeout=120)  # load the model so its VAE encoder can be watched
+    vae = engine.models.current.pipe.vae
+    job_box = {}
+
+    def cancel_during_encode(module, args):
+        if "job" in job_box:
+            job_box["job"].cancel()
+
+    handle = vae.encoder.register_forward_pre_hook(cancel_during_encode)
+    try:
+        job_box["job"] = job = engine.submit(Img2ImgRequest(
+            prompt="a red circle", model=TINY, steps=4, seed=4, init_image=Image.new("RGB", (64, 64), (200, 0, 0)),
+            strength=0.5))
+        with pytest.raises(JobCancelled):
+            job.wait(timeout=120)
+    finally:
+        handle.remove()
+    assert_outputs_clean(app_config, 1)
+    next_job_runs(engine, app_config, 1)
