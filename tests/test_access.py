@@ -6,7 +6,6 @@ requests that carry no session cookie, as a stranger who found the link would se
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
