@@ -58,7 +58,8 @@ def hollowness(image) -> float:
 
 
 def train(model_dir: Path, out: Path, steps: int = 1200, scenes: int = 168 * 8, batch: int = 32, rank: int = 8,
-          lr: float = 1e-3, seed: int = 0, log_every: int = 50, max_minutes: float | None = None) -> Path:
+          lr: float = 1e-3, seed: int = 0, log_every: int = 50, max_minutes: float | None = None,
+          resume: Path | None = None) -> Path:
     from diffusers import StableDiffusionPipeline
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
@@ -72,6 +73,12 @@ def train(model_dir: Path, out: Path, steps: int = 1200, scenes: int = 168 * 8, 
     unet = parts.pipe.unet
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
                                 target_modules=TARGET_MODULES))
+    if resume is not None:  # continue from saved LoRA weights (same rank and layers)
+        from peft.utils import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(unet, {k.removeprefix("unet."): v for k, v in load_file(resume).items()})
+        print(f"[lora] resuming from {resume}", flush=True)
     params = [p for p in unet.parameters() if p.requires_grad]
     print(f"[lora] {sum(p.numel() for p in params) / 1e3:.0f}K LoRA parameters, {scenes} outline scenes", flush=True)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
@@ -127,10 +134,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long and save")
+    parser.add_argument("--resume", type=Path, default=None, help="continue from these LoRA weights")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    train(args.model, args.out, steps=args.steps, seed=args.seed, max_minutes=args.max_minutes)
+    train(args.model, args.out, steps=args.steps, seed=args.seed, max_minutes=args.max_minutes, resume=args.resume)
     base, with_lora = measure(args.model, args.out)
     print(f"[lora] hollowness without the LoRA {base:.3f}, with it {with_lora:.3f}", flush=True)
 
