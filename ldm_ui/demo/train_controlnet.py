@@ -7,6 +7,9 @@ with the Canny edges of each scene (OpenCV, thresholds 100/200: what the app's "
 64x64). Captions are kept, with 10% dropped, so both prompt and control steer the image. The result is a
 standard diffusers ControlNet folder.
 
+The shipped weights: the defaults below, stopped at step 942 of 1000 by a 13-minute budget; a circle's edge
+map in the top-left quadrant raised the IoU of the generated shape with it from 0.18 to 0.65 (6 seeds).
+
 The effect is measured by `control_iou`: intersection-over-union of the generated shape's mask (judge.py)
 with the filled shape the edge map outlines.
 """
