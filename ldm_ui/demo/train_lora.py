@@ -8,7 +8,7 @@ any demo prompt. The frozen U-Net gets rank-8 peft LoRA layers on its attention,
 the result is saved in the diffusers/peft key layout that `pipe.load_lora_weights` reads.
 
 The shipped weights: 318 steps (seed 0, stopped by a 12-minute budget), then `--resume` with seed 1 for about
-430 more (9 minutes), on a CPU shared with other work; `measure` gave hollowness 0.00 without, 0.19 with.
+442 more (9 minutes), on a CPU shared with other work; `measure` gave hollowness 0.00 without, 0.19 with.
 
 The effect is measured by `hollowness`: the share of a shape's filled-in area that shows the background
 (filled shapes ~0, outlines ~0.5 or more).
