@@ -81,7 +81,8 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
                       api_name=False)
         size_targets = [c.width for c, _ in ui.tabs.values()] + [c.height for c, _ in ui.tabs.values()]
         model.change(lambda name: _switch_model(engine, name, len(size_targets)), model,
-                     [model_status, *size_targets], concurrency_id="gpu", concurrency_limit=1, api_name=False)
+                     [model_status, *size_targets], concurrency_id="gpu", concurrency_limit=1, api_name=False,
+                     show_progress_on=model_status)
     demo.ldm_ui = ui  # tests and extensions reach the tab widgets through this
     return demo
 
@@ -93,10 +94,11 @@ def _model_summary(loaded) -> str:
 
 
 def _switch_model(engine, name: str, size_outputs: int):
-    from ldm_ui.requests import RequestError
-
+    """Load the picked model; sizes follow its native size only when the model really changed."""
+    previous = engine.models.current
     try:
         loaded = engine.switch_model(name)
-    except (RequestError, Exception) as error:  # noqa: BLE001 - shown to the user, the app keeps serving
-        return [f"⚠️ {error}"] + [gr.skip()] * size_outputs
-    return [_model_summary(loaded)] + [loaded.native_size] * size_outputs
+    except Exception as error:  # noqa: BLE001 - shown to the user, the app keeps serving
+        return [f"Could not load {name!r}: {error}"] + [gr.skip()] * size_outputs
+    sizes = [gr.skip()] * size_outputs if loaded is previous else [loaded.native_size] * size_outputs
+    return [_model_summary(loaded)] + sizes
