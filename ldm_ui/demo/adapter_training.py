@@ -72,6 +72,17 @@ def lr_at(step: int, total: int, peak: float, warmup: int = 50) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def optimizer_step(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor, step: int, total: int,
+                   peak_lr: float) -> None:
+    """One optimizer step at the scheduled learning rate, gradients clipped to norm 1."""
+    for group in opt.param_groups:
+        group["lr"] = lr_at(step, total, peak_lr)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
 class Log:
     def __init__(self, name: str, total: int):
         self.name, self.total, self.t0 = name, total, time.time()
@@ -81,3 +92,10 @@ class Log:
         eta = elapsed / max(step, 1) * (self.total - step)
         print(f"[{self.name}] step {step}/{self.total} loss {loss:.4f} ({elapsed:.0f} s, ETA {eta:.0f} s)",
               flush=True)
+
+    def out_of_time(self, step: int, max_minutes: float | None) -> bool:
+        """True (and says so) once the run has used its wall-clock budget."""
+        if max_minutes is None or time.time() - self.t0 <= max_minutes * 60:
+            return False
+        print(f"[{self.name}] stopping at step {step}: the {max_minutes:g}-minute budget is spent", flush=True)
+        return True

@@ -17,14 +17,15 @@ The effect is measured by `hollowness`: the share of a shape's filled-in area th
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ldm_ui.demo import data
-from ldm_ui.demo.adapter_training import Log, encode_captions, encode_images, load_frozen, lr_at, noisy_batch
+from ldm_ui.demo.adapter_training import (
+    Log, encode_captions, encode_images, load_frozen, noisy_batch, optimizer_step,
+)
 
 RING_PX = 3
 TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
@@ -90,18 +91,12 @@ def train(model_dir: Path, out: Path, steps: int = 1200, scenes: int = 168 * 8, 
     for step in range(steps):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
         _, noisy, noise, t, rows = noisy_batch(parts, latents, caption_index, batch, 0.1, generator)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr)
         prediction = unet(noisy, t, encoder_hidden_states=embeddings[rows]).sample
         loss = (prediction - noise).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        optimizer_step(opt, params, loss, step, steps, lr)
         if (step + 1) % log_every == 0:
             log(step + 1, loss.item())
-        if max_minutes is not None and time.time() - log.t0 > max_minutes * 60:
-            print(f"[lora] stopping at step {step + 1}: the {max_minutes:g}-minute budget is spent", flush=True)
+        if log.out_of_time(step + 1, max_minutes):
             break
     unet.eval()
     out.parent.mkdir(parents=True, exist_ok=True)
