@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from ldm_ui.config import PREVIEW_METHODS
-from ldm_ui.ui.common import CSS, GenerationControls, OutputPanel, new_session_state
+from ldm_ui.ui.common import GenerationControls, OutputPanel, new_session_state
 
 
 @dataclass

@@ -211,6 +211,24 @@ def stream_job(engine, session: Session, make_request: Callable[[], Any]) -> Ite
         session.job = None
 
 
+def wire_generation(ui, controls: GenerationControls, panel: OutputPanel, run: Callable, inputs: list,
+                    api_name: str, outputs: list | None = None, submit_on_enter: bool = True) -> None:
+    """Generate (and Enter in the prompt) -> clear the session's interrupt flag -> run the job in the one GPU slot;
+    plus Interrupt and gallery selection. Only the Generate click is a public API endpoint, named `api_name`."""
+    triggers = [(controls.generate.click, {"api_name": api_name})]
+    if submit_on_enter:
+        triggers.append((controls.prompt.submit, {"api_visibility": "private"}))
+    for trigger, api in triggers:
+        trigger(mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
+                api_visibility="private").then(
+            run, inputs, outputs or panel.outputs(), concurrency_id=GPU, concurrency_limit=1,
+            show_progress="minimal", **api,
+        )
+    controls.interrupt.click(interrupt, ui.session, panel.status, queue=False, api_visibility="private")
+    panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False,
+                         api_visibility="private")
+
+
 def infotext_of_selected(outputs: list[Output], event: gr.SelectData) -> str:
     if outputs and event is not None and 0 <= event.index < len(outputs):
         return outputs[event.index].infotext

@@ -10,8 +10,7 @@ from ldm_ui.images import load_image
 from ldm_ui.requests import RESIZE_MODES, Img2ImgRequest, RequestError
 from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, named_unit_parameters
 from ldm_ui.ui.common import (
-    GPU, build_generation_controls, build_output_panel, generation_settings, infotext_of_selected, interrupt,
-    mark_started, stream_job,
+    build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
 )
 from ldm_ui.ui.send_to import wire_target
 
@@ -78,16 +77,7 @@ def build(ui) -> None:
             model, preview_method, preview_every, init_image, strength, resize_mode, *values,
             controlnets=controlnet.units(*controlnet_values)))
 
-    # one named endpoint (/img2img); the Enter-key twin and the helper steps stay out of the API
-    for trigger, api in ((controls.generate.click, {"api_name": "img2img"}),
-                         (controls.prompt.submit, {"api_visibility": "private"})):
-        trigger(mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
-                api_visibility="private").then(
-            img2img, inputs, panel.outputs(), concurrency_id=GPU, concurrency_limit=1, show_progress="minimal", **api,
-        )
+    wire_generation(ui, controls, panel, img2img, inputs, "img2img")
     init_image.change(size_of_input, init_image, [controls.width, controls.height], queue=False,
                       api_visibility="private")
-    controls.interrupt.click(interrupt, ui.session, panel.status, queue=False, api_visibility="private")
-    panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False,
-                         api_visibility="private")
     ui.after_build.append(lambda ui: wire_target(ui, "img2img", init_image, controls, panel.status))

@@ -13,8 +13,7 @@ from ldm_ui.requests import (
 )
 from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, named_unit_parameters
 from ldm_ui.ui.common import (
-    GPU, build_generation_controls, build_output_panel, generation_settings, infotext_of_selected, interrupt,
-    mark_started, stream_job,
+    build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
 )
 from ldm_ui.ui.img2img import STRENGTH_INFO, size_of_input
 from ldm_ui.ui.send_to import wire_target
@@ -116,16 +115,7 @@ def build(ui) -> None:
             invert_mask, masked_content, inpaint_area, padding, *values,
             controlnets=controlnet.units(*controlnet_values)))
 
-    # one named endpoint (/inpaint); the Enter-key twin and the helper steps stay out of the API
-    for trigger, api in ((controls.generate.click, {"api_name": "inpaint"}),
-                         (controls.prompt.submit, {"api_visibility": "private"})):
-        trigger(mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
-                api_visibility="private").then(
-            inpaint, inputs, panel.outputs(), concurrency_id=GPU, concurrency_limit=1, show_progress="minimal", **api,
-        )
+    wire_generation(ui, controls, panel, inpaint, inputs, "inpaint")
     editor.upload(lambda value: size_of_input((value or {}).get("background")), editor,
                   [controls.width, controls.height], queue=False, api_visibility="private")
-    controls.interrupt.click(interrupt, ui.session, panel.status, queue=False, api_visibility="private")
-    panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False,
-                         api_visibility="private")
     ui.after_build.append(lambda ui: wire_target(ui, "inpaint", editor, controls, panel.status))

@@ -11,8 +11,7 @@ from ldm_ui.requests import (
     EASINGS, INTERPOLATION_MODES, LATENT_MIXES, MAX_FPS, MAX_FRAMES, MAX_SEED, MIN_FRAMES, InterpolateRequest,
 )
 from ldm_ui.ui.common import (
-    GPU, build_generation_controls, build_output_panel, generation_settings, infotext_of_selected, interrupt,
-    _whole, mark_started, stream_job,
+    _whole, build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
 )
 
 DEFAULT_SAMPLER = "DPM++ 2M"  # deterministic: in-between frames of a seed walk change smoothly
@@ -129,12 +128,6 @@ def build(ui) -> None:
     inputs = [mode, prompt_b, seed_b, frames, easing, fps, ping_pong, latent_mix, strength,
               *controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session, image_a, image_b]
     event_outputs = [*panel.outputs(), video, gif, files]
-    controls.generate.click(
-        mark_started, ui.session, ui.session, queue=False, show_progress="hidden", api_name=False,
-    ).then(
-        interpolate, inputs, event_outputs, api_name="interpolate", concurrency_id=GPU, concurrency_limit=1,
-        show_progress="minimal",
-    )
-    controls.interrupt.click(interrupt, ui.session, panel.status, queue=False, api_name=False)
-    panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False, api_name=False)
+    wire_generation(ui, controls, panel, interpolate, inputs, "interpolate", outputs=event_outputs,
+                    submit_on_enter=False)
     mode.change(mode_visibility, mode, [prompt_b, seed_b, images_group, mode_help], queue=False, api_name=False)

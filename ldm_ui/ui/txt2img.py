@@ -7,8 +7,7 @@ import gradio as gr
 from ldm_ui.requests import Txt2ImgRequest
 from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, named_unit_parameters
 from ldm_ui.ui.common import (
-    GPU, build_generation_controls, build_output_panel, generation_settings, infotext_of_selected, interrupt,
-    mark_started, stream_job,
+    build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
 )
 
 
@@ -40,21 +39,7 @@ def build(ui) -> None:
         yield from stream_job(ui.engine, session, lambda: to_request(
             model, preview_method, preview_every, *values, controlnets=controlnet.units(*controlnet_values)))
 
-    controls.generate.click(
-        mark_started, ui.session, ui.session, queue=False, show_progress="hidden", api_visibility="private",
-    ).then(
-        txt2img, [*controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session,
-                  *controlnet.inputs()], panel.outputs(),
-        api_name="txt2img", concurrency_id=GPU, concurrency_limit=1, show_progress="minimal",
-    )
-    controls.prompt.submit(
-        mark_started, ui.session, ui.session, queue=False, show_progress="hidden", api_visibility="private",
-    ).then(
-        txt2img, [*controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session,
-                  *controlnet.inputs()], panel.outputs(),
-        api_name=False, concurrency_id=GPU, concurrency_limit=1, show_progress="minimal",
-    )
-    controls.interrupt.click(interrupt, ui.session, panel.status, queue=False, api_name=False)
-    panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False, api_name=False)
+    wire_generation(ui, controls, panel, txt2img, [*controls.inputs(), ui.model, ui.preview_method,
+                                                   ui.preview_every, ui.session, *controlnet.inputs()], "txt2img")
     reuse_seed.click(lambda outputs: outputs[-1].seed if outputs else -1, panel.outputs_state, controls.seed,
                      queue=False, api_name=False)
