@@ -24,7 +24,8 @@ TARGET_S = 0.3
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for both (default 0: what the engine picks for this model)")
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
 
@@ -36,14 +37,14 @@ def main() -> None:
     from ldm_ui.engine.samplers import make_scheduler
     from ldm_ui.requests import Txt2ImgRequest
 
-    torch.set_num_threads(args.threads)
     folder = ROOT / "models" / "diffusers" / "demo-shapes"
     bare_pipe = DiffusionPipeline.from_pretrained(folder, local_files_only=True)
     bare_pipe.set_progress_bar_config(disable=True)
     bare_pipe.scheduler = make_scheduler("Euler a", bare_pipe.scheduler.config)
     work = Path(tempfile.mkdtemp())
-    engine = Engine(AppConfig(outputs_dir=work / "outputs", cache_dir=work / "cache")).start()
-    engine.switch_model("demo-shapes")
+    engine = Engine(AppConfig(outputs_dir=work / "outputs", cache_dir=work / "cache", cpu_threads=args.threads))
+    threads = engine.start().switch_model("demo-shapes").cpu_threads
+    torch.set_num_threads(threads)  # the bare baseline (on this thread) runs with the engine's thread count
     prompt = "a red circle on a blue background"
 
     def bare() -> float:
@@ -64,7 +65,7 @@ def main() -> None:
         engine_times.append(through_engine())
     engine.shutdown()
     bare_s, engine_s = statistics.median(bare_times), statistics.median(engine_times)
-    print(f"{args.steps}-step 64x64 image, {args.threads} CPU thread(s), median of {args.runs}:")
+    print(f"{args.steps}-step 64x64 image, {threads} CPU thread(s), median of {args.runs}:")
     print(f"  bare diffusers pipeline: {bare_s:.3f} s")
     print(f"  through the engine:      {engine_s:.3f} s (approx preview every step, infotext, PNG save)")
     print(f"  engine / bare ratio:     {engine_s / bare_s:.3f}")

@@ -26,6 +26,7 @@ class AppConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     medvram: bool = False  # model CPU offload
     lowvram: bool = False  # sequential CPU offload
+    cpu_threads: int = 0  # torch threads for CPU work; 0 = auto (engine.models.cpu_threads_for)
     allow_pickle: bool = False
     preview_method: str = "approx"
     preview_every_n_steps: int = 1
@@ -90,6 +91,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--medvram", action="store_true", help="offload whole models to the CPU between uses")
     p.add_argument("--lowvram", action="store_true", help="offload layer by layer (slowest, least VRAM)")
+    p.add_argument("--cpu-threads", type=int, default=0,
+                   help="torch threads when running on the CPU (default 0: one for tiny models like the demo, "
+                        "else torch's default)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow loading .ckpt/.pt/.bin checkpoints (loaded with torch.load(weights_only=True))")
     p.add_argument("--preview", choices=PREVIEW_METHODS, default="approx", help="live preview method")
@@ -120,6 +124,8 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         )
     if args.preview_every < 1:
         raise ConfigError(f"--preview-every must be 1 or more, got {args.preview_every}")
+    if not 0 <= args.cpu_threads <= 1024:
+        raise ConfigError(f"--cpu-threads must be between 0 (auto) and 1024, got {args.cpu_threads}")
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
     if not 1 <= args.max_file_size_mb <= 10_000:
@@ -127,6 +133,7 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
     return AppConfig(
         models_dir=args.models_dir, outputs_dir=args.outputs_dir, ckpt_dirs=args.ckpt_dir, lora_dirs=args.lora_dir,
         default_model=args.model, device=args.device, medvram=args.medvram, lowvram=args.lowvram,
+        cpu_threads=args.cpu_threads,
         allow_pickle=args.allow_pickle, preview_method=args.preview, preview_every_n_steps=args.preview_every,
         listen=args.listen, port=args.port, share=args.share, share_without_auth=args.share_without_auth,
         auth=auth, auth_file=args.auth_file, preset=args.preset, disable_extensions=args.disable_extensions,

@@ -54,7 +54,7 @@ def test_help_lists_every_flag():
                             timeout=120)
     assert result.returncode == 0
     for flag in ("--listen", "--port", "--share", "--auth", "--auth-file", "--share-without-auth", "--ckpt-dir",
-                 "--medvram", "--lowvram", "--model", "--preview"):
+                 "--medvram", "--lowvram", "--cpu-threads", "--model", "--preview"):
         assert flag in result.stdout
 
 

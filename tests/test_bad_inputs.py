@@ -155,6 +155,7 @@ FLAG_CASES = [
     (["--preview-every", "0"], "--preview-every must be 1 or more, got 0"),
     (["--preview", "sometimes"], "invalid choice: 'sometimes'"),
     (["--max-file-size-mb", "0"], "--max-file-size-mb must be between 1 and 10000"),
+    (["--cpu-threads", "-1"], "--cpu-threads must be between 0 (auto) and 1024, got -1"),
     (["--auth", "alice"], "expected 'user:password', got 'alice'"),
     (["--auth-file", "/nonexistent/logins.txt"], "does not exist"),
     (["--share"], "--share makes a public link"),

@@ -219,3 +219,36 @@ def test_switching_models_frees_the_previous_one(engine, models_dir):
     assert ref() is None, "the previous model's UNet is still in memory"
     finished = engine.generate(request(model="tiny-sd-2"), timeout=60)
     assert "Model: tiny-sd-2" in finished.outputs[0].infotext
+
+
+def test_cpu_threads_follow_the_flag_else_one_for_tiny_models():
+    from types import SimpleNamespace
+
+    import torch
+
+    from ldm_ui.engine.models import TINY_UNET_PARAMS, cpu_threads_for
+
+    tiny = SimpleNamespace(unet=torch.nn.Linear(8, 8))
+    large = SimpleNamespace(unet=torch.nn.ParameterList([torch.nn.Parameter(torch.empty(TINY_UNET_PARAMS))]))
+    assert cpu_threads_for(tiny, configured=0, default=4) == 1
+    assert cpu_threads_for(large, configured=0, default=4) == 4
+    assert cpu_threads_for(tiny, configured=3, default=4) == 3
+
+
+def test_the_worker_runs_a_cpu_model_with_the_configured_threads(app_config):
+    from dataclasses import replace
+
+    import torch
+
+    from ldm_ui.engine.engine import Engine
+
+    engine = Engine(replace(app_config, cpu_threads=2)).start()
+    seen = []
+    engine.step_hooks.append(lambda *args, **kwargs: seen.append(torch.get_num_threads()))
+    try:
+        assert engine.switch_model("tiny-sd").cpu_threads == 2
+        engine.generate(request(steps=2), timeout=60)
+        assert seen and set(seen) == {2}, seen
+    finally:
+        engine.shutdown()
+        torch.set_num_threads(1)  # conftest's setting, for the tests after this one
