@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 SINGLE_FILE_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".bin", ".pth")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-# Below this many U-Net parameters every op is so small that splitting it across CPU threads costs more than it
-# saves: the demo model's 20-step image took 0.58 s with 2 threads and 0.43 s with 1 on a 2-core box.
+# Below this many U-Net parameters every op is so small that fixed per-call costs dominate on the CPU: splitting
+# an op across threads, and oneDNN's convolution setup (~270 us per call, against ~60 us for PyTorch's own
+# kernel at the demo's sizes). On a 2-core box the demo model's 20-step image took 0.58 s with 2 threads and
+# 0.43 s with 1; with oneDNN convolutions off as well, 0.23-0.28 s instead of 0.28-0.29 s.
 TINY_UNET_PARAMS = 20_000_000
 
 
@@ -79,12 +81,15 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def is_tiny(pipe) -> bool:
+    return sum(p.numel() for p in pipe.unet.parameters()) < TINY_UNET_PARAMS
+
+
 def cpu_threads_for(pipe, configured: int, default: int) -> int:
     """Torch threads for a model on the CPU: the configured number, else 1 for a tiny model, else the default."""
     if configured > 0:
         return configured
-    unet_params = sum(p.numel() for p in pipe.unet.parameters())
-    return 1 if unet_params < TINY_UNET_PARAMS else default
+    return 1 if is_tiny(pipe) else default
 
 
 def dtype_for(device: torch.device) -> torch.dtype:
@@ -215,6 +220,7 @@ class ModelManager:
         if self.device.type == "cpu":  # models load on the worker thread, which then runs every job
             cpu_threads = cpu_threads_for(pipe, self.config.cpu_threads, self._default_threads)
             torch.set_num_threads(cpu_threads)
+            torch.backends.mkldnn.enabled = not is_tiny(pipe)  # process-wide, like the model itself
         family = model_family(pipe)
         scaling = float(pipe.vae.config.scaling_factor)
         shift = float(getattr(pipe.vae.config, "shift_factor", None) or 0.0)
