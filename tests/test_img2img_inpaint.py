@@ -265,15 +265,16 @@ def demo_scene(color: str, background: str):
 
 
 @needs_demo
-def test_demo_img2img_turns_the_circle_yellow_and_keeps_the_background(demo_engine):
+def test_demo_img2img_turns_the_circle_green_and_keeps_the_background(demo_engine):
     from ldm_ui.demo.judge import judge
 
+    # green, not yellow: the demo model's img2img from red to yellow often stops at white (see its model card)
     source = demo_scene("red", "blue").image
     finished = demo_engine.generate(Img2ImgRequest(
-        model="demo-shapes", prompt="a yellow circle on a blue background", init_image=source, strength=0.8,
+        model="demo-shapes", prompt="a green circle on a blue background", init_image=source, strength=0.8,
         steps=20, seed=1, batch_size=4))
     verdicts = [judge(image) for image in finished.images]
-    assert sum(v.color == "yellow" for v in verdicts) >= 3, [v.color for v in verdicts]
+    assert sum(v.color == "green" for v in verdicts) >= 3, [v.color for v in verdicts]
     assert all(v.background == "blue" for v in verdicts), [v.background for v in verdicts]
 
 
@@ -296,11 +297,11 @@ def test_demo_inpaint_follows_the_prompt_inside_the_mask_only(demo_engine):
     made = demo_scene("red", "blue")
     mask = Image.fromarray(np.where(made.mask, 255, 0).astype(np.uint8)).filter(ImageFilter.MaxFilter(5))
     finished = demo_engine.generate(InpaintRequest(
-        model="demo-shapes", prompt="a yellow circle on a blue background", init_image=made.image, mask=mask,
+        model="demo-shapes", prompt="a green circle on a blue background", init_image=made.image, mask=mask,
         strength=1.0, steps=20, seed=1, batch_size=4, mask_blur_px=2))
     core = np.asarray(mask.filter(ImageFilter.MinFilter(9))) == 255
-    yellow = [nearest_color(np.median(pixels(i)[core], axis=0)) == "yellow" for i in finished.images]
-    assert sum(yellow) >= 3, yellow
+    green = [nearest_color(np.median(pixels(i)[core], axis=0)) == "green" for i in finished.images]
+    assert sum(green) >= 3, green
     outside = np.asarray(blur_mask(mask, 2)) == 0
     for image in finished.images:
         assert np.array_equal(pixels(image)[outside], pixels(made.image)[outside])

@@ -202,7 +202,8 @@ def test_demo_prompt_walk_from_red_to_blue_is_monotone(demo_engine):
     from ldm_ui.demo.judge import judge
 
     frames = demo_engine.generate(InterpolateRequest(
-        mode="prompts", prompt="a red circle on a white background", prompt_b="a blue circle on a white background",
+        # on yellow, not white: the demo model draws blue on white nearly black (see its model card)
+        mode="prompts", prompt="a red circle on a yellow background", prompt_b="a blue circle on a yellow background",
         seed=1, frames=8, steps=20, sampler="DPM++ 2M"), timeout=600).images
     red_minus_blue = []
     for frame in frames:
