@@ -53,6 +53,13 @@ def browser_page(width: int = 1400, height: int = 1000):
             browser.close()
 
 
+def set_number(page, selector: str, value) -> None:
+    """Type a value into a number field and leave it, so Gradio sees the change before the next click."""
+    field = page.locator(selector)
+    field.fill(str(value))
+    field.press("Tab")
+
+
 def screenshot(page, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from adapter_files import build_tiny_controlnet, random_lora, write_diffusers_lora
-from browser_support import ARTIFACTS, browser_page, needs_chromium, running_app, screenshot
+from browser_support import ARTIFACTS, browser_page, needs_chromium, running_app, screenshot, set_number
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
@@ -37,11 +37,8 @@ def test_pick_lora_and_controlnet_then_generate(app_config, models_dir, tmp_path
         page.set_input_files("#txt2img-cn0-image input[type=file]", str(control))
         page.wait_for_selector("#txt2img-cn0-preview img")
         assert page.is_checked("#txt2img-cn0-enable input"), "uploading a control image should enable the unit"
-        steps = page.locator("#txt2img-steps input[type=number]")
-        steps.fill("4")
-        steps.press("Tab")
-        page.locator("#txt2img-seed input").fill("77")
-        page.locator("#txt2img-seed input").press("Tab")
+        set_number(page, "#txt2img-steps input[type=number]", 4)
+        set_number(page, "#txt2img-seed input", 77)
         page.click("#txt2img-generate")
         page.wait_for_function(
             "document.querySelector('#txt2img-infotext textarea').value.includes('Seed: 77')", timeout=120_000)

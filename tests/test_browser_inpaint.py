@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser_support import browser_page, needs_chromium, running_app, screenshot
+from browser_support import browser_page, needs_chromium, running_app, screenshot, set_number
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
@@ -21,9 +21,7 @@ def test_paint_a_mask_stroke_and_inpaint(app_config):
     with running_app(app_config) as (url, engine, _), browser_page() as page:
         page.goto(url)
         page.fill("#txt2img-prompt textarea", "a red circle on a blue background")
-        steps = page.locator("#txt2img-steps input[type=number]")
-        steps.fill("3")
-        steps.press("Tab")
+        set_number(page, "#txt2img-steps input[type=number]", 3)
         page.click("#txt2img-generate")
         wait_for_gallery_file(page, "#txt2img-gallery")
         page.wait_for_function("document.querySelector('#txt2img-status').innerText.includes('Done')")
@@ -51,9 +49,7 @@ def test_paint_a_mask_stroke_and_inpaint(app_config):
         page.mouse.up()
         time.sleep(0.5)
 
-        inpaint_steps = page.locator("#inpaint-steps input[type=number]")
-        inpaint_steps.fill("4")
-        inpaint_steps.press("Tab")
+        set_number(page, "#inpaint-steps input[type=number]", 4)
         page.click("#inpaint-generate")
         page.wait_for_function(
             "['Done', 'Failed', 'empty', 'Interrupted', 'no image'].some("

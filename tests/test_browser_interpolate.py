@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from browser_support import ARTIFACTS, browser_page, needs_chromium, running_app, screenshot
+from browser_support import ARTIFACTS, browser_page, needs_chromium, running_app, screenshot, set_number
 from conftest import TINY
 from ldm_ui.config import PROJECT_ROOT, AppConfig
 
@@ -28,12 +28,6 @@ def served(models_dir, tmp_path_factory):
                        cache_dir=root / "cache", default_model="demo-shapes" if demo else TINY)
     with running_app(config) as (url, engine, _):
         yield url, engine, config
-
-
-def set_number(page, selector: str, value) -> None:
-    field = page.locator(selector)
-    field.fill(str(value))
-    field.press("Tab")
 
 
 @pytest.mark.browser

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from browser_support import browser_page, needs_chromium, running_app, screenshot
+from browser_support import browser_page, needs_chromium, running_app, screenshot, set_number
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
@@ -16,11 +16,8 @@ def test_generate_shows_previews_then_image(app_config):
     with running_app(app_config) as (url, engine, _), browser_page() as page:
         page.goto(url)
         page.fill("#txt2img-prompt textarea", "a red circle on a blue background")
-        steps = page.locator("#txt2img-steps input[type=number]")
-        steps.fill("40")
-        steps.press("Tab")
-        page.locator("#txt2img-seed input").fill("1234")
-        page.locator("#txt2img-seed input").press("Tab")
+        set_number(page, "#txt2img-steps input[type=number]", 40)
+        set_number(page, "#txt2img-seed input", 1234)
         page.click("#txt2img-generate")
         saw_preview_first = False
         deadline = time.monotonic() + 60
