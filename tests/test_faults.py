@@ -125,22 +125,26 @@ def test_interrupt_while_sampling(engine, app_config):
     next_job_runs(engine, app_config, 0)
 
 
-def test_interrupt_while_decoding(engine, app_config):
-    engine.generate(request(), timeout=120)  # load the model so its VAE can be watched
-    vae = engine.models.current.pipe.vae
+def cancel_when_module_runs(engine, module, job_request) -> None:
+    """Submit the request and cancel it the moment ``module`` starts; the job must end cancelled."""
     job_box = {}
 
-    def cancel_during_decode(module, args):
+    def cancel(module, args):
         if "job" in job_box:
             job_box["job"].cancel()
 
-    handle = vae.decoder.register_forward_pre_hook(cancel_during_decode)
+    handle = module.register_forward_pre_hook(cancel)
     try:
-        job_box["job"] = job = engine.submit(request(seed=3))
+        job_box["job"] = job = engine.submit(job_request)
         with pytest.raises(JobCancelled):
             job.wait(timeout=120)
     finally:
         handle.remove()
+
+
+def test_interrupt_while_decoding(engine, app_config):
+    engine.generate(request(), timeout=120)  # load the model so its VAE can be watched
+    cancel_when_module_runs(engine, engine.models.current.pipe.vae.decoder, request(seed=3))
     assert_outputs_clean(app_config, 1)
     next_job_runs(engine, app_config, 1)
 
@@ -200,21 +204,8 @@ def test_interrupt_while_encoding_the_input_image(engine, app_config):
     from ldm_ui.requests import Img2ImgRequest
 
     engine.generate(request(), timeout=120)  # load the model so its VAE encoder can be watched
-    vae = engine.models.current.pipe.vae
-    job_box = {}
-
-    def cancel_during_encode(module, args):
-        if "job" in job_box:
-            job_box["job"].cancel()
-
-    handle = vae.encoder.register_forward_pre_hook(cancel_during_encode)
-    try:
-        job_box["job"] = job = engine.submit(Img2ImgRequest(
-            prompt="a red circle", model=TINY, steps=4, seed=4, init_image=Image.new("RGB", (64, 64), (200, 0, 0)),
-            strength=0.5))
-        with pytest.raises(JobCancelled):
-            job.wait(timeout=120)
-    finally:
-        handle.remove()
+    cancel_when_module_runs(engine, engine.models.current.pipe.vae.encoder, Img2ImgRequest(
+        prompt="a red circle", model=TINY, steps=4, seed=4, init_image=Image.new("RGB", (64, 64), (200, 0, 0)),
+        strength=0.5))
     assert_outputs_clean(app_config, 1)
     next_job_runs(engine, app_config, 1)
