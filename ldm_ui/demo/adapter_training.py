@@ -3,13 +3,14 @@ and one seeded noise draw per step (the same noising the demo model itself was t
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ldm_ui.demo import train
 
 
 @dataclass
@@ -29,16 +30,9 @@ def load_frozen(model_dir: Path) -> FrozenParts:
     return FrozenParts(pipe, float(pipe.vae.config.scaling_factor), DDPMScheduler.from_config(pipe.scheduler.config))
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
 @torch.no_grad()
 def encode_images(parts: FrozenParts, images: np.ndarray) -> torch.Tensor:
-    vae = parts.pipe.vae
-    latents = [vae.encode(batch).latent_dist.mean for batch in to_tensor(images).split(128)]
-    return torch.cat(latents) * parts.scaling_factor
+    return train.encode_means(parts.pipe.vae, train.to_tensor(images), batch=128) * parts.scaling_factor
 
 
 @torch.no_grad()
@@ -65,22 +59,11 @@ def noisy_batch(parts: FrozenParts, latents: torch.Tensor, caption_index: torch.
     return index, noisy, noise, t, rows
 
 
-def lr_at(step: int, total: int, peak: float, warmup: int = 50) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def optimizer_step(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor, step: int, total: int,
                    peak_lr: float) -> None:
-    """One optimizer step at the scheduled learning rate, gradients clipped to norm 1."""
-    for group in opt.param_groups:
-        group["lr"] = lr_at(step, total, peak_lr)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    opt.step()
+    """One optimizer step, gradients clipped to norm 1, at the adapters' schedule: 50 warmup steps, then cosine
+    decay to 10% of the peak."""
+    train.optimizer_step(opt, loss, train.lr_at(step, total, peak_lr, warmup=50, floor=0.1), clip=params)
 
 
 class Log:

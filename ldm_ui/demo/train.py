@@ -74,12 +74,29 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
-def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
-    """Linear warmup, then cosine decay to 5% of the peak."""
+def lr_at(step: int, total: int, peak: float, warmup: int, floor: float = 0.05) -> float:
+    """Linear warmup, then cosine decay to ``floor`` x the peak."""
     if step < warmup:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
-    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float, clip: list | None = None) -> None:
+    """One step at learning rate ``lr``; with ``clip``, those parameters' gradients are clipped to norm 1."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(clip, 1.0)
+    opt.step()
+
+
+@torch.no_grad()
+def encode_means(vae, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """The encoder's posterior means of images in [-1, 1], a batch at a time."""
+    return torch.cat([vae.encode(part).latent_dist.mean for part in images.split(batch)])
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -141,14 +158,27 @@ def vae_psnr(vae, images: torch.Tensor) -> float:
     return psnr(recon, images)
 
 
+def load_vae_stage(vae, final: Path, cfg: TrainConfig):
+    """A stage that already finished: its saved weights, frozen, and their held-out PSNR."""
+    vae.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
+    return vae.eval().requires_grad_(False), vae_psnr(vae, heldout_images(cfg))
+
+
+def finish_vae_stage(name: str, vae, heldout: torch.Tensor, final: Path):
+    """Measure, report and save a finished stage; returns the frozen VAE and its held-out PSNR."""
+    score = vae_psnr(vae, heldout)
+    print(f"[{name}] done: held-out PSNR {score:.2f} dB", flush=True)
+    torch.save(vae.state_dict(), final)
+    return vae.eval().requires_grad_(False), score
+
+
 def train_vae(cfg: TrainConfig):
     """Stage 1. Returns the trained (frozen) VAE and its held-out PSNR."""
     final = cfg.cache_dir / "vae-final.pt"
     torch.manual_seed(cfg.seed)
     vae = build_vae()
     if final.exists():
-        vae.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
-        return vae.eval().requires_grad_(False), vae_psnr(vae, heldout_images(cfg))
+        return load_vae_stage(vae, final, cfg)
 
     images = to_tensor(data.make_dataset(cfg.vae_train_scenes, cfg.seed)[0])
     heldout = heldout_images(cfg)
@@ -161,16 +191,11 @@ def train_vae(cfg: TrainConfig):
     for step in range(start, cfg.vae_steps):
         gen = step_generator(cfg.seed, step)
         batch = images[torch.randint(len(images), (cfg.vae_batch,), generator=gen)]
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg.vae_steps, cfg.vae_lr, cfg.warmup_steps)
         posterior = vae.encode(batch).latent_dist
         recon = vae.decode(posterior.sample(generator=gen)).sample
         rec_loss = F.l1_loss(recon, batch) + F.mse_loss(recon, batch)
         kl = posterior.kl().mean()
-        loss = rec_loss + cfg.vae_kl_weight * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, rec_loss + cfg.vae_kl_weight * kl, lr_at(step, cfg.vae_steps, cfg.vae_lr, cfg.warmup_steps))
         if (step + 1) % cfg.log_every == 0:
             figures = {"loss": rec_loss.item(), "kl": kl.item()}
             if (step + 1) % (cfg.log_every * 10) == 0:
@@ -178,10 +203,7 @@ def train_vae(cfg: TrainConfig):
             progress.log(step + 1, **figures)
         if (step + 1) % cfg.checkpoint_every == 0:
             save_checkpoint(ckpt, step + 1, model=vae, opt=opt)
-    score = vae_psnr(vae, heldout)
-    print(f"[vae] done: held-out PSNR {score:.2f} dB", flush=True)
-    torch.save(vae.state_dict(), final)
-    return vae.eval().requires_grad_(False), score
+    return finish_vae_stage("vae", vae, heldout, final)
 
 
 def finetune_decoder(cfg: TrainConfig, vae):
@@ -191,14 +213,12 @@ def finetune_decoder(cfg: TrainConfig, vae):
     it can afford sharp edges. Returns the VAE and its held-out PSNR."""
     final = cfg.cache_dir / "vae-decoder-final.pt"
     if final.exists():
-        vae.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
-        return vae.eval().requires_grad_(False), vae_psnr(vae, heldout_images(cfg))
+        return load_vae_stage(vae, final, cfg)
 
     vae.eval().requires_grad_(False)
     images = to_tensor(data.make_dataset(cfg.vae_train_scenes, cfg.seed)[0])
     heldout = heldout_images(cfg)
-    with torch.no_grad():
-        means = torch.cat([vae.encode(batch).latent_dist.mean for batch in images.split(256)])
+    means = encode_means(vae, images)
     decoder = torch.nn.ModuleDict({"post_quant_conv": vae.post_quant_conv, "decoder": vae.decoder})
     decoder.train().requires_grad_(True)
     opt = torch.optim.AdamW(decoder.parameters(), lr=cfg.decoder_lr, weight_decay=0.0)
@@ -210,13 +230,9 @@ def finetune_decoder(cfg: TrainConfig, vae):
     for step in range(start, cfg.decoder_steps):
         gen = step_generator(cfg.seed, step)
         index = torch.randint(len(images), (cfg.decoder_batch,), generator=gen)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg.decoder_steps, cfg.decoder_lr, cfg.warmup_steps)
         recon = vae.decode(means[index]).sample
         loss = F.l1_loss(recon, images[index]) + F.mse_loss(recon, images[index])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, loss, lr_at(step, cfg.decoder_steps, cfg.decoder_lr, cfg.warmup_steps))
         if (step + 1) % cfg.log_every == 0:
             figures = {"loss": loss.item()}
             if (step + 1) % (cfg.log_every * 5) == 0:
@@ -224,11 +240,7 @@ def finetune_decoder(cfg: TrainConfig, vae):
             progress.log(step + 1, **figures)
         if (step + 1) % cfg.checkpoint_every == 0:
             save_checkpoint(ckpt, step + 1, model=decoder, opt=opt)
-    vae.eval().requires_grad_(False)
-    score = vae_psnr(vae, heldout)
-    print(f"[decoder] done: held-out PSNR {score:.2f} dB", flush=True)
-    torch.save(vae.state_dict(), final)
-    return vae, score
+    return finish_vae_stage("decoder", vae, heldout, final)
 
 
 # ---------------------------------------------------------------- stage 2: text-conditioned U-Net in latent space
@@ -277,7 +289,7 @@ def cache_latents(cfg: TrainConfig, vae, tokenizer) -> tuple[torch.Tensor, torch
         saved = torch.load(path, map_location="cpu", weights_only=True)
         return saved["latents"], saved["ids"], saved["scaling_factor"]
     images, scenes = data.make_dataset(cfg.unet_scenes, cfg.seed + 1)
-    latents = torch.cat([vae.encode(batch).latent_dist.mean for batch in to_tensor(images).split(256)])
+    latents = encode_means(vae, to_tensor(images))
     scaling_factor = 1.0 / latents.std().item()  # unit-variance latents, as the noise schedule assumes
     ids = tokenizer([s.caption for s in scenes], padding="max_length", truncation=True,
                     max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
@@ -330,17 +342,12 @@ def train_unet(cfg: TrainConfig, vae):
         noise = torch.randn(clean.shape, generator=gen)
         t = torch.randint(noise_scheduler.config.num_train_timesteps, (cfg.unet_batch,), generator=gen)
         noisy = noise_scheduler.add_noise(clean, noise, t)
-        scale = min(1.0, (step + 1) / cfg.warmup_steps, (total - step) / max(1, cfg.unet_cooldown_steps))
-        for group in opt.param_groups:
-            group["lr"] = cfg.unet_lr * scale
         prediction = unet(noisy, t, encoder_hidden_states=text_encoder(tokens)[0]).sample
         snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
         weight = snr.clamp(max=cfg.min_snr_gamma) / snr
         loss = (weight * (prediction - noise).pow(2).mean(dim=(1, 2, 3))).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        scale = min(1.0, (step + 1) / cfg.warmup_steps, (total - step) / max(1, cfg.unet_cooldown_steps))
+        optimizer_step(opt, loss, cfg.unet_lr * scale, clip=params)
         if (step + 1) % cfg.log_every == 0:
             progress.log(step + 1, loss=loss.item())
         if (step + 1) % cfg.checkpoint_every == 0:
