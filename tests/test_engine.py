@@ -226,10 +226,11 @@ def test_cpu_threads_follow_the_flag_else_one_for_tiny_models():
 
     import torch
 
-    from ldm_ui.engine.models import TINY_UNET_PARAMS, cpu_threads_for
+    from ldm_ui.engine.models import TINY_UNET_PARAMS, cpu_threads_for, is_tiny
 
-    tiny = SimpleNamespace(unet=torch.nn.Linear(8, 8))
-    large = SimpleNamespace(unet=torch.nn.ParameterList([torch.nn.Parameter(torch.empty(TINY_UNET_PARAMS))]))
+    tiny = is_tiny(SimpleNamespace(unet=torch.nn.Linear(8, 8)))
+    large = is_tiny(SimpleNamespace(unet=torch.nn.ParameterList([torch.nn.Parameter(torch.empty(TINY_UNET_PARAMS))])))
+    assert tiny and not large
     assert cpu_threads_for(tiny, configured=0, default=4) == 1
     assert cpu_threads_for(large, configured=0, default=4) == 4
     assert cpu_threads_for(tiny, configured=3, default=4) == 3

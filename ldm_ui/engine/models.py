@@ -85,11 +85,11 @@ def is_tiny(pipe) -> bool:
     return sum(p.numel() for p in pipe.unet.parameters()) < TINY_UNET_PARAMS
 
 
-def cpu_threads_for(pipe, configured: int, default: int) -> int:
+def cpu_threads_for(tiny: bool, configured: int, default: int) -> int:
     """Torch threads for a model on the CPU: the configured number, else 1 for a tiny model, else the default."""
     if configured > 0:
         return configured
-    return 1 if is_tiny(pipe) else default
+    return 1 if tiny else default
 
 
 def dtype_for(device: torch.device) -> torch.dtype:
@@ -218,9 +218,10 @@ class ModelManager:
             pipe.to(self.device)
         cpu_threads = 0
         if self.device.type == "cpu":  # models load on the worker thread, which then runs every job
-            cpu_threads = cpu_threads_for(pipe, self.config.cpu_threads, self._default_threads)
+            tiny = is_tiny(pipe)
+            cpu_threads = cpu_threads_for(tiny, self.config.cpu_threads, self._default_threads)
             torch.set_num_threads(cpu_threads)
-            torch.backends.mkldnn.enabled = not is_tiny(pipe)  # process-wide, like the model itself
+            torch.backends.mkldnn.enabled = not tiny  # process-wide, like the model itself
         family = model_family(pipe)
         scaling = float(pipe.vae.config.scaling_factor)
         shift = float(getattr(pipe.vae.config, "shift_factor", None) or 0.0)
