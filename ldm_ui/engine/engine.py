@@ -46,6 +46,7 @@ class StepInfo:
 
 StepHook = Callable[[StepInfo], None]
 PromptTransform = Callable[[str, int], str]  # (prompt, seed) -> prompt
+EventListener = Callable[["Job", Any], None]  # sees every event of every job (progress pages, the HTTP API)
 
 
 class Job:
@@ -53,9 +54,10 @@ class Job:
 
     _ids = itertools.count(1)
 
-    def __init__(self, request: Request):
+    def __init__(self, request: Request, listeners: list[EventListener] | None = None):
         self.id = next(self._ids)
         self.request = request
+        self._listeners = listeners if listeners is not None else []
         self._events: queue.Queue = queue.Queue()
         self._cancel = threading.Event()
         self.done = threading.Event()
@@ -69,6 +71,11 @@ class Job:
 
     def emit(self, event: Any) -> None:
         self._events.put(event)
+        for listener in list(self._listeners):
+            try:
+                listener(self, event)
+            except Exception:  # noqa: BLE001 - an observer must never break a job
+                log.exception("event listener %r failed", listener)
         if isinstance(event, TERMINAL_EVENTS):
             self.done.set()
 
@@ -99,6 +106,8 @@ class Engine:
         self.models = models or ModelManager(config)
         self.step_hooks: list[StepHook] = []
         self.prompt_transforms: list[PromptTransform] = []
+        # observers of every job's events, called on the emitting thread: keep them quick and never blocking
+        self.event_listeners: list[EventListener] = []
         # ControlNet preprocessors extensions add: name -> (PIL image) -> PIL image (ldm_ui/extensions.py)
         self.controlnet_preprocessors: dict[str, Callable[[Any], Any]] = {}
         self._pending: list[Job] = []
@@ -140,7 +149,7 @@ class Engine:
 
         runner_for(request)  # unknown task types fail here, not on the worker
         self.models.resolve(request.model)
-        job = Job(request)
+        job = Job(request, self.event_listeners)
         with self._cond:
             if self._thread is None:
                 raise RuntimeError("the engine is not started; call Engine.start() first")
