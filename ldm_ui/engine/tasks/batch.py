@@ -74,7 +74,6 @@ def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], Sam
     pipe, call_kwargs, adapter_infotext = prepare_adapters(ctx, plan.pipe, plan.call_kwargs, width, height)
     infotext_extra = {**plan.infotext, **adapter_infotext}
     first_seed = resolve_seed(request.seed)
-    pipe.scheduler = make_scheduler(request.sampler, model.base_scheduler_config)
     folder = ctx.output_folder(request.task)
     outputs: list[Output] = []
     sampling_s = preview_s = 0.0
@@ -83,6 +82,7 @@ def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], Sam
         ctx.check_cancel()
         seeds = batch_seeds(first_seed, batch_index, request.batch_size)
         prompts = [ctx.transform_prompt(request.prompt, seed) for seed in seeds]
+        pipe.scheduler = make_scheduler(request.sampler, model.base_scheduler_config, seed=seeds[0])
         callback = StepCallback(ctx, batch_index, request.batch_count)
         began = time.perf_counter()
         latents = sample(

@@ -134,7 +134,7 @@ class TextWalk:
         # ancestral samplers add fresh noise every step; it comes from the nearer endpoint's seed
         step_seed = a.seed if t < 0.5 else b.seed
         _, generator = self.noise_and_generator(step_seed, a.noise.dtype)
-        pipe.scheduler = make_scheduler(request.sampler, ctx.model.base_scheduler_config)
+        pipe.scheduler = make_scheduler(request.sampler, ctx.model.base_scheduler_config, seed=step_seed)
         latents = sample(
             ctx, pipe, StepCallback(ctx, index, request.frames, unit="frame"),
             **embeds, num_inference_steps=request.steps, guidance_scale=request.cfg_scale,
@@ -178,7 +178,7 @@ class ImageWalk:
         extra = {"Latent mix": request.latent_mix}
         pipe = self.pipe
         if request.strength > 0:
-            pipe.scheduler = make_scheduler(request.sampler, model.base_scheduler_config)
+            pipe.scheduler = make_scheduler(request.sampler, model.base_scheduler_config, seed=self.seed)
             latents = sample(
                 ctx, pipe, StepCallback(ctx, index, request.frames, unit="frame"),
                 prompt=[encoder_prompt(self.prompt)], negative_prompt=[request.negative_prompt], image=latents,
