@@ -187,8 +187,8 @@ def run_batches(ctx: TaskContext, pipe, call_kwargs: dict[str, Any], infotext_ex
         ctx.check_cancel()
         for image, seed, prompt in zip(images, seeds, prompts):
             infotext = infotext_for(request, model, prompt, seed, width, height, infotext_extra)
-            path = save_png_atomically(image, folder, str(seed), infotext)
-            output = Output(image=image, seed=seed, infotext=infotext, path=str(path))
+            path = save_png_atomically(image, folder, str(seed), infotext) if request.save_images else None
+            output = Output(image=image, seed=seed, infotext=infotext, path=str(path) if path else None)
             outputs.append(output)
             ctx.job.emit(output)
     # steps_run: what the pipeline that ran (a ControlNet variant, maybe) reports, for the runners' summaries
