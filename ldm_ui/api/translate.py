@@ -106,7 +106,9 @@ def resolve_model(engine, title: str) -> str:
 def common_fields(body: GenerationBody, engine, ignored: list[str]) -> dict[str, Any]:
     """Request fields every generation task takes, from the A1111 body; notes what ldm-ui leaves out."""
     overrides = dict(body.override_settings or {})
-    model = None
+    current = engine.models.current
+    # the loaded model, as in AUTOMATIC1111 (a request without a model would load the --model default)
+    model = current.entry.name if current else None
     if overrides.get("sd_model_checkpoint"):
         model = resolve_model(engine, overrides.pop("sd_model_checkpoint"))
     clip_skip = overrides.pop("CLIP_stop_at_last_layers", 1)
