@@ -27,6 +27,7 @@ from tiny_models import build_tiny_sd
 
 APP_USER, APP_PASSWORD = "alice", "app password"
 BOT_USER, BOT_PASSWORD = "bot", "api password"
+EVE_USER, EVE_PASSWORD = "eve", "another api password"
 PROMPT = "a red circle on a blue background"
 SMALL = dict(width=64, height=64, steps=20, sampler_name="Euler a")
 
@@ -58,7 +59,7 @@ def server(tmp_path_factory):
         shutil.copytree(PROJECT_ROOT / "models" / part, models / part)
     build_tiny_sd(models / "diffusers" / "tiny-sd")
     config = AppConfig(models_dir=models, outputs_dir=root / "outputs", cache_dir=root / "cache", api=True,
-                       auth=[(APP_USER, APP_PASSWORD)], api_auth=[(BOT_USER, BOT_PASSWORD)], max_file_size_mb=1,
+                       auth=[(APP_USER, APP_PASSWORD)], api_auth=[(BOT_USER, BOT_PASSWORD), (EVE_USER, EVE_PASSWORD)], max_file_size_mb=1,
                        port=free_port())
     engine, demo = app.create_app(config)
     demo.queue(default_concurrency_limit=None)
@@ -176,7 +177,10 @@ def test_progress_shows_the_live_preview_and_interrupt_stops_within_a_step(api, 
         assert progress["state"]["sampling_steps"] == 150 and 0 < progress["state"]["sampling_step"] < 150
         assert 0 < progress["progress"] < 1 and progress["state"]["job_count"] == 1
         assert api.get("/progress", params={"skip_current_image": True}).json()["current_image"] is None
-        assert api.post("/interrupt").status_code == 200
+        with httpx.Client(base_url=api.base_url, auth=(EVE_USER, EVE_PASSWORD), timeout=60) as eve:
+            assert eve.get("/progress").json()["state"]["job_count"] == 0, "another user's job is not eve's"
+            assert eve.post("/interrupt").json() == {"interrupted": 0}
+        assert api.post("/interrupt").json() == {"interrupted": 1}
         worker.join(120)
     finally:
         engine.event_listeners.remove(watch)
@@ -187,6 +191,51 @@ def test_progress_shows_the_live_preview_and_interrupt_stops_within_a_step(api, 
     assert seen["after_cancel"] <= 1, f"{seen['after_cancel']} steps ran after the interrupt"
     idle = api.get("/progress").json()
     assert idle["state"]["job_count"] == 0 and idle["progress"] == 0 and idle["current_image"] is None
+
+
+def read_events(response) -> list[tuple[str, dict]]:
+    """(event, data) pairs of a server-sent event stream, up to its end."""
+    events, kind = [], None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            kind = line[len("event: "):]
+        elif line.startswith("data: "):
+            events.append((kind, json.loads(line[len("data: "):])))
+    return events
+
+
+def test_stream_sends_progress_previews_and_results_without_polling(api, server, monkeypatch):
+    url, _, _ = server
+    connected, collected = threading.Event(), {}
+
+    def listen():
+        with api.stream("GET", "/stream/my-task-1") as response:
+            collected["status"] = response.status_code
+            connected.set()
+            collected["events"] = read_events(response)
+
+    reader = threading.Thread(target=listen)
+    reader.start()
+    assert connected.wait(60)
+    response = api.post("/txt2img", json={"prompt": PROMPT, "seed": 11, "steps": 40, "width": 128, "height": 128,
+                                          "force_task_id": "my-task-1"})
+    reader.join(60)
+    assert response.status_code == 200 and collected["status"] == 200
+    kinds = [kind for kind, _ in collected["events"]]
+    assert kinds[0] == "queued" and kinds[-1] == "done" and "progress" in kinds and "preview" in kinds, kinds
+    previews = [data for kind, data in collected["events"] if kind == "preview"]
+    assert decode(previews[-1]["image"]).size == (16, 16)
+    results = [data for kind, data in collected["events"] if kind == "result"]
+    assert len(results) == 1 and results[0]["seed"] == 11
+    assert np.array_equal(pixels(decode(results[0]["image"])), pixels(decode(response.json()["images"][0])))
+    # a task id is no key to another user's job: eve's stream never sees it
+    import ldm_ui.api.stream
+
+    monkeypatch.setattr(ldm_ui.api.stream, "WAIT_FOR_TASK_S", 1.0)
+    with httpx.Client(base_url=api.base_url, auth=(EVE_USER, EVE_PASSWORD), timeout=60) as eve:
+        with eve.stream("GET", "/stream/my-task-1") as stream:
+            assert read_events(stream) == [("failed", {"message": "no task 'my-task-1' of yours started within 1 s; "
+                                                                  "post txt2img or img2img with force_task_id set to it"})]
 
 
 @pytest.mark.parametrize("change,status,named", [

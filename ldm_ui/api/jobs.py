@@ -7,6 +7,7 @@ it; /progress, /interrupt and /skip act on the caller's own jobs only, never on 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,19 @@ class ApiJob:
     skipped: bool = False
 
 
+@dataclass(eq=False)
+class Subscriber:
+    """A /stream client: events of the task it names reach its asyncio queue through its loop."""
+
+    task_id: str
+    user: str | None
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+    def push(self, item: tuple[str, Any]) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)  # quick, from any thread
+
+
 class JobFailedError(RuntimeError):
     """The engine reported Failed; the message is the engine's (out of memory, disk full, unknown LoRA, ...)."""
 
@@ -48,7 +62,8 @@ class ApiJobs:
         self.engine = engine
         self._views: dict[int, JobView] = {}
         self._jobs: dict[int, ApiJob] = {}
-        self._lock = threading.Lock()  # guards _jobs only; the listener never takes it
+        self._subscribers: dict[str, list[Subscriber]] = {}
+        self._lock = threading.Lock()  # guards _jobs and _subscribers; the listener only reads them
         engine.event_listeners.append(self.on_event)
 
     # ---- the listener (worker thread: dict writes only)
@@ -56,7 +71,10 @@ class ApiJobs:
     def on_event(self, job, event) -> None:
         if isinstance(event, TERMINAL_EVENTS):
             self._views.pop(job.id, None)
-            return
+            return  # run() tells subscribers how the job ended, with everything it made
+        api_job = self._jobs.get(job.id)
+        if api_job is not None and isinstance(event, (Queued, Progress, Preview, Output)):
+            self._notify(api_job, ("event", event))
         view = self._views.get(job.id)
         if view is None:
             view = self._views.setdefault(job.id, JobView())
@@ -78,21 +96,60 @@ class ApiJobs:
         api_job = ApiJob(job=job, user=user, task_id=task_id or f"task({job.id})")
         with self._lock:
             self._jobs[job.id] = api_job
+        view = self._views.get(job.id)
+        self._notify(api_job, ("event", Queued(position=(view.queued_position or 0) if view else 0)))
         outputs: list[Output] = []
+        ending: tuple[str, Any] = ("failed", "the job ended without a result")
         try:
             for event in job.events():
                 if isinstance(event, Output):
                     outputs.append(event)
                 elif isinstance(event, Finished):
-                    return event.outputs, False
+                    outputs = event.outputs
+                    ending = ("done", outputs)
+                    return outputs, False
                 elif isinstance(event, Cancelled):
+                    ending = ("cancelled", outputs)
                     return outputs, True
                 elif isinstance(event, Failed):
+                    ending = ("failed", event.message)
                     raise JobFailedError(event.message)
         finally:
             with self._lock:
                 self._jobs.pop(job.id, None)
+            self._notify(api_job, ending)
         raise AssertionError("a job's events end with a terminal event")
+
+    # ---- /stream subscribers
+
+    def subscribe(self, task_id: str, user: str | None) -> Subscriber:
+        subscriber = Subscriber(task_id, user, asyncio.get_running_loop())
+        with self._lock:
+            self._subscribers.setdefault(task_id, []).append(subscriber)
+            running = next((j for j in self._jobs.values() if j.task_id == task_id and j.user == user), None)
+        if running is not None:  # joined late: start from what is known now
+            view = self._views.get(running.job.id) or JobView()
+            for event in (view.progress, view.preview):
+                if event is not None:
+                    subscriber.push(("event", event))
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            listeners = self._subscribers.get(subscriber.task_id, [])
+            if subscriber in listeners:
+                listeners.remove(subscriber)
+            if not listeners:
+                self._subscribers.pop(subscriber.task_id, None)
+
+    def is_known(self, task_id: str, user: str | None) -> bool:
+        with self._lock:
+            return any(j.task_id == task_id and j.user == user for j in self._jobs.values())
+
+    def _notify(self, api_job: ApiJob, item: tuple[str, Any]) -> None:
+        for subscriber in list(self._subscribers.get(api_job.task_id, ())):
+            if subscriber.user == api_job.user:  # a task id is no key to another user's images
+                subscriber.push(item)
 
     def _own(self, user: str | None) -> list[ApiJob]:
         with self._lock:

@@ -11,10 +11,12 @@ import binascii
 import io
 from typing import Any
 
+import anyio
+
 from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from PIL import Image, UnidentifiedImageError
 from starlette.middleware import Middleware
 
@@ -24,12 +26,14 @@ from ldm_ui.api import listings
 from ldm_ui.api.auth import ApiAuth, BodyLimit
 from ldm_ui.api.jobs import ApiJobs, JobFailedError
 from ldm_ui.api.results import generation_response
+from ldm_ui.api.stream import task_events
 from ldm_ui.api.schemas import (
     GenerationResponse, Img2ImgBody, PNGInfoBody, PNGInfoResponse, ProgressResponse, Txt2ImgBody,
 )
 from ldm_ui.api.translate import NotFound, img2img_request, resolve_model, txt2img_request
 
 PREFIX = "/sdapi/v1"
+MAX_WAITING_REQUESTS = 256  # generation requests waiting for their job at once; more wait for a free slot
 NOT_BUILT = {
     "extra-single-image": "upscalers and face restoration (the Extras tab) are not built yet in ldm-ui",
     "extra-batch-images": "upscalers and face restoration (the Extras tab) are not built yet in ldm-ui",
@@ -46,7 +50,7 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
     auth = ApiAuth(config.api_auth or config.auth, bool(config.auth), gradio_app)
     jobs = ApiJobs(engine)
 
-    def caller(request: Request) -> str | None:
+    async def caller(request: Request) -> str | None:  # async: a check this quick needs no worker thread
         return auth.user(request)
 
     api = FastAPI(title="ldm-ui: AUTOMATIC1111-compatible API", version="1", openapi_url=None, docs_url=None,
@@ -67,30 +71,42 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
 
     # ---- generation
 
-    @api.post("/txt2img", response_model=GenerationResponse)
-    def txt2img(body: Txt2ImgBody, user: str | None = Depends(caller)) -> dict[str, Any]:
-        translation = txt2img_request(body, engine)
+    # Waiting for a job blocks a thread; these threads come from a limiter of their own, so a long queue of API
+    # jobs never takes the threads that /progress, /interrupt or Gradio's own routes run on.
+    waiting = anyio.CapacityLimiter(MAX_WAITING_REQUESTS)
+
+    def generate(translate, body, user: str | None) -> dict[str, Any]:
+        translation = translate(body, engine)
         outputs, interrupted = jobs.run(translation.request, user, body.force_task_id)
         return generation_response(body, translation.request, outputs, translation.ignored, interrupted)
+
+    @api.post("/txt2img", response_model=GenerationResponse)
+    async def txt2img(body: Txt2ImgBody, user: str | None = Depends(caller)) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(generate, txt2img_request, body, user, limiter=waiting)
 
     @api.post("/img2img", response_model=GenerationResponse)
-    def img2img(body: Img2ImgBody, user: str | None = Depends(caller)) -> dict[str, Any]:
-        translation = img2img_request(body, engine)
-        outputs, interrupted = jobs.run(translation.request, user, body.force_task_id)
-        return generation_response(body, translation.request, outputs, translation.ignored, interrupted)
+    async def img2img(body: Img2ImgBody, user: str | None = Depends(caller)) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(generate, img2img_request, body, user, limiter=waiting)
 
     @api.get("/progress", response_model=ProgressResponse)
-    def progress(skip_current_image: bool = False, user: str | None = Depends(caller)) -> dict[str, Any]:
+    async def progress(skip_current_image: bool = False, user: str | None = Depends(caller)) -> dict[str, Any]:
         return jobs.progress(user, with_image=not skip_current_image)
 
     @api.post("/interrupt")
-    def interrupt(user: str | None = Depends(caller)) -> dict[str, Any]:
+    async def interrupt(user: str | None = Depends(caller)) -> dict[str, Any]:
         return {"interrupted": jobs.stop(user)}
 
     @api.post("/skip")
-    def skip(user: str | None = Depends(caller)) -> dict[str, Any]:
+    async def skip(user: str | None = Depends(caller)) -> dict[str, Any]:
         # the engine cannot skip one image of a batch yet: skip stops the caller's running job, as interrupt does
         return {"interrupted": jobs.stop(user, skip=True)}
+
+    @api.get("/stream/{task_id}")
+    async def stream(task_id: str, user: str | None = Depends(caller)) -> StreamingResponse:
+        """Server-sent events of one of the caller's tasks (start it with force_task_id): queued, progress,
+        preview, result, then done, cancelled or failed."""
+        return StreamingResponse(task_events(jobs, task_id, user), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     # ---- listings
 
