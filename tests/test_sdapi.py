@@ -204,38 +204,44 @@ def read_events(response) -> list[tuple[str, dict]]:
     return events
 
 
-def test_stream_sends_progress_previews_and_results_without_polling(api, server, monkeypatch):
-    url, _, _ = server
-    connected, collected = threading.Event(), {}
-
-    def listen():
-        with api.stream("GET", "/stream/my-task-1") as response:
-            collected["status"] = response.status_code
-            connected.set()
-            collected["events"] = read_events(response)
-
-    reader = threading.Thread(target=listen)
-    reader.start()
-    assert connected.wait(60)
-    response = api.post("/txt2img", json={"prompt": PROMPT, "seed": 11, "steps": 40, "width": 128, "height": 128,
-                                          "force_task_id": "my-task-1"})
-    reader.join(60)
-    assert response.status_code == 200 and collected["status"] == 200
-    kinds = [kind for kind, _ in collected["events"]]
-    assert kinds[0] == "queued" and kinds[-1] == "done" and "progress" in kinds and "preview" in kinds, kinds
-    previews = [data for kind, data in collected["events"] if kind == "preview"]
-    assert decode(previews[-1]["image"]).size == (16, 16)
-    results = [data for kind, data in collected["events"] if kind == "result"]
-    assert len(results) == 1 and results[0]["seed"] == 11
-    assert np.array_equal(pixels(decode(results[0]["image"])), pixels(decode(response.json()["images"][0])))
-    # a task id is no key to another user's job: eve's stream never sees it
+def test_stream_sends_progress_previews_and_results_without_polling(api, monkeypatch):
     import ldm_ui.api.stream
 
-    monkeypatch.setattr(ldm_ui.api.stream, "WAIT_FOR_TASK_S", 1.0)
-    with httpx.Client(base_url=api.base_url, auth=(EVE_USER, EVE_PASSWORD), timeout=60) as eve:
-        with eve.stream("GET", "/stream/my-task-1") as stream:
-            assert read_events(stream) == [("failed", {"message": "no task 'my-task-1' of yours started within 1 s; "
-                                                                  "post txt2img or img2img with force_task_id set to it"})]
+    monkeypatch.setattr(ldm_ui.api.stream, "WAIT_FOR_TASK_S", 5.0)  # how long a stream waits for its task
+    streams = {}
+
+    def listen(who: str, auth: tuple[str, str]) -> threading.Thread:
+        connected = threading.Event()
+
+        def read():
+            with httpx.Client(base_url=api.base_url, auth=auth, timeout=60) as client:
+                with client.stream("GET", "/stream/my-task-1") as response:
+                    streams[who] = {"status": response.status_code}
+                    connected.set()
+                    streams[who]["events"] = read_events(response)
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        assert connected.wait(60)
+        return thread
+
+    # both open the stream before the job is posted; a task id is no key to another user's job
+    readers = [listen("bot", (BOT_USER, BOT_PASSWORD)), listen("eve", (EVE_USER, EVE_PASSWORD))]
+    response = api.post("/txt2img", json={"prompt": PROMPT, "seed": 11, "steps": 40, "width": 128, "height": 128,
+                                          "force_task_id": "my-task-1"})
+    for reader in readers:
+        reader.join(60)
+    assert response.status_code == 200 and streams["bot"]["status"] == 200
+    events = streams["bot"]["events"]
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "queued" and kinds[-1] == "done" and "progress" in kinds and "preview" in kinds, kinds
+    previews = [data for kind, data in events if kind == "preview"]
+    assert decode(previews[-1]["image"]).size == (16, 16)
+    results = [data for kind, data in events if kind == "result"]
+    assert len(results) == 1 and results[0]["seed"] == 11
+    assert np.array_equal(pixels(decode(results[0]["image"])), pixels(decode(response.json()["images"][0])))
+    assert streams["eve"]["events"] == [("failed", {"message": "no task 'my-task-1' of yours started within 5 s; "
+                                                               "post txt2img or img2img with force_task_id set to it"})]
 
 
 @pytest.mark.parametrize("change,status,named", [
@@ -246,6 +252,7 @@ def test_stream_sends_progress_previews_and_results_without_polling(api, server,
     ({"override_settings": {"sd_model_checkpoint": "no-such-model"}}, 404, "'no-such-model'"),
     ({"seed": 2**33}, 422, str(2**33)),
     ({"steps": "many"}, 422, "steps"),
+    ({"prompt": "a red circle <lora:no-such-lora:1>"}, 500, "'no-such-lora'"),  # fails on the worker
 ])
 def test_bad_input_is_refused_with_the_value_named_and_the_server_keeps_serving(api, change, status, named):
     response = api.post("/txt2img", json={"prompt": PROMPT, **SMALL, **change})
