@@ -84,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ldm-ui: cannot start with model {config.default_model!r}: {error}", file=sys.stderr)
         return 2
     demo.queue(default_concurrency_limit=None)
-    demo.launch(**launch_kwargs(config, create_api(config, engine, demo)))
+    api = create_api(config, engine, demo)
+    if api is not None:
+        log.info("AUTOMATIC1111 API on: http://%s:%s/sdapi/v1 (routes: /sdapi/v1/docs)", config.host, config.port)
+    demo.launch(**launch_kwargs(config, api))
     engine.shutdown()
     return 0
 

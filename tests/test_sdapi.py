@@ -358,6 +358,9 @@ def test_controlnet_units_from_alwayson_scripts_place_the_shape(api):
     unknown = api.post("/txt2img", json={"prompt": PROMPT, **SMALL, "alwayson_scripts": {
         "controlnet": {"args": [{**unit, "model": "no-such-controlnet"}]}}})
     assert unknown.status_code == 422 and "no-such-controlnet" in unknown.text
+    wrong_type = api.post("/txt2img", json={"prompt": PROMPT, **SMALL, "alwayson_scripts": {
+        "controlnet": {"args": [{**unit, "weight": "strong"}]}}})
+    assert wrong_type.status_code == 422 and "ControlNet unit 1 weight must be a number, got 'strong'" in wrong_type.text
 
 
 def test_png_info_reads_an_image_the_app_saved(api, server):

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from PIL import Image, UnidentifiedImageError
 from starlette.middleware import Middleware
 
-from ldm_ui.requests import RequestError
+from ldm_ui.requests import RequestError, check_image
 
 from ldm_ui.api import listings
 from ldm_ui.api.auth import ApiAuth, BodyLimit
@@ -155,6 +155,7 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
         try:
             raw = base64.b64decode(data)
             with Image.open(io.BytesIO(raw)) as image:
+                check_image("image", image)  # its size from the header, before a pixel is decoded
                 image.load()  # text chunks after the pixel data are read with the pixels
                 text = read_png_parameters(image) or exif_user_comment(image)
                 other = {k: v for k, v in image.info.items() if k != "parameters" and isinstance(v, (str, int, float))}

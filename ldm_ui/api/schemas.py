@@ -28,7 +28,7 @@ class GenerationBody(_Body):
     seed_resize_from_h: int = -1
     seed_resize_from_w: int = -1
     sampler_name: str | None = None
-    sampler_index: str = "Euler"
+    sampler_index: str | None = "Euler"  # used when sampler_name is not given
     scheduler: str | None = None
     batch_size: int = 1
     n_iter: int = 1

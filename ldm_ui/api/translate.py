@@ -129,7 +129,7 @@ def common_fields(body: GenerationBody, engine, ignored: list[str]) -> dict[str,
         ignored.append(f"script_name={body.script_name!r}: ldm-ui runs no AUTOMATIC1111 scripts")
     return dict(
         prompt=body.prompt, negative_prompt=body.negative_prompt, model=model,
-        sampler=sampler_name(body.sampler_name or body.sampler_index, body.scheduler),
+        sampler=sampler_name(body.sampler_name or body.sampler_index or "Euler", body.scheduler),
         steps=body.steps, cfg_scale=body.cfg_scale, width=body.width, height=body.height, seed=body.seed,
         batch_count=body.n_iter, batch_size=body.batch_size, save_images=bool(body.save_images),
     )
@@ -166,16 +166,28 @@ def controlnet_units(body: GenerationBody, engine, ignored: list[str],
         low, high = unit.get("threshold_a"), unit.get("threshold_b")
         canny = {}
         if preprocessor == "canny" and low not in (None, -1) and high not in (None, -1):
-            canny = {"canny_low": int(low), "canny_high": int(high)}
+            canny = {"canny_low": _number(low, f"{where} threshold_a", int),
+                     "canny_high": _number(high, f"{where} threshold_b", int)}
         control_mode = unit.get("control_mode", "Balanced")
         if control_mode not in (0, "Balanced"):
             ignored.append(f"{where} control_mode={control_mode!r}: only Balanced is built")
         units.append(ControlNetUnit(
-            model=entry.name, image=image, preprocessor=preprocessor, weight=float(unit.get("weight", 1.0)),
-            guidance_start=float(unit.get("guidance_start", 0.0)), guidance_end=float(unit.get("guidance_end", 1.0)),
+            model=entry.name, image=image, preprocessor=preprocessor,
+            weight=_number(unit.get("weight", 1.0), f"{where} weight"),
+            guidance_start=_number(unit.get("guidance_start", 0.0), f"{where} guidance_start"),
+            guidance_end=_number(unit.get("guidance_end", 1.0), f"{where} guidance_end"),
             **canny,
         ))
     return tuple(units)
+
+
+def _number(value: Any, name: str, kind: type = float) -> Any:
+    """A unit's number (the extension's units are free-form dicts, so their types are checked here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RequestError(f"{name} must be a number, got {value!r}")
+    if kind is int and value != int(value):
+        raise RequestError(f"{name} must be a whole number, got {value!r}")
+    return kind(value)
 
 
 def txt2img_request(body: Txt2ImgBody, engine) -> Translation:
