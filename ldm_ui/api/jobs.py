@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image
 
+from ldm_ui.api.results import png_base64
 from ldm_ui.requests import (
     TERMINAL_EVENTS, Cancelled, Failed, Finished, Output, Preview, Progress, Queued, Request, Started,
 )
@@ -177,8 +178,6 @@ class ApiJobs:
     # ---- /progress
 
     def progress(self, user: str | None, with_image: bool) -> dict[str, Any]:
-        from ldm_ui.api.results import png_base64
-
         api_job, view, count = self.current(user)
         state = {"skipped": False, "interrupted": False, "stopping_generation": False, "job": "",
                  "job_count": count, "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
