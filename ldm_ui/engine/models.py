@@ -17,14 +17,13 @@ from typing import Callable
 import torch
 
 from ldm_ui.config import AppConfig
+from ldm_ui.engine.model_types import PICKLE_SUFFIXES, SINGLE_FILE_SUFFIXES, ModelError
 from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
-from ldm_ui.requests import RequestError
+from ldm_ui.engine.single_file import CONFIGS_DIR, load_single_file
 from ldm_ui.safe_paths import check_name, is_inside
 
 log = logging.getLogger(__name__)
 
-SINGLE_FILE_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".bin", ".pth")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 # Below this many U-Net parameters every op is so small that fixed per-call costs dominate on the CPU: splitting
 # an op across threads, and oneDNN's convolution setup (~270 us per call, against ~60 us for PyTorch's own
@@ -33,8 +32,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 TINY_UNET_PARAMS = 20_000_000
 
 
-class ModelError(RequestError):
-    """A model that cannot be found or loaded; the message names it and says what is allowed."""
+__all__ = ["ModelError", "ModelManager", "LoadedModel", "ModelEntry"]  # ModelError re-exported for callers
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ class ModelEntry:
 class LoadedModel:
     entry: ModelEntry
     pipe: object  # the txt2img pipeline; other tasks' pipelines share its components
-    family: str  # sd1 | sd2 | sdxl | other
+    family: str  # sd1 | sd2 | sdxl | sd3 | flux | pixart | other
     native_size: int
     model_hash: str
     base_scheduler_config: dict
@@ -59,8 +57,14 @@ class LoadedModel:
     _task_pipes: dict = field(default_factory=dict)
 
     @property
+    def denoiser(self):
+        """The U-Net, or the transformer of a DiT family (SD3, Flux, PixArt)."""
+        return denoiser_of(self.pipe)
+
+    @property
     def is_inpainting_model(self) -> bool:
-        return self.pipe.unet.config.in_channels == 9
+        unet = getattr(self.pipe, "unet", None)
+        return unet is not None and unet.config.in_channels == 9
 
     def pipeline(self, auto_class_name: str):
         """The pipeline for a task (e.g. 'AutoPipelineForImage2Image'), built over the loaded weights once."""
@@ -81,8 +85,12 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def denoiser_of(pipe):
+    return pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
+
+
 def is_tiny(pipe) -> bool:
-    return sum(p.numel() for p in pipe.unet.parameters()) < TINY_UNET_PARAMS
+    return sum(p.numel() for p in denoiser_of(pipe).parameters()) < TINY_UNET_PARAMS
 
 
 def cpu_threads_for(tiny: bool, configured: int, default: int) -> int:
@@ -108,6 +116,7 @@ class ModelManager:
         self._default_threads = torch.get_num_threads()  # what torch chose (or the embedding program set)
         self._hash_cache_path = config.cache_dir / "model-hashes.json"
         self._lock = threading.Lock()
+        self.single_file_configs = CONFIGS_DIR  # one diffusers config folder per family variant (tests use tiny ones)
 
     # ---- discovery
 
@@ -182,9 +191,7 @@ class ModelManager:
         if entry.kind == "diffusers":
             pipe = DiffusionPipeline.from_pretrained(entry.location, local_files_only=True, **common)
         elif entry.kind == "single_file":
-            from ldm_ui.engine.single_file import load_single_file
-
-            pipe = load_single_file(Path(entry.location), self.config, self.dtype)
+            pipe = load_single_file(Path(entry.location), self.config, self.dtype, self.single_file_configs)
         else:
             pipe = self._load_from_hub(entry.location, report, common)
         return pipe
@@ -227,10 +234,10 @@ class ModelManager:
         shift = float(getattr(pipe.vae.config, "shift_factor", None) or 0.0)
         return LoadedModel(
             entry=entry, pipe=pipe, family=family,
-            native_size=int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor),
+            native_size=int(denoiser_of(pipe).config.sample_size) * int(pipe.vae_scale_factor),
             model_hash=self.model_hash(entry, pipe),
             base_scheduler_config=dict(pipe.scheduler.config),
-            approx_preview=linear_preview_for(family, pipe.vae, scaling),
+            approx_preview=linear_preview_for(family, pipe.vae, scaling, shift),
             full_preview=VaePreview(pipe.vae, scaling, shift),
             device=self.device, cpu_threads=cpu_threads,
         )
@@ -268,7 +275,7 @@ class ModelManager:
 
 
 def _main_weights_file(pipe) -> Path | None:
-    folder = getattr(pipe.unet.config, "_name_or_path", None) or pipe.config.get("_name_or_path")
+    folder = getattr(denoiser_of(pipe).config, "_name_or_path", None) or pipe.config.get("_name_or_path")
     if not folder:
         return None
     for candidate in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
@@ -279,7 +286,14 @@ def _main_weights_file(pipe) -> Path | None:
     return None
 
 
+# DiT families by their transformer class
+TRANSFORMER_FAMILIES = {"SD3Transformer2DModel": "sd3", "FluxTransformer2DModel": "flux",
+                        "PixArtTransformer2DModel": "pixart"}
+
+
 def model_family(pipe) -> str:
+    if getattr(pipe, "unet", None) is None:
+        return TRANSFORMER_FAMILIES.get(type(pipe.transformer).__name__, "other")
     unet_config = pipe.unet.config
     if getattr(unet_config, "addition_embed_type", None) == "text_time":
         return "sdxl"

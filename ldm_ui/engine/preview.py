@@ -36,8 +36,12 @@ class LinearPreview:
         return tensor_to_pils(rgb)
 
     @classmethod
-    def fit(cls, vae, scaling_factor: float, generator_seed: int = 0, pixel_size: int = 64) -> LinearPreview:
-        """Least-squares fit of 4x3 factors plus bias from VAE encodes of random colored blocks."""
+    def fit(cls, vae, scaling_factor: float, shift_factor: float = 0.0, generator_seed: int = 0,
+            pixel_size: int = 64) -> LinearPreview:
+        """Least-squares fit of Cx3 factors plus bias from VAE encodes of random colored blocks.
+
+        The latents are taken as the pipeline sees them, (mean - shift) * scaling (SD3 and Flux VAEs shift).
+        """
         rng = np.random.default_rng(generator_seed)
         scale = 2 ** (len(vae.config.block_out_channels) - 1)
         size = max(pixel_size, scale * 8)
@@ -46,7 +50,8 @@ class LinearPreview:
         images = torch.from_numpy(blocks).repeat_interleave(2 * scale, -1).repeat_interleave(2 * scale, -2)
         param = next(vae.parameters())
         with torch.no_grad():
-            latents = vae.encode(images.to(param.device, param.dtype)).latent_dist.mean.float().cpu() * scaling_factor
+            means = vae.encode(images.to(param.device, param.dtype)).latent_dist.mean.float().cpu()
+        latents = (means - shift_factor) * scaling_factor
         pooled = torch.nn.functional.avg_pool2d(images, scale)  # pixels averaged over each latent cell
         x = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
         y = pooled.permute(0, 2, 3, 1).reshape(-1, 3)
@@ -74,9 +79,11 @@ def tensor_to_pils(rgb_bhwc: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a) for a in array]
 
 
-def linear_preview_for(family: str, vae, scaling_factor: float) -> LinearPreview:
-    if family in ("sd1", "sd2"):
+def linear_preview_for(family: str, vae, scaling_factor: float, shift_factor: float = 0.0) -> LinearPreview:
+    """Published factors for the 4-channel SD latents; any other latent family (the demo's, SD3's and Flux's
+    16 channels) is fitted against its own VAE when the model loads."""
+    if family in ("sd1", "sd2") and vae.config.latent_channels == 4:
         return LinearPreview(*SD15_LATENT_RGB)
-    if family == "sdxl":
+    if family == "sdxl" and vae.config.latent_channels == 4:
         return LinearPreview(*SDXL_LATENT_RGB)
-    return LinearPreview.fit(vae, scaling_factor)
+    return LinearPreview.fit(vae, scaling_factor, shift_factor)
