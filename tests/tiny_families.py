@@ -52,8 +52,14 @@ def _ddim(prediction_type: str = "epsilon"):
 
 
 def build_sd1(folder: Path, cache_dir: Path, in_channels: int = 4, seed: int = 0):
+    from diffusers import StableDiffusionInpaintPipeline
+
     clip_tokenizer(cache_dir, "<|endoftext|>")
-    return build_tiny_sd1_layout(folder, Path(cache_dir) / "tokenizer-eot", seed=seed, in_channels=in_channels)
+    pipe = build_tiny_sd1_layout(folder, Path(cache_dir) / "tokenizer-eot", seed=seed, in_channels=in_channels)
+    if in_channels == 9:  # an inpainting model: saved under the pipeline that feeds mask and masked image
+        pipe = StableDiffusionInpaintPipeline.from_pipe(pipe)
+        pipe.save_pretrained(folder)
+    return pipe
 
 
 def build_sd2(folder: Path, cache_dir: Path, text_layers: int, prediction_type: str = "v_prediction",

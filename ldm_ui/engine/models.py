@@ -170,8 +170,8 @@ class ModelManager:
             self.unload()
             report(f"loading {entry.name}")
             started = time.perf_counter()
-            pipe = self._load_pipeline(entry, report)
-            self.current = self._prepare(entry, pipe)
+            pipe, family = self._load_pipeline(entry, report)
+            self.current = self._prepare(entry, pipe, family)
             log.info("loaded %s (%s) in %.1f s", entry.name, self.current.family, time.perf_counter() - started)
             return self.current
 
@@ -184,17 +184,19 @@ class ModelManager:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def _load_pipeline(self, entry: ModelEntry, report: Callable[[str], None]):
+    def _load_pipeline(self, entry: ModelEntry, report: Callable[[str], None]) -> tuple[object, str | None]:
+        """The pipeline, and its family when the loader knows it (a single file's recognized variant)."""
         from diffusers import DiffusionPipeline
 
         common = {"torch_dtype": self.dtype}
         if entry.kind == "diffusers":
             pipe = DiffusionPipeline.from_pretrained(entry.location, local_files_only=True, **common)
         elif entry.kind == "single_file":
-            pipe = load_single_file(Path(entry.location), self.config, self.dtype, self.single_file_configs)
+            pipe, variant = load_single_file(Path(entry.location), self.config, self.dtype, self.single_file_configs)
+            return pipe, variant.family
         else:
             pipe = self._load_from_hub(entry.location, report, common)
-        return pipe
+        return pipe, None
 
     def _load_from_hub(self, repo_id: str, report: Callable[[str], None], common: dict):
         from diffusers import DiffusionPipeline
@@ -215,7 +217,7 @@ class ModelManager:
         except Exception as error:  # noqa: BLE001 - hub failures come in many types; all mean the same to a user
             raise ModelError(f"could not download model {repo_id!r} from the hub: {error}") from error
 
-    def _prepare(self, entry: ModelEntry, pipe) -> LoadedModel:
+    def _prepare(self, entry: ModelEntry, pipe, family: str | None) -> LoadedModel:
         pipe.set_progress_bar_config(disable=True)
         if self.device.type == "cuda" and self.config.lowvram:
             pipe.enable_sequential_cpu_offload()
@@ -229,7 +231,7 @@ class ModelManager:
             cpu_threads = cpu_threads_for(tiny, self.config.cpu_threads, self._default_threads)
             torch.set_num_threads(cpu_threads)
             torch.backends.mkldnn.enabled = not tiny  # process-wide, like the model itself
-        family = model_family(pipe)
+        family = family or model_family(pipe)
         scaling = float(pipe.vae.config.scaling_factor)
         shift = float(getattr(pipe.vae.config, "shift_factor", None) or 0.0)
         return LoadedModel(

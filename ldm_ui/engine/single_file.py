@@ -47,6 +47,7 @@ LOOKED_FOR = (f"'{UNET_CONV_IN}' with '{SD1_TEXT}*' (SD1.x), '{SD2_TEXT}*' (SD2.
 class Variant:
     folder: str  # configs/<folder>/: the diffusers config folder of this variant
     label: str  # what a user reads in messages and logs
+    family: str  # sd1 | sd2 | sdxl | sd3: the latent family previews and samplers follow
     prediction_type: str | None = None  # overrides the folder's scheduler (UNet families only)
     prediction_source: str = "the family's default"
     skip_components: tuple[str, ...] = ()  # listed in the folder's model_index but not loaded
@@ -95,11 +96,12 @@ def recognize(path: Path, tensors: dict[str, TensorInfo]) -> Variant:
                          "(text-to-image) and 9 (inpainting); depth (5) and instruct-pix2pix (8) models are not")
     prediction, source = _prediction_type(path, tensors, family, in_channels == 9)
     if in_channels == 9:
-        return Variant(f"{family}-inpaint", f"{label} inpainting", prediction, source)
+        return Variant(f"{family}-inpaint", f"{label} inpainting", family, prediction, source)
     if family == "sd2":  # 768-px v-prediction (SD2.x) or the 512-px epsilon base: different native sizes
         folder = "sd2-v" if prediction == "v_prediction" else "sd2-base"
-        return Variant(folder, f"{label} ({prediction}, {768 if folder == 'sd2-v' else 512} px)", prediction, source)
-    return Variant(family, label, prediction, source)
+        size = 768 if folder == "sd2-v" else 512
+        return Variant(folder, f"{label} ({prediction}, {size} px)", family, prediction, source)
+    return Variant(family, label, family, prediction, source)
 
 
 def _sd3_variant(path: Path, tensors: dict[str, TensorInfo], has) -> Variant:
@@ -120,7 +122,7 @@ def _sd3_variant(path: Path, tensors: dict[str, TensorInfo], has) -> Variant:
     if has(SD3_T5):
         log.info("%s: its T5-XXL text encoder is skipped (no T5 tokenizer offline); prompts use the CLIP encoders",
                  path.name)
-    return Variant(folder, label, skip_components=("text_encoder_3", "tokenizer_3"))
+    return Variant(folder, label, "sd3", skip_components=("text_encoder_3", "tokenizer_3"))
 
 
 def _hint(keys) -> str:
@@ -214,7 +216,8 @@ def _write_clip_tokenizer(folder: Path, cache_dir: Path) -> None:
 
 
 def load_single_file(path: Path, config, dtype, configs_root: Path = CONFIGS_DIR):
-    """A diffusers pipeline from one checkpoint file, with no network. `config` is the app's AppConfig."""
+    """A diffusers pipeline from one checkpoint file, with no network, and the variant it was recognized as.
+    `config` is the app's AppConfig."""
     import diffusers
 
     path = Path(path)
@@ -248,7 +251,7 @@ def load_single_file(path: Path, config, dtype, configs_root: Path = CONFIGS_DIR
         raise ModelError(f"could not load {path.name} as {variant.label} (configs/{variant.folder}): "
                          f"{str(error)[:500]}") from error
     _check_every_weight_loaded(pipe, path)
-    return pipe
+    return pipe, variant
 
 
 def _check_every_weight_loaded(pipe, path: Path) -> None:
