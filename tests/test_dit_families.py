@@ -60,6 +60,7 @@ def test_sd3_txt2img_gives_x0_previews_of_its_16_channel_latents_and_an_image(sd
     unshifted = LinearPreview.fit(vae, scale, 0.0)(means * scale)[0]
     shifted = loaded.approx_preview((means - shift) * scale)[0]
     assert np.abs(np.asarray(shifted, dtype=np.int16) - np.asarray(unshifted, dtype=np.int16)).max() <= 1
+    assert loaded.sampler_names == ("Euler", "Euler a", "Heun")
     assert "Sampler: Euler" in finished.outputs[0].infotext
     again = sd3_engine.generate(txt2img(preview_method="off"), timeout=300).images[0]
     assert np.array_equal(np.asarray(again), np.asarray(finished.outputs[0].image))  # same seed, same image
@@ -91,3 +92,32 @@ def test_sd3_img2img_runs_through_diffusers_img2img_pipeline(sd3_engine):
     assert result.images[0].size == (64, 64)
     assert type(sd3_engine.models.current.pipeline("AutoPipelineForImage2Image")).__name__ == \
         "StableDiffusion3Img2ImgPipeline"
+
+
+def test_sd3_inpaint_keeps_the_pixels_outside_the_mask(sd3_engine):
+    from ldm_ui.requests import InpaintRequest
+
+    source = Image.new("RGB", (64, 64), (30, 30, 200))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    request = InpaintRequest(prompt="a red circle", model=SD3_FILE, sampler="Euler", steps=4, cfg_scale=4.0, seed=3,
+                             init_image=source, mask=mask, mask_blur_px=0, strength=0.9, preview_method="off")
+    image = np.asarray(sd3_engine.generate(request, timeout=300).images[0])
+    assert (image[:8] == (30, 30, 200)).all() and not (image[24:40, 24:40] == (30, 30, 200)).all()
+    assert type(sd3_engine.models.current.pipeline("AutoPipelineForInpainting")).__name__ == \
+        "StableDiffusion3InpaintPipeline"
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "Heun"])
+def test_flow_matching_steps_report_the_clean_latent_they_aim_at(sampler):
+    """On the path x_t = (1 - sigma) x0 + sigma noise a perfect model predicts noise - x0: the preview's x0 is x0."""
+    from ldm_ui.engine.samplers import make_scheduler
+
+    scheduler = make_scheduler(sampler, {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0})
+    scheduler.set_timesteps(5)
+    generator = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(1, 16, 4, 4, generator=generator), torch.randn(1, 16, 4, 4, generator=generator)
+    sample = noise
+    for t in scheduler.timesteps[:3]:
+        sample = scheduler.step(noise - x0, t, sample).prev_sample
+        torch.testing.assert_close(scheduler.last_x0, x0)

@@ -19,6 +19,7 @@ import torch
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.model_types import PICKLE_SUFFIXES, SINGLE_FILE_SUFFIXES, ModelError
 from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
+from ldm_ui.engine.samplers import samplers_for
 from ldm_ui.engine.single_file import CONFIGS_DIR, load_single_file
 from ldm_ui.safe_paths import check_name, is_inside
 
@@ -60,6 +61,11 @@ class LoadedModel:
     def denoiser(self):
         """The U-Net, or the transformer of a DiT family (SD3, Flux, PixArt)."""
         return denoiser_of(self.pipe)
+
+    @property
+    def sampler_names(self) -> tuple[str, ...]:
+        """The samplers that fit this model (flow-matching models: Euler, Euler a, Heun), for the UI's list."""
+        return samplers_for(self.base_scheduler_config)
 
     @property
     def is_inpainting_model(self) -> bool:
