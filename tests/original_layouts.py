@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ldm_layout import text_encoder_to_ldm, unet_to_ldm, vae_to_ldm
+from ldm_layout import unet_to_ldm, vae_to_ldm
 
 SD2_TEXT = "cond_stage_model.model."
 SDXL_TEXT_1 = "conditioner.embedders.0.transformer."
@@ -58,10 +58,6 @@ def contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def sd2_pipeline_to_ldm(pipe) -> dict[str, torch.Tensor]:
     return contiguous({**unet_to_ldm(pipe.unet), **vae_to_ldm(pipe.vae), **open_clip_to_ldm(pipe.text_encoder, SD2_TEXT)})
-
-
-def sd1_or_inpaint_pipeline_to_ldm(pipe) -> dict[str, torch.Tensor]:
-    return contiguous({**unet_to_ldm(pipe.unet), **vae_to_ldm(pipe.vae), **text_encoder_to_ldm(pipe.text_encoder)})
 
 
 def sdxl_pipeline_to_ldm(pipe) -> dict[str, torch.Tensor]:
@@ -119,8 +115,7 @@ def mmdit_to_original(transformer) -> dict[str, torch.Tensor]:
 
 def sd3_pipeline_to_original(pipe) -> dict[str, torch.Tensor]:
     """SD3 as sd3_medium_incl_clips.safetensors lays it out: MMDiT, VAE, and the two CLIP encoders (no T5)."""
-    vae = {k: v for k, v in vae_to_ldm(pipe.vae).items()}
-    return contiguous({**mmdit_to_original(pipe.transformer), **vae,
+    return contiguous({**mmdit_to_original(pipe.transformer), **vae_to_ldm(pipe.vae),
                        # SD3's CLIP-L projection is the identity, which the file leaves out
                        **hf_clip_to_prefix(pipe.text_encoder, "text_encoders.clip_l.transformer.", with_projection=False),
                        **hf_clip_to_prefix(pipe.text_encoder_2, "text_encoders.clip_g.transformer.")})

@@ -16,15 +16,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ldm_layout import fake_ldm_tensors, unet_to_ldm, vae_to_ldm
+from ldm_layout import fake_ldm_tensors, sd1_pipeline_to_ldm, unet_to_ldm, vae_to_ldm
 from ldm_ui.config import AppConfig, config_from_args
 from ldm_ui.engine.checkpoint_files import TensorInfo, read_safetensors_header
 from ldm_ui.engine.models import ModelError, ModelManager
 from ldm_ui.engine.single_file import CONFIGS_DIR, load_single_file, recognize
 from ldm_ui.requests import RequestError, Txt2ImgRequest
 from original_layouts import (
-    SD2_TEXT, hf_clip_to_prefix, mmdit_to_original, open_clip_to_ldm, sd1_or_inpaint_pipeline_to_ldm,
-    sd2_pipeline_to_ldm, sd3_pipeline_to_original, sdxl_pipeline_to_ldm,
+    SD2_TEXT, hf_clip_to_prefix, mmdit_to_original, open_clip_to_ldm, sd2_pipeline_to_ldm, sd3_pipeline_to_original,
+    sdxl_pipeline_to_ldm,
 )
 from tiny_families import build_sd1, build_sd2, build_sd3, build_sdxl, family_configs
 
@@ -50,7 +50,7 @@ def sd1_files(tmp_path_factory, shared_cache, families):
     root = tmp_path_factory.mktemp("single-file-models")
     pipe = build_sd1(root / "diffusers" / REFERENCE, shared_cache)
     family_configs(root / "diffusers" / REFERENCE, families, "sd1")
-    state = sd1_or_inpaint_pipeline_to_ldm(pipe)
+    state = sd1_pipeline_to_ldm(pipe)
     (root / "Stable-diffusion").mkdir()
     save_file(state, str(root / "Stable-diffusion" / SINGLE))
     return {"models": root, "pipe": pipe, "state": state, "file": root / "Stable-diffusion" / SINGLE}
@@ -121,7 +121,7 @@ FAMILY_CASES = {
         "sd2-base", lambda f, c: build_sd2(f, c, text_layers=3, prediction_type="epsilon"), sd2_pipeline_to_ldm,
         "model:\n  params:\n    linear_start: 0.00085\n"),
     "SD1 inpainting (9-channel UNet)": (
-        "sd1-inpaint", lambda f, c: build_sd1(f, c, in_channels=9), sd1_or_inpaint_pipeline_to_ldm, None),
+        "sd1-inpaint", lambda f, c: build_sd1(f, c, in_channels=9), sd1_pipeline_to_ldm, None),
     "SDXL base": ("sdxl", build_sdxl, sdxl_pipeline_to_ldm, None),
     "SD3 Medium (MMDiT, CLIP-L and CLIP-G, no T5)": ("sd3", build_sd3, sd3_pipeline_to_original, None),
     "SD3.5 Medium (MMDiT-X: a second attention, qk norms)": (

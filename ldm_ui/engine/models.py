@@ -95,6 +95,12 @@ def denoiser_of(pipe):
     return pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
 
 
+def native_size_of(pipe) -> int:
+    """Pixels per side the model was trained at; Flux's transformer config has no sample size, its pipeline has."""
+    latent = getattr(denoiser_of(pipe).config, "sample_size", None) or getattr(pipe, "default_sample_size", 64)
+    return int(latent) * int(pipe.vae_scale_factor)
+
+
 def is_tiny(pipe) -> bool:
     return sum(p.numel() for p in denoiser_of(pipe).parameters()) < TINY_UNET_PARAMS
 
@@ -242,7 +248,7 @@ class ModelManager:
         shift = float(getattr(pipe.vae.config, "shift_factor", None) or 0.0)
         return LoadedModel(
             entry=entry, pipe=pipe, family=family,
-            native_size=int(denoiser_of(pipe).config.sample_size) * int(pipe.vae_scale_factor),
+            native_size=native_size_of(pipe),
             model_hash=self.model_hash(entry, pipe),
             base_scheduler_config=dict(pipe.scheduler.config),
             approx_preview=linear_preview_for(family, pipe.vae, scaling, shift),
