@@ -227,6 +227,25 @@ def test_the_shipped_mmdit_configs_take_every_weight_of_a_real_size_file(variant
     assert {k: tuple(v.shape) for k, v in converted.items()} == expected
 
 
+@pytest.mark.parametrize("blocks", [23, 24])
+def test_an_sd2_file_with_23_or_24_openclip_blocks_fills_exactly_sd2s_23_layer_text_encoder(blocks):
+    """The official converter writes the 23 blocks SD2 uses, original checkpoints all 24: both fill every weight of
+    the shipped encoder, the 23rd block in the 23rd layer (the removed converter built 22 layers from 23 blocks)."""
+    from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = json.loads((CONFIGS_DIR / "sd2-v" / "text_encoder" / "config.json").read_text())
+    assert config["num_hidden_layers"] == 23
+    with torch.device("meta"):
+        model = CLIPTextModel(CLIPTextConfig(**config))
+        written = CLIPTextModel(CLIPTextConfig(**{**config, "num_hidden_layers": blocks}))
+    converted = convert_open_clip_checkpoint(model, open_clip_to_ldm(written, SD2_TEXT), prefix=SD2_TEXT)
+    expected = {k.removeprefix("text_model."): tuple(v.shape) for k, v in model.state_dict().items()
+                if not k.endswith("position_ids")}
+    got = {k.removeprefix("text_model."): tuple(v.shape) for k, v in converted.items() if not k.endswith("position_ids")}
+    assert got == expected
+
+
 # ---- recognizing the family from the header; refusing what it is not
 
 
