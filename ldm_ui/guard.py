@@ -178,6 +178,8 @@ class RequestGuard:
             inside = real.relative_to(self.policy.outputs_dir)
         except ValueError:
             return None  # Gradio's allowed/blocked paths decide (ldm_ui/access.py)
+        if self.policy.auth_required and user is None:
+            return 401, "Not authenticated"
         not_found = (404, f"File not found: {Path(asked).name}")
         if any(part.startswith(".") for part in inside.parts):
             return not_found

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -123,8 +124,9 @@ def _open(source: Any, name: str, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # _check_size applies our limit
             return Image.open(stream)  # lazy: reads the header only, so the size check below costs nothing
-    except Image.DecompressionBombError as error:
-        raise _bomb(name, max_pixels, str(error)) from error
+    except Image.DecompressionBombError as error:  # Pillow's own limit (install_decode_limit) stopped the open
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        raise _bomb(name, max_pixels, f"{int(found[1]):,} pixels" if found else str(error)) from error
     except UnidentifiedImageError as error:
         raise ImageUploadError(
             f"{name}: the file is not an image Pillow can read; upload a PNG, JPEG, WebP, BMP, GIF or TIFF file"

@@ -88,3 +88,18 @@ def list_inside(folder: Path, allowed_suffixes: Iterable[str], recursive: bool =
         if path.suffix.lower() in suffixes and path.is_file() and is_inside(path, folder):
             names.append(path.relative_to(folder).as_posix())
     return names
+
+
+PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def pickle_only_weights(folder: Path) -> list[str]:
+    """The parts of a diffusers folder (its sub-folders, or the folder itself) whose weights are pickle files
+    with no .safetensors beside them: loading those runs code from the file, so only --allow-pickle may."""
+    folder = Path(folder)
+    parts = []
+    for part in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())] if folder.is_dir() else []:
+        files = [p.name.lower() for p in part.iterdir() if p.is_file()]
+        if any(f.endswith(PICKLE_WEIGHT_SUFFIXES) for f in files) and not any(f.endswith(".safetensors") for f in files):
+            parts.append("." if part == folder else part.name)
+    return parts

@@ -73,15 +73,22 @@ def resolve_controlnet(config: AppConfig, name: str) -> ControlNetEntry:
 def load_controlnet(config: AppConfig, entry: ControlNetEntry, base_pipe, dtype, device):
     from diffusers import ControlNetModel
 
+    safetensors_only = None if config.allow_pickle else True  # .bin (pickle) weights only with --allow-pickle
+    if entry.kind == "diffusers":
+        from ldm_ui.engine.models import refuse_pickle_folder
+
+        refuse_pickle_folder(entry.name, Path(entry.location), config.allow_pickle, "ControlNet")
     try:
         if entry.kind == "diffusers":
-            model = ControlNetModel.from_pretrained(entry.location, torch_dtype=dtype, local_files_only=True)
+            model = ControlNetModel.from_pretrained(entry.location, torch_dtype=dtype, local_files_only=True,
+                                                    use_safetensors=safetensors_only)
         elif entry.kind == "single_file":
             model = ControlNetModel.from_single_file(entry.location, config=str(_config_for(config, base_pipe)),
                                                      torch_dtype=dtype, local_files_only=True)
         else:
             offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-            model = ControlNetModel.from_pretrained(entry.location, torch_dtype=dtype, local_files_only=offline)
+            model = ControlNetModel.from_pretrained(entry.location, torch_dtype=dtype, local_files_only=offline,
+                                                    use_safetensors=safetensors_only)
     except Exception as error:  # noqa: BLE001 - every load failure means the same to a user
         raise ControlNetError(f"could not load ControlNet {entry.name!r} from {entry.location}: {error}") from error
     base = base_pipe.unet.config

@@ -19,7 +19,7 @@ import torch
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
 from ldm_ui.requests import RequestError
-from ldm_ui.safe_paths import check_name, is_inside
+from ldm_ui.safe_paths import check_name, is_inside, pickle_only_weights
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +178,10 @@ class ModelManager:
     def _load_pipeline(self, entry: ModelEntry, report: Callable[[str], None]):
         from diffusers import DiffusionPipeline
 
-        common = {"torch_dtype": self.dtype}
+        # pickle weights (.bin) only with --allow-pickle: diffusers then refuses a folder without .safetensors
+        common = {"torch_dtype": self.dtype, "use_safetensors": None if self.config.allow_pickle else True}
         if entry.kind == "diffusers":
+            refuse_pickle_folder(entry.name, Path(entry.location), self.config.allow_pickle, "model")
             pipe = DiffusionPipeline.from_pretrained(entry.location, local_files_only=True, **common)
         elif entry.kind == "single_file":
             from ldm_ui.engine.single_file import load_single_file
@@ -265,6 +267,13 @@ class ModelManager:
             tmp.write_text(json.dumps(cache, indent=0))
             os.replace(tmp, self._hash_cache_path)
         return cache[key]
+
+
+def refuse_pickle_folder(name: str, folder: Path, allow_pickle: bool, kind: str) -> None:
+    parts = [] if allow_pickle else pickle_only_weights(folder)
+    if parts:
+        raise ModelError(f"{kind} {name!r} has only pickle weights (.bin/.pt) in {', '.join(parts)}; pickle files "
+                         "can run code when loaded. Convert them to .safetensors, or start with --allow-pickle")
 
 
 def _main_weights_file(pipe) -> Path | None:

@@ -36,7 +36,7 @@ def read_parameters(path: str | None) -> tuple[str | None, str]:
             image.load()  # text chunks after the image data are read only once the pixels are
             text = read_png_parameters(image) or exif_user_comment(image)
     except ImageUploadError as error:
-        return None, f"⚠️ {error}"
+        return None, f"⚠️ Could not read this file as an image: {error}"
     except (UnidentifiedImageError, OSError) as error:
         return None, f"⚠️ Could not read this file as an image: {error}"
     if not text or not text.strip():
