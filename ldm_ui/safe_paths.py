@@ -39,6 +39,20 @@ def check_name(name: object, kind: str) -> str:
     return name
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as messages may show it to users: relative to the app's folder (models/Lora) or the home folder
+    (~/sd/models), else its last two parts (…/ckpts/Lora); never the full path of the server's disk."""
+    from ldm_ui.config import PROJECT_ROOT
+
+    absolute = Path(os.path.abspath(os.path.expanduser(str(path))))
+    for root, prefix in ((PROJECT_ROOT, ""), (Path.home(), "~/")):
+        try:
+            return prefix + absolute.relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return "…/" + "/".join(absolute.parts[-2:])
+
+
 def is_inside(path: Path, folder: Path) -> bool:
     """True when `path` (symlinks resolved) lies in `folder` (symlinks resolved) or is the folder itself."""
     try:
@@ -65,7 +79,8 @@ def resolve_inside(folder: Path, name: str, allowed_suffixes: Iterable[str] = ()
     for candidate in candidates:
         if not is_inside(candidate, folder):  # also catches a linked sub-folder on the way to a new file
             raise UnsafeNameError(
-                f"{kind} {name!r} is a link that points outside {folder}; links must stay inside the {kind} folder"
+                f"{kind} {name!r} is a link that points outside {shown_path(folder)}; links must stay inside the "
+                f"{kind} folder"
             )
         if candidate.is_dir() if directory else candidate.is_file():
             return Path(os.path.realpath(candidate))
@@ -73,7 +88,7 @@ def resolve_inside(folder: Path, name: str, allowed_suffixes: Iterable[str] = ()
         return Path(os.path.realpath(candidates[0]))
     if suffixes and (folder / name).exists():
         raise UnsafeNameError(f"{kind} {name!r} has an unsupported type; allowed: {', '.join(suffixes)}")
-    raise UnsafeNameError(f"{kind} {name!r} was not found in {folder}")
+    raise UnsafeNameError(f"{kind} {name!r} was not found in {shown_path(folder)}")
 
 
 def list_inside(folder: Path, allowed_suffixes: Iterable[str], recursive: bool = True) -> list[str]:

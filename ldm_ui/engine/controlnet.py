@@ -17,7 +17,7 @@ from typing import Any
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.preprocessors import PreprocessorError, preprocess
 from ldm_ui.requests import ControlNetUnit, RequestError
-from ldm_ui.safe_paths import check_name, is_inside
+from ldm_ui.safe_paths import check_name, is_inside, shown_path
 from ldm_ui.safe_paths import is_inside
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def resolve_controlnet(config: AppConfig, name: str) -> ControlNetEntry:
         return ControlNetEntry(name, "hub", name)
     known = ", ".join(e.name for e in list_controlnets(config)) or "none found"
     raise ControlNetError(f"unknown ControlNet model {name!r}: put a diffusers folder or a .safetensors file in "
-                          f"{controlnet_dir(config)} ({known}), or type a hub id such as "
+                          f"{shown_path(controlnet_dir(config))} ({known}), or type a hub id such as "
                           "'lllyasviel/control_v11p_sd15_canny'")
 
 
@@ -90,7 +90,7 @@ def load_controlnet(config: AppConfig, entry: ControlNetEntry, base_pipe, dtype,
             model = ControlNetModel.from_pretrained(entry.location, torch_dtype=dtype, local_files_only=offline,
                                                     use_safetensors=safetensors_only)
     except Exception as error:  # noqa: BLE001 - every load failure means the same to a user
-        raise ControlNetError(f"could not load ControlNet {entry.name!r} from {entry.location}: {error}") from error
+        raise ControlNetError(f"could not load ControlNet {entry.name!r}: {error}") from error
     base = base_pipe.unet.config
     if model.config.cross_attention_dim != base.cross_attention_dim:
         raise ControlNetError(

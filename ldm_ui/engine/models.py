@@ -19,7 +19,7 @@ import torch
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
 from ldm_ui.requests import RequestError
-from ldm_ui.safe_paths import check_name, is_inside, pickle_only_weights
+from ldm_ui.safe_paths import check_name, is_inside, pickle_only_weights, shown_path
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class ModelManager:
             )
         known = ", ".join(self.model_names()) or "none found"
         raise ModelError(
-            f"unknown model {name!r}: pick one of the models in {self.config.models_dir} ({known}) "
+            f"unknown model {name!r}: pick one of the models in {shown_path(self.config.models_dir)} ({known}) "
             "or type a hub id such as 'stable-diffusion-v1-5/stable-diffusion-v1-5'"
         )
 
@@ -201,7 +201,7 @@ class ModelManager:
             if offline:
                 raise ModelError(
                     f"model {repo_id!r} is not downloaded and the app is offline (HF_HUB_OFFLINE=1): download it on "
-                    f"a machine with network access, or put a diffusers folder in {self.config.diffusers_dir()}"
+                    f"a machine with network access, or put a diffusers folder in {shown_path(self.config.diffusers_dir())}"
                 ) from error
         watcher = _DownloadWatcher(repo_id, report)
         try:
