@@ -14,7 +14,6 @@ import zlib
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -22,6 +21,7 @@ from PIL import Image
 
 from browser_support import running_app
 from ldm_ui.images import ImageUploadError, install_decode_limit, load_image
+from test_security_guard import PeakRss
 from test_security_outputs import call
 
 MB = 1024 * 1024
@@ -47,10 +47,6 @@ def bomb(tmp_path_factory) -> Path:
     return png_bomb(tmp_path_factory.mktemp("bomb") / "bomb.png")
 
 
-def rss() -> int:
-    return psutil.Process().memory_info().rss
-
-
 def test_the_bomb_is_small_and_refused_by_the_loader(bomb):
     assert bomb.stat().st_size < 500_000
     with pytest.raises(ImageUploadError, match=LIMIT_MESSAGE):
@@ -70,7 +66,6 @@ def test_pillow_itself_refuses_it_once_the_app_started(bomb, app_config):
 def test_every_tab_refuses_the_bomb_before_decoding(bomb, app_config):
     with running_app(app_config) as (url, _, _):
         client = Client(url, verbose=False)
-        before = rss()
         attempts = {
             "PNG info": lambda: client.predict(handle_file(str(bomb)), api_name="/pnginfo"),
             "latent inspector": lambda: client.predict(handle_file(str(bomb)), None, api_name="/inspect_latents"),
@@ -85,9 +80,9 @@ def test_every_tab_refuses_the_bomb_before_decoding(bomb, app_config):
                 uploaded_mask=None, prompt="x", steps=2, api_name="/inpaint"),
         }
         for tab, attempt in attempts.items():
-            assert_refused(tab, attempt)
-        grown = rss() - before
-        assert grown < 100 * MB, f"RSS grew by {grown / MB:.0f} MB"
+            with PeakRss() as memory:
+                assert_refused(tab, attempt)
+            assert memory.growth_mb < 60, f"{tab}: RSS grew by {memory.growth_mb:.0f} MB while refusing"
         # img2img given the bomb as a data: URL in the payload
         data_url = "data:image/png;base64," + base64.b64encode(bomb.read_bytes()).decode()
         answer = httpx.post(url + "/gradio_api/call/img2img", json={"data": [
