@@ -72,7 +72,9 @@ class GuardPolicy:
             allowed_origins=frozenset(o.lower().rstrip("/") for o in config.cors_allow_origins),
             outputs_dir=Path(os.path.realpath(config.outputs_dir)), upload_cap=upload_cap,
             upload_quota=config.upload_quota_mb * MB,
-            body_caps={"/login": LOGIN_BODY_CAP, UPLOAD_PATH: upload_cap, **(body_caps or {})},
+            # the image editor sends its layers to /component_server as files: the upload limit applies there too
+            body_caps={"/login": LOGIN_BODY_CAP, UPLOAD_PATH: upload_cap, "/gradio_api/component_server": upload_cap,
+                       **(body_caps or {})},
         )
 
     def body_cap(self, path: str) -> int:

@@ -15,6 +15,8 @@ import os
 import threading
 from pathlib import Path
 
+from gradio.context import LocalContext  # read only: Gradio sets the request of every event it runs
+
 from ldm_ui.requests import TERMINAL_EVENTS, Output, Queued
 
 # tasks whose runner claims a new folder for each job (ldm_ui/engine/interpolate.py: new_run_folder)
@@ -23,8 +25,6 @@ RUN_FOLDER_TASKS = frozenset({"interpolate"})
 
 def current_user() -> str | None:
     """The signed-in user of the Gradio event running on this thread, if any."""
-    from gradio.context import LocalContext  # read-only: Gradio sets it for every event it runs
-
     request = LocalContext.request.get(None)
     return getattr(request, "username", None) if request is not None else None
 

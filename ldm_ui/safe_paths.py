@@ -11,6 +11,7 @@ import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterable
 
+from ldm_ui.config import PROJECT_ROOT
 from ldm_ui.requests import RequestError
 
 MAX_NAME_CHARS = 255
@@ -42,8 +43,6 @@ def check_name(name: object, kind: str) -> str:
 def shown_path(path: str | os.PathLike) -> str:
     """A path as messages may show it to users: relative to the app's folder (models/Lora) or the home folder
     (~/sd/models), else its last two parts (…/ckpts/Lora); never the full path of the server's disk."""
-    from ldm_ui.config import PROJECT_ROOT
-
     absolute = Path(os.path.abspath(os.path.expanduser(str(path))))
     for root, prefix in ((PROJECT_ROOT, ""), (Path.home(), "~/")):
         try:
