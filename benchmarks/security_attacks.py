@@ -200,7 +200,8 @@ def run(root: Path) -> list[tuple[str, str, float]]:
         toggle = fn_index(url, bob, "extension-wildcards-enabled")
         answer = bob.post(url + "/gradio_api/run/predict", json={"data": [False], "fn_index": toggle,
                                                                  "session_hash": "b"})
-        state = "off" if 'data-extension="wildcards" data-state="off"' in answer.text else "enabled"
+        table = str((answer.json().get("data") or ["", ""])[1]) if answer.status_code == 200 else ""
+        state = "off" if 'data-extension="wildcards" data-state="off"' in table else "enabled"
         rows.append(("7 bob turns wildcards off", f"{answer.status_code}, wildcards {state}", 0.0))
         planted = Path(tempfile.gettempdir()) / "gradio" / "planted" / "note.txt"
         planted.parent.mkdir(parents=True, exist_ok=True)
