@@ -6,6 +6,7 @@ import logging
 import sys
 
 log = logging.getLogger("ldm_ui")
+UPLOAD_MAX_AGE = (3600, 24 * 3600)  # (check every hour, delete files older than a day)
 
 
 def create_app(config, banner: str | None = None):
@@ -14,18 +15,26 @@ def create_app(config, banner: str | None = None):
     from ldm_ui.ui.app import build_ui
     from ldm_ui.ui.tabs import extra_tabs
 
-    from ldm_ui.access import exposure_banner
-
+    from ldm_ui.access import exposure_banner, use_private_gradio_folder
+    from ldm_ui.images import install_decode_limit
+    from ldm_ui.ownership import OutputOwners
     from ldm_ui.ui.extensions_ui import load_extensions
     from ldm_ui.presets import startup_model
 
+    install_decode_limit()  # one pixel limit for every decode in the process, Pillow's included
+    use_private_gradio_folder()  # before any component exists: each one reads the folder when it is made
+    owners = OutputOwners()
     engine = Engine(config)
+    engine.event_listeners.append(owners.listener)
     model = startup_model(config, engine.models)  # --preset: an unknown name stops here, its model loads first
     engine.start()
     engine.switch_model(model)
     extension_tabs = load_extensions(config, engine)  # a failing extension is reported in its tab, never raised
     banner = banner if banner is not None else exposure_banner(config)
-    return engine, build_ui(engine, banner=banner, extra_tabs=extra_tabs() + extension_tabs)
+    demo = build_ui(engine, banner=banner, extra_tabs=extra_tabs() + extension_tabs)
+    demo.ldm_owners = owners  # the file route asks it whose a saved image is (ldm_ui/guard.py)
+    demo.delete_cache = UPLOAD_MAX_AGE  # Gradio deletes this app's uploads and copies after a day
+    return engine, demo
 
 
 def create_api(config, engine, demo):
@@ -40,10 +49,14 @@ def create_api(config, engine, demo):
 
 def launch_kwargs(config, api=None) -> dict:
     from ldm_ui.access import file_access_kwargs
+    from ldm_ui.guard import guard_middleware
     from ldm_ui.login_page import login_page_middleware
     from ldm_ui.ui.common import CSS
 
-    app_kwargs = {"openapi_url": None, "docs_url": None, "redoc_url": None, "middleware": login_page_middleware()}
+    # no unauthenticated route map; Host/Origin/login-before-read/body caps/file owners (ldm_ui/guard.py); no
+    # API description on the login page (ldm_ui/login_page.py)
+    app_kwargs = {"openapi_url": None, "docs_url": None, "redoc_url": None,
+                  "middleware": [*guard_middleware(config), *login_page_middleware()]}
     if api is not None:
         from starlette.routing import Mount
 
@@ -54,7 +67,6 @@ def launch_kwargs(config, api=None) -> dict:
     return dict(
         server_name=config.host, server_port=config.port, share=config.share,
         auth=config.auth or None, **file_access_kwargs(config), css=CSS, show_error=True, run_history=False,
-        # no unauthenticated route map, and no API description on the login page (ldm_ui/login_page.py)
         app_kwargs=app_kwargs,
     )
 

@@ -22,6 +22,7 @@ from typing import Iterable
 from ldm_ui.config import PROJECT_ROOT, AppConfig
 
 log = logging.getLogger(__name__)
+PRIVATE_TEMP_PREFIX = "ldm-ui-gradio-"
 
 SHARE_WITHOUT_AUTH_BANNER = (
     "⚠️ This app is shared publicly without a login: anyone with the link can use this GPU and see what it makes."
@@ -46,6 +47,22 @@ def exposure_warnings(config: AppConfig) -> list[str]:
     elif config.listen and not config.auth:
         warnings.append(LISTEN_WITHOUT_AUTH_WARNING)
     return warnings
+
+
+def admins(config: AppConfig) -> list[str] | None:
+    """The logins that may change app-wide state; None means everyone (no login configured)."""
+    if not config.auth:
+        return None
+    return list(config.admins) or [config.auth[0][0]]
+
+
+def is_admin(config: AppConfig, user: str | None) -> bool:
+    allowed = admins(config)
+    return allowed is None or user in allowed
+
+
+def not_admin_message(what: str) -> str:
+    return f"Only an admin can {what}; the app's owner names admins with --admin."
 
 
 def gradio_folders() -> list[Path]:
@@ -117,3 +134,37 @@ def _inside(path: Path, folder: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+def use_private_gradio_folder() -> Path:
+    """Point Gradio's upload and cache folder at a new folder only this user can open (0700), not the
+    <tmp>/gradio folder every Gradio app on the machine shares and serves from."""
+    current = os.environ.get("GRADIO_TEMP_DIR")
+    if current and Path(current).name.startswith(PRIVATE_TEMP_PREFIX) and Path(current).is_dir():
+        return Path(current)  # already ours (a second app in this process)
+    folder = Path(tempfile.mkdtemp(prefix=PRIVATE_TEMP_PREFIX))  # mkdtemp makes it 0700
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
+
+
+def basic_auth_user(header: str, logins: list[tuple[str, str]]) -> str | None:
+    """The user an HTTP Basic `Authorization` header signs in as, or None. Every login is compared in constant
+    time, so the timing tells nothing about which part was wrong."""
+    import base64
+    import binascii
+    import secrets
+
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        user, sep, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    found = None
+    for known_user, known_password in logins:
+        user_ok = secrets.compare_digest(user.encode(), known_user.encode())
+        password_ok = secrets.compare_digest(password.encode(), known_password.encode())
+        if sep and user_ok and password_ok:
+            found = known_user
+    return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,11 @@ class AppConfig:
     # the AUTOMATIC1111-compatible HTTP API under /sdapi/v1 (ldm_ui/api); off unless --api
     api: bool = False
     api_auth: list[tuple[str, str]] = field(default_factory=list)  # HTTP Basic logins; empty: the --auth ones
+    # who may change app-wide state (extension toggles and settings); empty = the first login (access.is_admin)
+    admins: list[str] = field(default_factory=list)
+    cors_allow_origins: list[str] = field(default_factory=list)  # origins besides the app's own (ldm_ui/guard.py)
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names besides localhost when serving on 127.0.0.1
+    upload_quota_mb: int = 500  # upload bytes per user per day
 
     @property
     def host(self) -> str:
@@ -117,8 +123,19 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="create a public Gradio link (requires --auth or --auth-file)")
     p.add_argument("--share-without-auth", action="store_true",
                    help="allow --share with no credentials: anyone with the link can use your GPU")
-    p.add_argument("--auth", action="append", default=[], metavar="USER:PASS", help="login (repeatable)")
+    p.add_argument("--auth", action="append", default=[], metavar="USER:PASS",
+                   help="login (repeatable); the password is visible to every user of this computer in the "
+                        "process list (ps), so prefer --auth-file")
     p.add_argument("--auth-file", type=Path, help="file with one user:password per line (chmod 600)")
+    p.add_argument("--admin", action="append", default=[], metavar="USER",
+                   help="a login that may change app-wide settings and extensions (repeatable; default: the first "
+                        "login; everyone when there is no login)")
+    p.add_argument("--cors-allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="another web origin (e.g. https://my.site) whose pages may call this app (repeatable)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a Host name besides localhost to accept while serving on 127.0.0.1, e.g. the name a "
+                        "reverse proxy on this machine forwards (repeatable)")
+    p.add_argument("--upload-quota-mb", type=int, default=500, help="upload limit per user per day, in MB")
     p.add_argument("--preset", help="preset name from presets/ to start with")
     p.add_argument("--disable-extensions", action="store_true", help="load no extensions")
     p.add_argument("--max-file-size-mb", type=int, default=20, help="upload size limit in MB")
@@ -159,6 +176,15 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
     if not 1 <= args.max_file_size_mb <= 10_000:
         raise ConfigError(f"--max-file-size-mb must be between 1 and 10000 (MB), got {args.max_file_size_mb}")
+    if not 1 <= args.upload_quota_mb <= 1_000_000:
+        raise ConfigError(f"--upload-quota-mb must be between 1 and 1000000 (MB), got {args.upload_quota_mb}")
+    users = [user for user, _ in auth]
+    for admin in args.admin:
+        if admin not in users:
+            raise ConfigError(f"--admin {admin!r} is not one of the logins ({', '.join(users) or 'none given'})")
+    for origin in args.cors_allow_origin:
+        check_origin(origin)
+    check_outputs_dir(args.outputs_dir)
     return AppConfig(
         models_dir=args.models_dir, outputs_dir=args.outputs_dir, ckpt_dirs=args.ckpt_dir, lora_dirs=args.lora_dir,
         default_model=args.model, device=args.device, medvram=args.medvram, lowvram=args.lowvram,
@@ -167,5 +193,27 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         allow_pickle=args.allow_pickle, preview_method=args.preview, preview_every_n_steps=args.preview_every,
         listen=args.listen, port=args.port, share=args.share, share_without_auth=args.share_without_auth,
         auth=auth, auth_file=args.auth_file, preset=args.preset, disable_extensions=args.disable_extensions,
-        max_file_size_mb=args.max_file_size_mb, api=args.api, api_auth=api_auth,
+        max_file_size_mb=args.max_file_size_mb, api=args.api, api_auth=api_auth, admins=args.admin,
+        cors_allow_origins=[o.rstrip("/").lower() for o in args.cors_allow_origin],
+        allowed_hosts=[h.lower() for h in args.allowed_host], upload_quota_mb=args.upload_quota_mb,
     )
+
+
+def check_origin(origin: str) -> str:
+    """An origin is scheme://host[:port], nothing after it (what browsers send in the Origin header)."""
+    if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+/?", origin):
+        raise ConfigError(f"--cors-allow-origin must look like https://example.com or http://host:port, got {origin!r}")
+    return origin
+
+
+def check_outputs_dir(path: Path) -> Path:
+    """Refuse an outputs folder that is, or holds, the home folder, the project folder or the working directory:
+    everything in it can be served to signed-in users (SECURITY.md)."""
+    outputs = Path(os.path.realpath(os.path.expanduser(str(path))))
+    for name, folder in (("your home folder", Path.home()), ("the project folder", PROJECT_ROOT),
+                         ("the current directory", Path.cwd())):
+        folder = Path(os.path.realpath(folder))
+        if folder == outputs or folder.is_relative_to(outputs):
+            raise ConfigError(f"--outputs-dir {path} is or contains {name}; its files could be served to "
+                              f"signed-in users. Use a folder of its own (the default is outputs/ in the app's folder)")
+    return path

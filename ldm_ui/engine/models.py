@@ -22,7 +22,7 @@ from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
 from ldm_ui.engine.samplers import samplers_for
 from ldm_ui.engine.single_file import CONFIGS_DIR, load_single_file
 from ldm_ui.engine.vae import VaeCodec
-from ldm_ui.safe_paths import check_name, is_inside
+from ldm_ui.safe_paths import check_name, is_inside, pickle_only_weights, shown_path
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class ModelManager:
             )
         known = ", ".join(self.model_names()) or "none found"
         raise ModelError(
-            f"unknown model {name!r}: pick one of the models in {self.config.models_dir} ({known}) "
+            f"unknown model {name!r}: pick one of the models in {shown_path(self.config.models_dir)} ({known}) "
             "or type a hub id such as 'stable-diffusion-v1-5/stable-diffusion-v1-5'"
         )
 
@@ -230,8 +230,10 @@ class ModelManager:
         """The pipeline, and its family when the loader knows it (a single file's recognized variant)."""
         from diffusers import DiffusionPipeline
 
-        common = {"torch_dtype": self.dtype}
+        # pickle weights (.bin) only with --allow-pickle: diffusers then refuses a folder without .safetensors
+        common = {"torch_dtype": self.dtype, "use_safetensors": None if self.config.allow_pickle else True}
         if entry.kind == "diffusers":
+            refuse_pickle_folder(entry.name, Path(entry.location), self.config.allow_pickle, "model")
             pipe = DiffusionPipeline.from_pretrained(entry.location, local_files_only=True, **common)
         elif entry.kind == "single_file":
             pipe, variant = load_single_file(Path(entry.location), self.config, self.dtype, self.single_file_configs)
@@ -250,7 +252,7 @@ class ModelManager:
             if offline:
                 raise ModelError(
                     f"model {repo_id!r} is not downloaded and the app is offline (HF_HUB_OFFLINE=1): download it on "
-                    f"a machine with network access, or put a diffusers folder in {self.config.diffusers_dir()}"
+                    f"a machine with network access, or put a diffusers folder in {shown_path(self.config.diffusers_dir())}"
                 ) from error
         watcher = _DownloadWatcher(repo_id, report)
         try:
@@ -321,6 +323,13 @@ class ModelManager:
             tmp.write_text(json.dumps(cache, indent=0))
             os.replace(tmp, self._hash_cache_path)
         return cache[key]
+
+
+def refuse_pickle_folder(name: str, folder: Path, allow_pickle: bool, kind: str) -> None:
+    parts = [] if allow_pickle else pickle_only_weights(folder)
+    if parts:
+        raise ModelError(f"{kind} {name!r} has only pickle weights (.bin/.pt) in {', '.join(parts)}; pickle files "
+                         "can run code when loaded. Convert them to .safetensors, or start with --allow-pickle")
 
 
 def _main_weights_file(pipe) -> Path | None:

@@ -14,6 +14,7 @@ import gradio as gr
 from ldm_ui.engine.controlnet import list_controlnets
 from ldm_ui.engine.lora import list_loras, lora_tag
 from ldm_ui.engine.preprocessors import CANNY_HIGH, CANNY_LOW, PREPROCESSOR_NAMES, describe
+from ldm_ui.images import load_image
 from ldm_ui.requests import MAX_CONTROL_WEIGHT, MAX_CONTROLNET_UNITS, ControlMapRequest, ControlNetUnit, RequestError
 
 FIELDS_PER_UNIT = 9  # UnitWidgets.inputs(): enabled, image, preprocessor, model, weight, start, end, canny low/high
@@ -102,7 +103,7 @@ def units_from_values(*values) -> tuple[ControlNetUnit, ...]:
             raise RequestError(f"ControlNet unit {index + 1} is enabled but has no model; pick one from "
                                "models/ControlNet or type a hub id")
         units.append(ControlNetUnit(
-            model=str(model), image=image, preprocessor=preprocessor or "none", weight=float(weight),
+            model=str(model), image=load_image(image, f"ControlNet unit {index + 1} image"), preprocessor=preprocessor or "none", weight=float(weight),
             guidance_start=float(start), guidance_end=float(end), canny_low=int(low), canny_high=int(high)))
     return tuple(units)
 
@@ -143,6 +144,7 @@ def preview_map(engine, image, preprocessor, low, high, width, height):
     if image is None:
         return None, describe(name, config.models_dir) if name not in extra else f"{name} (from an extension)"
     try:
+        image = load_image(image, "control image")
         finished = engine.submit(ControlMapRequest(image=image, preprocessor=name, width=int(width),
                                                    height=int(height), canny_low=int(low),
                                                    canny_high=int(high))).wait()
@@ -164,7 +166,7 @@ def build_controlnet_panel(tab: str, engine, width: gr.Slider, height: gr.Slider
                 with gr.Tab(f"Unit {index + 1}", id=prefix):
                     enabled = gr.Checkbox(False, label="Enable", elem_id=f"{prefix}-enable")
                     with gr.Row():
-                        image = gr.Image(label="Control image", type="pil", sources=["upload", "clipboard"],
+                        image = gr.Image(label="Control image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                          height=200, elem_id=f"{prefix}-image")
                         preview = gr.Image(label="Preprocessed (what the ControlNet sees)", type="pil",
                                            interactive=False, height=200, elem_id=f"{prefix}-preview",

@@ -29,9 +29,17 @@ def to_request(mode, prompt_b, seed_b, frames, easing, fps, ping_pong, image_a, 
     return InterpolateRequest(
         model=model or None, preview_method=preview_method, preview_every_n_steps=int(preview_every),
         mode=mode, prompt_b=prompt_b or "", seed_b=_whole(seed_b, "seed B"), frames=_whole(frames, "frames"),
-        easing=easing, fps=float(fps), ping_pong=bool(ping_pong), image_a=image_a, image_b=image_b,
+        easing=easing, fps=float(fps), ping_pong=bool(ping_pong), image_a=_opened(image_a, "image A"),
+        image_b=_opened(image_b, "image B"),
         latent_mix=latent_mix, strength=float(strength), **settings,
     )
+
+
+def _opened(path, name: str):
+    """An uploaded file through the one decode gate (ldm_ui/images.py), so a bomb is refused from its header."""
+    from ldm_ui.images import load_image
+
+    return None if path is None else load_image(path, name)
 
 
 def mode_visibility(mode: str):
@@ -65,9 +73,9 @@ def build(ui) -> None:
                                    elem_id="interpolate-seed-b", visible=False, scale=1)
             with gr.Group(visible=False) as images_group:
                 with gr.Row():
-                    image_a = gr.Image(label="Image A", type="pil", sources=["upload", "clipboard"], height=200,
+                    image_a = gr.Image(label="Image A", type="filepath", image_mode=None, sources=["upload", "clipboard"], height=200,
                                        elem_id="interpolate-image-a")
-                    image_b = gr.Image(label="Image B", type="pil", sources=["upload", "clipboard"], height=200,
+                    image_b = gr.Image(label="Image B", type="filepath", image_mode=None, sources=["upload", "clipboard"], height=200,
                                        elem_id="interpolate-image-b")
                 with gr.Row():
                     latent_mix = gr.Radio(list(LATENT_MIXES), value="slerp", label="Latent mix",

@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image, UnidentifiedImageError
 
+from ldm_ui.images import ImageUploadError, check_image_file
 from ldm_ui.metadata import WIDGET_KEYS, exif_user_comment, generation_fields, parse_infotext, read_png_parameters
 from ldm_ui.requests import MAX_SIZE, MIN_SIZE
 
@@ -29,9 +30,12 @@ def read_parameters(path: str | None) -> tuple[str | None, str]:
     if not path:
         return None, ""
     try:
+        check_image_file(path, "image")  # the pixels are decoded below: refuse a bomb from its header first
         with Image.open(path) as image:
             image.load()  # text chunks after the image data are read only once the pixels are
             text = read_png_parameters(image) or exif_user_comment(image)
+    except ImageUploadError as error:
+        return None, f"⚠️ Could not read this file as an image: {error}"
     except (UnidentifiedImageError, OSError) as error:
         return None, f"⚠️ Could not read this file as an image: {error}"
     if not text or not text.strip():
