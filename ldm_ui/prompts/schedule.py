@@ -17,6 +17,7 @@ from typing import Union
 
 _NUMBER = re.compile(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*\]")
 _SPECIAL = set("\\[]():|")
+MAX_NESTING = 64  # deeper brackets are read as text (and keep the recursion bounded)
 
 
 @dataclass(frozen=True)
@@ -35,26 +36,37 @@ Node = Union[str, Edit, Alternate]
 
 
 class _Parser:
-    """Recursive descent with backtracking: a bracket that does not close as editing syntax is one text char."""
+    """Recursive descent with backtracking: a bracket that does not close as editing syntax is one text char.
+    Results are memoized by position, so backtracking over many open brackets stays linear, not exponential."""
 
     def __init__(self, text: str):
         self.text = text
+        self.memo: dict[tuple, tuple[list[Node], int]] = {}
+        self.depth = 0
 
     def sequence(self, pos: int, stops: str) -> tuple[list[Node], int]:
+        key = (pos, stops)
+        if key not in self.memo:
+            self.memo[key] = self._sequence(pos, stops)
+        return self.memo[key]
+
+    def _sequence(self, pos: int, stops: str) -> tuple[list[Node], int]:
         """Nodes from `pos` up to (not including) a char in `stops` or the end."""
         nodes: list[Node] = []
         text = self.text
+        start = pos
         while pos < len(text) and text[pos] not in stops:
+            if pos != start and (pos, stops) in self.memo:  # the rest was read before, from a failed bracket
+                rest, end = self.memo[(pos, stops)]
+                return nodes + rest, end
             char = text[pos]
             if char == "\\":
                 nodes.append(text[pos:pos + 2])
                 pos += 2
-            elif char == "[":
-                node, end = self.square(pos)
-                nodes.extend(node)
-                pos = end
-            elif char == "(":
-                node, end = self.round(pos)
+            elif char in "[(" and self.depth < MAX_NESTING:
+                self.depth += 1
+                node, end = self.square(pos) if char == "[" else self.round(pos)
+                self.depth -= 1
                 nodes.extend(node)
                 pos = end
             elif char in _SPECIAL:  # a stray closer, ':' or '|' outside any bracket that gives it meaning
@@ -107,6 +119,8 @@ class _Parser:
 
 
 def parse_schedule_syntax(prompt: str) -> list[Node]:
+    if ":" not in prompt and "|" not in prompt:  # no editing or alternation possible: the common case, fast
+        return [prompt]
     nodes, _ = _Parser(prompt).sequence(0, "")
     return nodes
 
