@@ -105,7 +105,8 @@ def build_conditioning(pipe, prompts: list[str], negative_prompts: list[str], st
     positive = [prompt_schedule(p, steps) for p in prompts]
     negative = [prompt_schedule(p, steps) for p in negative_prompts]
     texts = list(dict.fromkeys(text for schedule in positive + negative for _, text in schedule))
-    matchers = [EmbeddingMatcher(e, embeddings or {}) for e in encoders]
+    widths = [e.width for e in encoders]
+    matchers = [EmbeddingMatcher(e, embeddings or {}, widths) for e in encoders]
     chunked: dict[str, list[list[Chunk]]] = {}
     for text in texts:
         runs = parse_attention(text)
@@ -135,8 +136,9 @@ def prompt_token_count(pipe, prompt: str, steps: int = 20,
                        embeddings: dict[str, Embedding] | None = None) -> tuple[int, int]:
     """(tokens, capacity) as the counter under a prompt shows them: "23/75", "98/150" once a second chunk starts.
     Over a schedule, the text with the most tokens counts."""
-    encoder = text_encoders(pipe)[0]
-    matcher = EmbeddingMatcher(encoder, embeddings or {})
+    encoders = text_encoders(pipe)
+    encoder = encoders[0]
+    matcher = EmbeddingMatcher(encoder, embeddings or {}, [e.width for e in encoders])
     best = (0, encoder.chunk_length)
     for _, text in prompt_schedule(prompt, steps):
         chunks, count = chunk_runs(encoder, parse_attention(text), matcher)

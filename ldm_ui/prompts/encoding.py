@@ -77,8 +77,9 @@ def text_encoders(pipe) -> list[TextEncoder]:
 class EmbeddingMatcher:
     """Finds embedding names in token ids: the token sequence of a name, longest match first."""
 
-    def __init__(self, encoder: TextEncoder, embeddings: dict[str, Embedding]):
-        usable = [e for e in embeddings.values() if e.fits([encoder.width])]
+    def __init__(self, encoder: TextEncoder, embeddings: dict[str, Embedding], widths: list[int]):
+        """`widths`: every text encoder's of the model; an embedding must have vectors for all of them."""
+        usable = [e for e in embeddings.values() if e.fits(widths)]
         self.by_first: dict[int, list[tuple[list[int], Embedding]]] = {}
         for embedding, ids in zip(usable, encoder.ids([e.name for e in usable]) if usable else []):
             if ids:
