@@ -159,7 +159,7 @@ def _next_number(folder: Path) -> int:
 
 
 # settings that map onto a generation tab's widgets; everything else in an infotext is shown, not applied
-WIDGET_KEYS = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size")
+WIDGET_KEYS = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Clip skip")
 
 
 def sampler_from_infotext(settings: dict[str, str]) -> str | None:
@@ -176,8 +176,8 @@ def sampler_from_infotext(settings: dict[str, str]) -> str | None:
 def generation_fields(info: Infotext) -> tuple[dict[str, Any], list[str]]:
     """Request field values that `info` names, and notes on the settings that could not be used.
 
-    Keys: prompt, negative_prompt, sampler, steps, cfg_scale, seed, width, height, model (each only when present
-    and readable).
+    Keys: prompt, negative_prompt, sampler, steps, cfg_scale, seed, width, height, model, clip_skip (each only when
+    present and readable; an infotext without `Clip skip` means 1, as AUTOMATIC1111 omits it at 1).
     """
     fields: dict[str, Any] = {"prompt": info.prompt, "negative_prompt": info.negative_prompt}
     notes: list[str] = []
@@ -205,4 +205,9 @@ def generation_fields(info: Infotext) -> tuple[dict[str, Any], list[str]]:
             notes.append(f"Size {settings['Size']!r} is not WIDTHxHEIGHT; left unchanged")
     if settings.get("Model"):
         fields["model"] = settings["Model"]
+    clip_skip = info.get_int("Clip skip", 1)
+    if clip_skip is not None and 1 <= clip_skip <= 12:
+        fields["clip_skip"] = clip_skip
+    else:
+        notes.append(f"Clip skip {settings['Clip skip']!r} is not a whole number from 1 to 12; left unchanged")
     return fields, notes

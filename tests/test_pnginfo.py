@@ -46,8 +46,12 @@ def test_a1111_infotext_with_hires_lora_hashes_quotes_and_multiline_prompts():
     fields, notes = generation_fields(info)
     assert fields == {"prompt": info.prompt, "negative_prompt": info.negative_prompt, "sampler": "DPM++ 2M Karras",
                       "steps": 28, "cfg_scale": 6.5, "seed": 1234567890, "width": 512, "height": 768,
-                      "model": "v1-5-pruned-emaonly"}
+                      "model": "v1-5-pruned-emaonly", "clip_skip": 1}  # absent means 1, as AUTOMATIC1111 reads it
     assert notes == []
+    fields, notes = generation_fields(parse_infotext(A1111.replace("Steps: 28,", "Steps: 28, Clip skip: 2,")))
+    assert fields["clip_skip"] == 2 and notes == []
+    fields, notes = generation_fields(parse_infotext(A1111.replace("Steps: 28,", "Steps: 28, Clip skip: 40,")))
+    assert "clip_skip" not in fields and notes == ["Clip skip '40' is not a whole number from 1 to 12; left unchanged"]
 
 
 @pytest.mark.parametrize("text, prompt, negative, settings", [

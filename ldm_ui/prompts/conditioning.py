@@ -22,9 +22,7 @@ from ldm_ui.prompts.encoding import (
     Chunk, EmbeddingMatcher, TextEncoder, chunk_runs, empty_chunk, encode_chunks, text_encoders,
 )
 from ldm_ui.prompts.schedule import prompt_schedule, text_for_step
-from ldm_ui.requests import RequestError
-
-MAX_CLIP_SKIP = 12
+from ldm_ui.requests import MAX_CLIP_SKIP, RequestError
 
 
 @dataclass(frozen=True)
