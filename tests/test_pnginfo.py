@@ -108,13 +108,14 @@ def test_png_info_reads_ours_a1111s_and_says_when_there_is_nothing(tmp_path):
     assert read_parameters(str(junk))[1].startswith("⚠️ Could not read this file as an image")
 
 
-def test_send_fills_prompt_with_lora_tags_negative_sampler_steps_cfg_size_and_seed():
+def test_send_fills_prompt_with_lora_tags_negative_sampler_steps_cfg_size_seed_and_clip_skip():
     updates, note = send_updates(A1111, "old prompt")
-    prompt, negative, sampler, steps, cfg, width, height, seed = updates
+    prompt, negative, sampler, steps, cfg, width, height, seed, clip_skip = updates
     assert "<lora:add_detail:0.8>" in prompt and prompt.endswith('"quoted words"')
     assert negative.endswith("easynegative")
     assert (sampler, steps, cfg, width, height, seed) == ("DPM++ 2M Karras", 28, 6.5, 512, 768, 1234567890)
-    assert note == ""
+    assert clip_skip == 1 and note == ""
+    assert send_updates(A1111.replace("Steps: 28,", "Steps: 28, Clip skip: 2,"), "")[0][8] == 2
     odd = "x\nSteps: 20, Sampler: Restart, CFG scale: 7, Seed: 1, Size: 4000x100"
     updates, note = send_updates(odd, "")
     skip = gr.skip()

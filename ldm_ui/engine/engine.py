@@ -16,6 +16,7 @@ import torch
 
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.models import LoadedModel, ModelManager
+from ldm_ui.prompts.embeddings import EmbeddingLibrary
 from ldm_ui.requests import (
     TERMINAL_EVENTS, Cancelled, Failed, Finished, GenerationRequest, LoadModelRequest, Progress, Queued, Request,
     RequestError, Started,
@@ -110,6 +111,8 @@ class Engine:
         self.event_listeners: list[EventListener] = []
         # ControlNet preprocessors extensions add: name -> (PIL image) -> PIL image (ldm_ui/extensions.py)
         self.controlnet_preprocessors: dict[str, Callable[[Any], Any]] = {}
+        # textual inversions in models/embeddings and --embeddings-dir, re-read when a file changes
+        self.embeddings = EmbeddingLibrary(config.embedding_dirs())
         self._pending: list[Job] = []
         self._running: Job | None = None
         self._cond = threading.Condition()

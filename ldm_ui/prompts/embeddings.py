@@ -15,6 +15,7 @@ import hashlib
 import io
 import logging
 import pickle
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,13 +120,19 @@ def read_embedding(path: Path) -> Embedding:
 
 @dataclass
 class EmbeddingLibrary:
-    """The embeddings in some folders, re-read when a file changes; `problems` lists files that were skipped."""
+    """The embeddings in some folders, re-read when a file changes; `problems` lists files that were skipped.
+    The UI (token counter, picker) and the engine's worker both scan, so a lock guards the cache."""
 
     folders: list[Path]
     problems: dict[str, str] = field(default_factory=dict)  # path -> message
     _cache: dict[str, tuple[tuple[int, int], Embedding | None]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def scan(self) -> dict[str, Embedding]:
+        with self._lock:
+            return self._scan()
+
+    def _scan(self) -> dict[str, Embedding]:
         found: dict[str, Embedding] = {}
         problems: dict[str, str] = {}
         seen: set[str] = set()

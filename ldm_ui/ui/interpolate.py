@@ -61,7 +61,8 @@ def build(ui) -> None:
                             elem_id="interpolate-mode")
             mode_help = gr.Markdown(MODE_HELP["prompts"], elem_id="interpolate-mode-help")
             controls = build_generation_controls("interpolate", ui.native_size, generate_label="Interpolate",
-                                                 prompt_placeholder="a red circle on a white background")
+                                                 prompt_placeholder="a red circle on a white background",
+                                                 engine=ui.engine)
             # this tab's own labels and defaults on the shared controls (read when the page config is built)
             controls.prompt.label = "Prompt A"
             controls.seed.label = "Seed A (-1 = random)"
@@ -108,9 +109,10 @@ def build(ui) -> None:
 
     def interpolate(mode, prompt_b, seed_b, frames, easing, fps, ping_pong, latent_mix, strength,
                     prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
-                    model, preview_method, preview_every, session, image_a=None, image_b=None):
+                    clip_skip, model, preview_method, preview_every, session, image_a=None, image_b=None):
         # the images come last with a None default: API callers of the other modes leave them out
-        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
+        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
+                  clip_skip)
         skip = gr.skip()
         latest = [None] * 5  # the newest real value of each panel output, for the final, complete update
         first = True
