@@ -133,3 +133,32 @@ def test_a1111_jpeg_and_webp_parameters_in_exif_are_read(tmp_path, suffix, byte_
     text, message = read_parameters(str(path))
     assert text == A1111 and message == ""
     assert send_updates(text, "")[0][3] == 28
+
+
+def test_a_value_without_a_key_does_not_end_the_settings():
+    """civitai writes some values without a key; every key after one must still be read."""
+    text = ('a cat\nSteps: 20, Sampler: Euler a, "add_detail: 7c6bad76eb54, more: 01", CFG scale: 6, loose, '
+            'Seed: 5, Size: 64x64, Model: m')
+    info = parse_infotext(text)
+    assert info.settings["CFG scale"] == "6" and info.settings["Seed"] == "5" and info.settings["Model"] == "m"
+    assert info.prompt == "a cat"
+
+
+def test_lines_after_the_settings_line_stay_out_of_the_negative_prompt():
+    text = ("a red cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64\n"
+            "Template: a {red|blue} cat\nNegative Template: blurry")
+    info = parse_infotext(text)
+    assert (info.prompt, info.negative_prompt) == ("a red cat", "blurry")
+    assert info.settings["Seed"] == "1" and info.settings["Template"] == "a {red|blue} cat"
+    assert info.settings["Negative Template"] == "blurry"
+
+
+def test_a_64_bit_seed_is_converted_with_a_note():
+    seed = 2**32 + 7
+    fields, notes = generation_fields(parse_infotext(f"x\nSteps: 20, Sampler: Euler a, Seed: {seed}, Size: 64x64"))
+    assert fields["seed"] == 7
+    assert notes == [f"Seed {seed} is outside 0-4294967295 (a 64-bit seed from another tool); using 7 (the seed "
+                     "modulo 2^32), so the image will differ"]
+    updates, note = send_updates(f"x\nSteps: 20, Sampler: Euler a, Seed: {seed}, Size: 64x64", "")
+    assert updates[7] == 7 and "64-bit seed" in note
+    Txt2ImgRequest(prompt="x", seed=updates[7])  # the converted seed makes a valid request
