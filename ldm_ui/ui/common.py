@@ -177,8 +177,10 @@ def mark_started(session: Session) -> Session:
     return session
 
 
-def stream_job(engine, session: Session, make_request: Callable[[], Any]) -> Iterator[tuple]:
-    """Submit a request and turn its events into (preview, status, gallery, infotext, outputs) updates."""
+def stream_job(engine, session: Session, make_request: Callable[[], Any],
+               on_finished: Callable[[Finished], None] = lambda finished: None) -> Iterator[tuple]:
+    """Submit a request and turn its events into (preview, status, gallery, infotext, outputs) updates;
+    `on_finished` sees the Finished event (with its typed result) before its update is yielded."""
     skip = gr.skip()
     try:
         request = make_request()
@@ -208,9 +210,10 @@ def stream_job(engine, session: Session, make_request: Callable[[], Any]) -> Ite
                 yield (skip, skip, [gallery_item(o) for o in outputs], event.infotext, outputs)
             elif isinstance(event, Finished):
                 session.history.extend(event.outputs)
+                on_finished(event)
                 seeds = sorted({o.seed for o in event.outputs})
                 seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}–{seeds[-1]}"
-                extra = event.info.get("summary", "")
+                extra = event.summary
                 text = f"Done: {len(event.outputs)} image(s), {seed_text}. {extra}".strip()
                 yield (gr.update(value=None), render_status(text, 1.0, "ok"),
                        [gallery_item(o) for o in event.outputs],

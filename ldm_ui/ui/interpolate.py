@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
-from ldm_ui.engine.interpolate import GIF_NAME, MP4_NAME
 from ldm_ui.requests import (
-    EASINGS, INTERPOLATION_MODES, LATENT_MIXES, MAX_FPS, MAX_FRAMES, MAX_SEED, MIN_FRAMES, InterpolateRequest,
+    EASINGS, INTERPOLATION_MODES, LATENT_MIXES, MAX_FPS, MAX_FRAMES, MAX_SEED, MIN_FRAMES, Finished,
+    InterpolateRequest,
 )
+from ldm_ui.results import InterpolationResult
 from ldm_ui.ui.common import (
     _whole, build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
 )
@@ -43,15 +42,6 @@ def mode_visibility(mode: str):
 
 def is_skip(value) -> bool:
     return isinstance(value, dict) and value == {"__type__": "update"}
-
-
-def animation_files(outputs) -> tuple[str, str] | None:
-    """The run's GIF and MP4, which exist only once every frame is done (an interrupted run has none)."""
-    if not outputs or not getattr(outputs[-1], "path", None):
-        return None
-    folder = Path(outputs[-1].path).parent
-    gif, mp4 = folder / GIF_NAME, folder / MP4_NAME
-    return (str(gif), str(mp4)) if gif.is_file() and mp4.is_file() else None
 
 
 def build(ui) -> None:
@@ -116,16 +106,18 @@ def build(ui) -> None:
         skip = gr.skip()
         latest = [None] * 5  # the newest real value of each panel output, for the final, complete update
         first = True
+        finished: list[Finished] = []  # the run's GIF and MP4 exist only once every frame is done
         for update in stream_job(ui.engine, session, lambda: to_request(
                 mode, prompt_b, seed_b, frames, easing, fps, ping_pong, image_a, image_b, latent_mix, strength,
-                model, preview_method, preview_every, *values)):
+                model, preview_method, preview_every, *values), on_finished=finished.append):
             latest = [old if is_skip(new) else new for old, new in zip(latest, update)]
             # a new run clears the last run's animation
             yield (*update, *((None, None, None) if first else (skip, skip, skip)))
             first = False
-        found = animation_files(latest[4])
-        if found:  # repeat everything with the animation: an API caller receives only this last update
-            yield (None, *latest[1:], found[1], found[0], list(found))
+        if finished and isinstance(finished[0].result, InterpolationResult):
+            # repeat everything with the animation: an API caller receives only this last update
+            gif_path, mp4_path = str(finished[0].result.gif), str(finished[0].result.mp4)
+            yield (None, *latest[1:], mp4_path, gif_path, [gif_path, mp4_path])
 
     inputs = [mode, prompt_b, seed_b, frames, easing, fps, ping_pong, latent_mix, strength,
               *controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session, image_a, image_b]
