@@ -228,7 +228,8 @@ class Engine:
             if task.requires_model:
                 loaded = self.models.get(job.request.model, report=lambda message: job.emit(_status(message)))
             loading = False
-            outcome = task.run(TaskContext(job, job.request, loaded, self.config, self.hooks))
+            outcome = task.run(TaskContext(job, job.request, loaded, self.config, self.hooks,
+                                         embeddings=self.embeddings))
         except JobCancelled as stop:
             outcome = Cancelled(str(stop) or "interrupted")
         except RequestError as error:

@@ -13,18 +13,18 @@ from typing import Any
 
 import torch
 
-from ldm_ui.engine.lora import strip_lora_tags
+from ldm_ui.engine.adapters import encoder_prompt
 from ldm_ui.prompts import PromptConditioning, build_conditioning
 
 
 def clip_skip_for(ctx) -> int:
-    request_value = getattr(ctx.job.request, "clip_skip", None)
+    request_value = getattr(ctx.request, "clip_skip", None)
     return request_value if request_value is not None else ctx.config.clip_skip
 
 
 def job_conditioning(ctx, pipe, prompts: list[str], negative_prompts: list[str], steps: int) -> PromptConditioning:
-    return build_conditioning(pipe, [strip_lora_tags(p) for p in prompts], list(negative_prompts), steps,
-                              clip_skip_for(ctx), ctx.engine.embeddings.scan())
+    return build_conditioning(pipe, [encoder_prompt(p) for p in prompts], list(negative_prompts), steps,
+                              clip_skip_for(ctx), ctx.embeddings())
 
 
 def call_kwargs_for(conditioning) -> dict[str, Any]:

@@ -44,9 +44,12 @@ class ReconstructionOnly:
         self.vae, self.image_processor = pipe.vae, pipe.image_processor
         self.scheduler = pipe.scheduler
         self.latents = latents
+        # the batch loop encodes the prompt for every pipeline (its infotext names clip skip and embeddings)
+        for name in ("tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2"):
+            setattr(self, name, getattr(pipe, name, None))
 
-    def __call__(self, *, prompt: list[str], **_: Any) -> SimpleNamespace:
-        return SimpleNamespace(images=self.latents.repeat(len(prompt), 1, 1, 1))
+    def __call__(self, *, prompt_embeds: torch.Tensor, **_: Any) -> SimpleNamespace:
+        return SimpleNamespace(images=self.latents.repeat(len(prompt_embeds), 1, 1, 1))
 
 
 def steps_summary(request: Img2ImgRequest, steps_run: int) -> str:
