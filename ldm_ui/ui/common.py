@@ -101,7 +101,7 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
         cfg = gr.Slider(0, MAX_CFG, value=7.0, step=0.5, label="CFG scale", elem_id=f"{tab}-cfg")
         clip_skip = gr.Slider(1, MAX_CLIP_SKIP, value=engine.config.clip_skip if engine else 1, step=1,
                               label="Clip skip", elem_id=f"{tab}-clip-skip",
-                              info="text-encoder layer from the end; 2 for many anime models")
+                              info="text-encoder layer, from the end")
         seed = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed (-1 = random)",
                          elem_id=f"{tab}-seed")
     with gr.Row():
