@@ -95,10 +95,11 @@ def _model_summary(loaded) -> str:
 
 def _switch_model(engine, name: str, size_outputs: int):
     """Load the picked model; sizes follow its native size only when the model really changed."""
-    previous = engine.models.current
+    # the name only: holding the loaded model here would keep its weights alive while the next one loads
+    previous = engine.models.current.entry.name if engine.models.current else None
     try:
         loaded = engine.switch_model(name)
     except Exception as error:  # noqa: BLE001 - shown to the user, the app keeps serving
         return [f"Could not load {name!r}: {error}"] + [gr.skip()] * size_outputs
-    sizes = [gr.skip()] * size_outputs if loaded is previous else [loaded.native_size] * size_outputs
+    sizes = [gr.skip()] * size_outputs if loaded.entry.name == previous else [loaded.native_size] * size_outputs
     return [_model_summary(loaded)] + sizes

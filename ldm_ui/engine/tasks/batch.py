@@ -84,6 +84,9 @@ def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], Sam
         seeds = batch_seeds(first_seed, batch_index, request.batch_size)
         prompts = [ctx.transform_prompt(request.prompt, seed) for seed in seeds]
         pipe.scheduler = make_scheduler(request.sampler, model.base_scheduler_config, seed=seeds[0])
+        if ctx.config.compile_unet and (width, height, len(seeds)) not in model.compiled_sizes:
+            model.compiled_sizes.add((width, height, len(seeds)))
+            ctx.status(f"compiling the U-Net for {width}x{height} (first image at this size; later ones are faster)…")
         began = time.perf_counter()
         # the prompt language (weights, chunks, editing, embeddings, clip skip): encoded once per distinct text
         conditioning = job_conditioning(ctx, pipe, prompts, [request.negative_prompt] * len(seeds), request.steps)
