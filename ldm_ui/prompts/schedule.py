@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
 
 _NUMBER = re.compile(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*\]")
 _SPECIAL = set("\\[]():|")
@@ -32,7 +31,7 @@ class Alternate:
     options: tuple
 
 
-Node = Union[str, Edit, Alternate]
+Node = str | Edit | Alternate
 
 
 class _Parser:
