@@ -50,6 +50,11 @@ def test_counter_picker_and_clip_skip(tmp_path):
         infotext = page.input_value("#txt2img-infotext textarea")
         screenshot(page, "prompt-tools")
 
+        page.get_by_role("tab", name="Interpolate").click()
+        page.fill("#interpolate-prompt-b textarea", "a blue circle")
+        page.wait_for_function(
+            "document.querySelector('#interpolate-prompt-b-token-count').innerText.trim() === '3/14'")
+
         page.get_by_role("tab", name="PNG info").click()
         page.locator("#pnginfo-image input[type=file]").set_input_files(str(png))
         page.wait_for_function("document.querySelector('#pnginfo-result').innerText.includes('Clip skip')")

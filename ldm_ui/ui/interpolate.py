@@ -9,6 +9,7 @@ from ldm_ui.requests import (
     InterpolateRequest,
 )
 from ldm_ui.results import InterpolationResult
+from ldm_ui.ui import prompt_tools
 from ldm_ui.ui.common import (
     _whole, build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
 )
@@ -35,9 +36,10 @@ def to_request(mode, prompt_b, seed_b, frames, easing, fps, ping_pong, image_a, 
 
 
 def mode_visibility(mode: str):
-    """Prompt B, seed B and the image inputs appear only in the modes that use them."""
-    return (gr.update(visible=mode in ("prompts", "both")), gr.update(visible=mode in ("seeds", "both")),
-            gr.update(visible=mode == "images"), MODE_HELP.get(mode, ""))
+    """Prompt B (with its token counter), seed B and the image inputs appear only in the modes that use them."""
+    with_prompt_b = mode in ("prompts", "both")
+    return (gr.update(visible=with_prompt_b), gr.update(visible=with_prompt_b),
+            gr.update(visible=mode in ("seeds", "both")), gr.update(visible=mode == "images"), MODE_HELP.get(mode, ""))
 
 
 def is_skip(value) -> bool:
@@ -64,6 +66,8 @@ def build(ui) -> None:
                                       elem_id="interpolate-prompt-b", scale=3)
                 seed_b = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed B (-1 = random)",
                                    elem_id="interpolate-seed-b", visible=False, scale=1)
+            prompt_b_count = prompt_tools.build_token_counter("interpolate", "prompt-b")
+            prompt_tools.wire_token_counter(ui.engine, prompt_b, controls.steps, prompt_b_count)
             with gr.Group(visible=False) as images_group:
                 with gr.Row():
                     image_a = gr.Image(label="Image A", type="pil", sources=["upload", "clipboard"], height=200,
@@ -124,4 +128,5 @@ def build(ui) -> None:
     event_outputs = [*panel.outputs(), video, gif, files]
     wire_generation(ui, controls, panel, interpolate, inputs, "interpolate", outputs=event_outputs,
                     submit_on_enter=False)
-    mode.change(mode_visibility, mode, [prompt_b, seed_b, images_group, mode_help], queue=False, api_name=False)
+    mode.change(mode_visibility, mode, [prompt_b, prompt_b_count, seed_b, images_group, mode_help], queue=False,
+                api_name=False)
