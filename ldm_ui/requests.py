@@ -132,6 +132,9 @@ class GenerationRequest:
     controlnets: tuple[ControlNetUnit, ...] = ()
     # the text-encoder layer counted from the end (AUTOMATIC1111's Clip skip); None: the app's setting
     clip_skip: int | None = None
+    # False: the images come back in the job's events only, nothing is written to outputs/ (the HTTP API's
+    # save_images=false, AUTOMATIC1111's default there)
+    save_images: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -161,6 +164,8 @@ class GenerationRequest:
             raise RequestError(f"controlnets must be a tuple of ControlNetUnit, got {self.controlnets!r:.80}")
         if len(self.controlnets) > MAX_CONTROLNET_UNITS:
             raise RequestError(f"at most {MAX_CONTROLNET_UNITS} ControlNet units per job, got {len(self.controlnets)}")
+        if not isinstance(self.save_images, bool):
+            raise RequestError(f"save images must be true or false, got {self.save_images!r}")
 
     def with_changes(self, **changes: Any) -> GenerationRequest:
         return replace(self, **changes)
