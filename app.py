@@ -32,7 +32,7 @@ def create_api(config, engine, demo):
     """The /sdapi/v1 app (--api) over the same engine; None without --api. Mounted by launch_kwargs."""
     if not config.api:
         return None
-    from ldm_ui.api import create_api as create
+    from ldm_ui.api.routes import create_api as create
 
     # Gradio's app exists once launched; the API reads its session logins from it
     return create(config, engine, gradio_app=lambda: getattr(demo, "server_app", None))
@@ -47,7 +47,7 @@ def launch_kwargs(config, api=None) -> dict:
     if api is not None:
         from starlette.routing import Mount
 
-        from ldm_ui.api import PREFIX
+        from ldm_ui.api.routes import PREFIX
 
         app_kwargs["routes"] = [Mount(PREFIX, app=api)]  # FastAPI's routes argument: served from the first request
     # run_history=False: our own history is per session; Gradio's adds routes that skip the login (SECURITY.md)

@@ -17,6 +17,7 @@ from ldm_ui.config import AppConfig
 from ldm_ui.engine.context import EngineHooks, JobCancelled, StepInfo, TaskContext  # noqa: F401 - re-exported
 from ldm_ui.engine.models import LoadedModel, ModelManager, empty_device_caches
 from ldm_ui.engine.registry import task_for
+from ldm_ui.engine.samplers import SamplerMismatch
 from ldm_ui.prompts.embeddings import EmbeddingLibrary
 from ldm_ui.requests import (
     TERMINAL_EVENTS, Cancelled, Failed, Finished, GenerationRequest, LoadModelRequest, Progress, Queued, Request,
@@ -232,7 +233,7 @@ class Engine:
                                          embeddings=self.embeddings))
         except JobCancelled as stop:
             outcome = Cancelled(str(stop) or "interrupted")
-        except RequestError as error:
+        except (RequestError, SamplerMismatch) as error:
             outcome = Failed(str(error))
         except Exception as error:  # noqa: BLE001 - the worker must survive any job
             outcome = Failed(describe_failure(error, job.request, loading))

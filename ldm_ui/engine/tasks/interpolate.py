@@ -45,6 +45,9 @@ class Endpoint:
 def run(ctx: TaskContext) -> Finished:
     request: InterpolateRequest = ctx.request
     model = ctx.model
+    if getattr(model.pipe, "unet", None) is None:
+        raise RequestError(f"interpolation works with U-Net models (SD 1.x, 2.x, SDXL and the demo); {model.entry.name} "
+                           f"is a {model.family} model")
     width, height = target_size(request, model)
     positions = frame_positions(request.frames, request.easing)
     make_frame = ImageWalk(ctx, width, height) if request.mode == "images" else TextWalk(ctx, width, height)
