@@ -22,7 +22,31 @@ def clip_skip_for(ctx) -> int:
     return request_value if request_value is not None else ctx.config.clip_skip
 
 
-def job_conditioning(ctx, pipe, prompts: list[str], negative_prompts: list[str], steps: int) -> PromptConditioning:
+class PlainPrompts:
+    """For pipelines the prompt language does not cover (SD3's DiT with its T5 encoder): the texts as they are,
+    encoded by the pipeline itself, as before."""
+
+    tensor_inputs: list[str] = []
+    infotext: dict[str, str] = {}
+
+    def __init__(self, prompts: list[str], negative_prompts: list[str]):
+        self.prompts, self.negative_prompts = prompts, negative_prompts
+
+    def pipeline_kwargs(self) -> dict[str, list[str]]:
+        return {"prompt": self.prompts, "negative_prompt": self.negative_prompts}
+
+    def update_for_step(self, step_index: int, guided: bool = True) -> None:
+        return None
+
+
+def covered(pipe) -> bool:
+    """UNet pipelines with CLIP text encoders: SD1.x, SD2.x, SDXL and the built-in model."""
+    return getattr(pipe, "unet", None) is not None and getattr(pipe, "text_encoder_3", None) is None
+
+
+def job_conditioning(ctx, pipe, prompts: list[str], negative_prompts: list[str], steps: int):
+    if not covered(pipe):
+        return PlainPrompts([encoder_prompt(p) for p in prompts], list(negative_prompts))
     return build_conditioning(pipe, [encoder_prompt(p) for p in prompts], list(negative_prompts), steps,
                               clip_skip_for(ctx), ctx.embeddings())
 
