@@ -77,7 +77,8 @@ def allowed_paths(config: AppConfig) -> list[str]:
 def blocked_paths(config: AppConfig, keep: Iterable[Path] | None = None) -> list[str]:
     """Folders and files Gradio must never serve, whatever else allows them; never one that holds `keep`."""
     keep = [_real(p) for p in (keep if keep is not None else [config.outputs_dir, *gradio_folders()])]
-    secret = [config.models_dir, config.cache_dir, *config.checkpoint_dirs(), *config.lora_dirs, _hf_cache()]
+    secret = [config.models_dir, config.cache_dir, *config.checkpoint_dirs(), *config.lora_dirs,
+              *config.embeddings_dirs, _hf_cache()]
     auth_file = getattr(config, "auth_file", None)
     if auth_file:
         secret.append(Path(auth_file))

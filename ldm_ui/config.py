@@ -26,6 +26,8 @@ class AppConfig:
     # extra folders of single-file checkpoints, e.g. an AUTOMATIC1111 models/Stable-diffusion folder
     ckpt_dirs: list[Path] = field(default_factory=list)
     lora_dirs: list[Path] = field(default_factory=list)
+    embeddings_dirs: list[Path] = field(default_factory=list)  # textual inversions besides models/embeddings
+    clip_skip: int = 1  # the layer counted from the end (AUTOMATIC1111's "Clip skip"); a request may override it
     default_model: str = DEMO_MODEL_NAME
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     medvram: bool = False  # model CPU offload
@@ -66,6 +68,9 @@ class AppConfig:
     def diffusers_dir(self) -> Path:
         return self.models_dir / "diffusers"
 
+    def embedding_dirs(self) -> list[Path]:
+        return [self.models_dir / "embeddings", *self.embeddings_dirs]
+
 
 class ConfigError(ValueError):
     """A flag or config value the app cannot start with; the message says what is allowed."""
@@ -103,6 +108,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-dir", type=Path, action="append", default=[],
                    help="extra folder of .safetensors checkpoints (repeatable; an AUTOMATIC1111 models folder works)")
     p.add_argument("--lora-dir", type=Path, action="append", default=[], help="extra folder of LoRA files (repeatable)")
+    p.add_argument("--embeddings-dir", type=Path, action="append", default=[],
+                   help="extra folder of textual-inversion embeddings (repeatable; models/embeddings is always read)")
+    p.add_argument("--clip-skip", type=int, default=1,
+                   help="text-encoder layer counted from the end, 1 to 12 (AUTOMATIC1111's Clip skip; default 1)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--medvram", action="store_true", help="offload whole models to the CPU between uses")
     p.add_argument("--lowvram", action="store_true", help="offload layer by layer (slowest, least VRAM)")
@@ -172,6 +181,8 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         raise ConfigError(f"--preview-every must be 1 or more, got {args.preview_every}")
     if not 0 <= args.cpu_threads <= 1024:
         raise ConfigError(f"--cpu-threads must be between 0 (auto) and 1024, got {args.cpu_threads}")
+    if not 1 <= args.clip_skip <= 12:
+        raise ConfigError(f"--clip-skip must be between 1 and 12, got {args.clip_skip}")
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
     if not 1 <= args.max_file_size_mb <= 10_000:
@@ -187,6 +198,7 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
     check_outputs_dir(args.outputs_dir)
     return AppConfig(
         models_dir=args.models_dir, outputs_dir=args.outputs_dir, ckpt_dirs=args.ckpt_dir, lora_dirs=args.lora_dir,
+        embeddings_dirs=args.embeddings_dir, clip_skip=args.clip_skip,
         default_model=args.model, device=args.device, medvram=args.medvram, lowvram=args.lowvram,
         dtype=args.dtype, no_half_vae=args.no_half_vae, compile_unet=args.compile,
         cpu_threads=args.cpu_threads,

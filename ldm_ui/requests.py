@@ -21,6 +21,7 @@ MAX_BATCH_SIZE = 8
 MAX_BATCH_COUNT = 100
 MAX_PROMPT_CHARS = 4000
 MAX_SEED = 2**32 - 1
+MAX_CLIP_SKIP = 12
 MAX_IMAGE_PIXELS = 4096 * 4096
 RESIZE_MODES = ("just resize", "crop and resize", "resize and fill")
 
@@ -129,6 +130,8 @@ class GenerationRequest:
     # extra name/value pairs written into the infotext (extensions, presets)
     extra_infotext: dict[str, str] = field(default_factory=dict)
     controlnets: tuple[ControlNetUnit, ...] = ()
+    # the text-encoder layer counted from the end (AUTOMATIC1111's Clip skip); None: the app's setting
+    clip_skip: int | None = None
     # False: the images come back in the job's events only, nothing is written to outputs/ (the HTTP API's
     # save_images=false, AUTOMATIC1111's default there)
     save_images: bool = True
@@ -155,6 +158,8 @@ class GenerationRequest:
             raise RequestError(f"preview method must be approx, full or off, got {self.preview_method!r}")
         if self.preview_every_n_steps is not None:
             _check_int("preview every N steps", self.preview_every_n_steps, 1, MAX_STEPS)
+        if self.clip_skip is not None:
+            _check_int("clip skip", self.clip_skip, 1, MAX_CLIP_SKIP)
         if not isinstance(self.controlnets, tuple) or not all(isinstance(u, ControlNetUnit) for u in self.controlnets):
             raise RequestError(f"controlnets must be a tuple of ControlNetUnit, got {self.controlnets!r:.80}")
         if len(self.controlnets) > MAX_CONTROLNET_UNITS:

@@ -105,6 +105,18 @@ def test_txt2img_draws_the_prompt_and_answers_like_automatic1111(api, server):
     assert "Seed: 3," in Image.open(paths[0]).info["parameters"]
 
 
+def test_clip_skip_override_and_weighted_prompt(api):
+    plain = api.post("/txt2img", json={"prompt": PROMPT, "seed": 4, **SMALL}).json()
+    skipped = api.post("/txt2img", json={"prompt": PROMPT, "seed": 4, **SMALL,
+                                         "override_settings": {"CLIP_stop_at_last_layers": 2}}).json()
+    info = json.loads(skipped["info"])
+    assert info["clip_skip"] == 2 and "Clip skip: 2" in info["infotexts"][0] and info["ignored"] == []
+    assert json.loads(plain["info"])["clip_skip"] == 1
+    assert not np.array_equal(pixels(decode(plain["images"][0])), pixels(decode(skipped["images"][0])))
+    same = api.post("/txt2img", json={"prompt": PROMPT.replace("red", "(red:1.0)"), "seed": 4, **SMALL}).json()
+    assert np.array_equal(pixels(decode(plain["images"][0])), pixels(decode(same["images"][0])))
+
+
 def test_same_seed_gives_the_same_image_as_the_browsers_txt2img(api, server):
     from gradio_client import Client
 
@@ -276,6 +288,7 @@ def test_stream_sends_progress_previews_and_results_without_polling(api, monkeyp
     ({"sampler_name": "Euler", "scheduler": "karras"}, 404, "'karras'"),
     ({"override_settings": {"sd_model_checkpoint": "no-such-model"}}, 404, "'no-such-model'"),
     ({"seed": 2**33}, 422, str(2**33)),
+    ({"override_settings": {"CLIP_stop_at_last_layers": 13}}, 422, "clip skip must be between 1 and 12, got 13"),
     ({"steps": "many"}, 422, "steps"),
     ({"prompt": "a red circle <lora:no-such-lora:1>"}, 500, "'no-such-lora'"),  # fails on the worker
 ])

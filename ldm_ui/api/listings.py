@@ -88,7 +88,7 @@ def options(engine) -> dict[str, Any]:
         "sd_model_checkpoint": current.entry.name if current else config.default_model,
         "sd_checkpoint_hash": current.model_hash if current else None,
         "sd_vae": "Automatic",
-        "CLIP_stop_at_last_layers": 1,
+        "CLIP_stop_at_last_layers": config.clip_skip,
         "live_previews_enable": config.preview_method != "off",
         "show_progress_every_n_steps": config.preview_every_n_steps,
         "live_preview_content": "Prompt",

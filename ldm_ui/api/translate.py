@@ -111,9 +111,8 @@ def common_fields(body: GenerationBody, engine, ignored: list[str]) -> dict[str,
     model = current.entry.name if current else None
     if overrides.get("sd_model_checkpoint"):
         model = resolve_model(engine, overrides.pop("sd_model_checkpoint"))
-    clip_skip = overrides.pop("CLIP_stop_at_last_layers", 1)
-    if clip_skip not in (1, None):
-        ignored.append(f"CLIP_stop_at_last_layers={clip_skip}: CLIP skip is not built yet; the full text encoder ran")
+    # a value outside 1-12 is refused by the request, with the range named
+    clip_skip = overrides.pop("CLIP_stop_at_last_layers", None)
     vae = overrides.pop("sd_vae", None)
     if vae not in (None, "Automatic", "None"):
         ignored.append(f"sd_vae={vae!r}: VAE choice is not built yet; the model's own VAE ran")
@@ -132,6 +131,7 @@ def common_fields(body: GenerationBody, engine, ignored: list[str]) -> dict[str,
         sampler=sampler_name(body.sampler_name or body.sampler_index or "Euler", body.scheduler),
         steps=body.steps, cfg_scale=body.cfg_scale, width=body.width, height=body.height, seed=body.seed,
         batch_count=body.n_iter, batch_size=body.batch_size, save_images=bool(body.save_images),
+        clip_skip=clip_skip,
     )
 
 

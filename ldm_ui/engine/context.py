@@ -16,6 +16,7 @@ from PIL import Image
 
 from ldm_ui.config import AppConfig
 from ldm_ui.metadata import save_png_atomically
+from ldm_ui.prompts.embeddings import Embedding, EmbeddingLibrary
 from ldm_ui.requests import Output, Preview, Progress
 
 if TYPE_CHECKING:
@@ -81,12 +82,18 @@ class TaskContext:
     """A running job as its task sees it."""
 
     def __init__(self, job: JobHandle, request: Any, model: LoadedModel | None, config: AppConfig,
-                 hooks: EngineHooks, load_model: Callable[[str | None], LoadedModel] | None = None):
+                 hooks: EngineHooks, load_model: Callable[[str | None], LoadedModel] | None = None,
+                 embeddings: EmbeddingLibrary | None = None):
         self.job, self.request, self.config, self.hooks = job, request, config, hooks
         self._model = model
+        self._embeddings = embeddings
         self._load_model = load_model
         self.last_step = 0  # steps done in the current pipeline call, for "interrupted at step N"
         self.last_steps = 0
+
+    def embeddings(self) -> dict[str, Embedding]:
+        """The textual inversions a prompt may name (re-read when a file changed)."""
+        return self._embeddings.scan() if self._embeddings is not None else {}
 
     @property
     def model(self) -> LoadedModel:

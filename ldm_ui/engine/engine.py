@@ -18,6 +18,7 @@ from ldm_ui.engine.context import EngineHooks, JobCancelled, StepInfo, TaskConte
 from ldm_ui.engine.models import LoadedModel, ModelManager, empty_device_caches
 from ldm_ui.engine.registry import task_for
 from ldm_ui.engine.samplers import SamplerMismatch
+from ldm_ui.prompts.embeddings import EmbeddingLibrary
 from ldm_ui.requests import (
     TERMINAL_EVENTS, Cancelled, Failed, Finished, GenerationRequest, LoadModelRequest, Progress, Queued, Request,
     RequestError, Started,
@@ -111,6 +112,8 @@ class Engine:
         self.hooks = EngineHooks()  # what extensions add: step hooks, prompt transforms, ControlNet preprocessors
         # observers of every job's events, called on the emitting thread: keep them quick and never blocking
         self.event_listeners: list[EventListener] = []
+        # textual inversions in models/embeddings and --embeddings-dir, re-read when a file changes
+        self.embeddings = EmbeddingLibrary(config.embedding_dirs())
         self._pending: list[Job] = []
         self._running: Job | None = None
         self._cond = threading.Condition()
@@ -226,7 +229,8 @@ class Engine:
             if task.requires_model:
                 loaded = self.models.get(job.request.model, report=lambda message: job.emit(_status(message)))
             loading = False
-            outcome = task.run(TaskContext(job, job.request, loaded, self.config, self.hooks))
+            outcome = task.run(TaskContext(job, job.request, loaded, self.config, self.hooks,
+                                         embeddings=self.embeddings))
         except JobCancelled as stop:
             outcome = Cancelled(str(stop) or "interrupted")
         except (RequestError, SamplerMismatch) as error:

@@ -14,9 +14,10 @@ import gradio as gr
 
 from ldm_ui.engine.samplers import SAMPLER_NAMES
 from ldm_ui.requests import (
-    MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_CFG, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, Cancelled, Failed, Finished,
-    Output, Preview, Progress, Queued, RequestError, Started,
+    MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_CFG, MAX_CLIP_SKIP, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, Cancelled,
+    Failed, Finished, Output, Preview, Progress, Queued, RequestError, Started,
 )
+from ldm_ui.ui import prompt_tools
 
 PREVIEW_DISPLAY_PX = 256
 GPU = "gpu"  # every event that runs a job shares this one concurrency slot
@@ -34,22 +35,24 @@ class GenerationControls:
     seed: gr.Number
     batch_count: gr.Slider
     batch_size: gr.Slider
+    clip_skip: gr.Slider
     generate: gr.Button
     interrupt: gr.Button
 
     def inputs(self) -> list[gr.components.Component]:
         """In the order of `generation_settings`' parameters."""
         return [self.prompt, self.negative_prompt, self.sampler, self.steps, self.cfg_scale, self.width,
-                self.height, self.seed, self.batch_count, self.batch_size]
+                self.height, self.seed, self.batch_count, self.batch_size, self.clip_skip]
 
 
 def generation_settings(prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count,
-                        batch_size) -> dict[str, Any]:
+                        batch_size, clip_skip=None) -> dict[str, Any]:
     """Widget values -> request fields, with the numeric widgets' floats made whole."""
     return dict(prompt=prompt or "", negative_prompt=negative_prompt or "", sampler=sampler,
                 steps=_whole(steps, "steps"), cfg_scale=float(cfg_scale), width=_whole(width, "width"),
                 height=_whole(height, "height"), seed=_whole(seed, "seed"),
-                batch_count=_whole(batch_count, "batch count"), batch_size=_whole(batch_size, "batch size"))
+                batch_count=_whole(batch_count, "batch count"), batch_size=_whole(batch_size, "batch size"),
+                clip_skip=None if clip_skip is None else _whole(clip_skip, "clip skip"))
 
 
 def _whole(value: Any, name: str) -> int:
@@ -75,11 +78,16 @@ class OutputPanel:
 
 
 def build_generation_controls(tab: str, native_size: int, generate_label: str = "Generate",
-                              prompt_placeholder: str = "a red circle on a blue background") -> GenerationControls:
+                              prompt_placeholder: str = "a red circle on a blue background",
+                              engine=None) -> GenerationControls:
+    """`engine` adds a token counter under each prompt and the textual-inversion picker, and sets the clip skip
+    slider to the app's --clip-skip."""
     with gr.Row(equal_height=True):
         with gr.Column(scale=5):
             prompt = gr.Textbox("", label="Prompt", lines=3, placeholder=prompt_placeholder, elem_id=f"{tab}-prompt")
+            prompt_count = prompt_tools.build_token_counter(tab, "prompt")
             negative = gr.Textbox("", label="Negative prompt", lines=2, elem_id=f"{tab}-negative-prompt")
+            negative_count = prompt_tools.build_token_counter(tab, "negative")
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button(generate_label, variant="primary", size="lg", elem_id=f"{tab}-generate")
             interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{tab}-interrupt")
@@ -91,13 +99,20 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
         height = gr.Slider(MIN_SIZE, MAX_SIZE, value=native_size, step=8, label="Height", elem_id=f"{tab}-height")
     with gr.Row():
         cfg = gr.Slider(0, MAX_CFG, value=7.0, step=0.5, label="CFG scale", elem_id=f"{tab}-cfg")
+        clip_skip = gr.Slider(1, MAX_CLIP_SKIP, value=engine.config.clip_skip if engine else 1, step=1,
+                              label="Clip skip", elem_id=f"{tab}-clip-skip",
+                              info="text-encoder layer, from the end")
         seed = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed (-1 = random)",
                          elem_id=f"{tab}-seed")
     with gr.Row():
         batch_count = gr.Slider(1, MAX_BATCH_COUNT, value=1, step=1, label="Batch count", elem_id=f"{tab}-batch-count")
         batch_size = gr.Slider(1, MAX_BATCH_SIZE, value=1, step=1, label="Batch size", elem_id=f"{tab}-batch-size")
+    if engine is not None:
+        prompt_tools.build_embedding_picker(tab, prompt, negative, engine)
+        prompt_tools.wire_token_counter(engine, prompt, steps, prompt_count)
+        prompt_tools.wire_token_counter(engine, negative, steps, negative_count)
     return GenerationControls(prompt, negative, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
-                              generate, interrupt)
+                              clip_skip, generate, interrupt)
 
 
 def build_output_panel(tab: str) -> OutputPanel:
@@ -247,5 +262,6 @@ CSS = """
 .ldm-status-ok span { color: #2a2; }
 .ldm-progress { height: 8px; background: #8883; border-radius: 4px; margin-bottom: 4px; overflow: hidden; }
 .ldm-progress-fill { height: 100%; background: #f97316; transition: width 0.2s; }
+.ldm-token-counter { text-align: right; font-size: 0.8em; opacity: 0.7; margin-top: -6px; min-height: 0; }
 .ldm-banner { background: #fde68a; color: #7c2d12; padding: 8px 12px; border-radius: 6px; font-weight: 600; }
 """

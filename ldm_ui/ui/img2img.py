@@ -55,7 +55,7 @@ def build(ui) -> None:
                                      info=STRENGTH_INFO, elem_id="img2img-strength")
                 resize_mode = gr.Radio(list(RESIZE_MODES), value="just resize", label="Resize mode",
                                        info=RESIZE_INFO, elem_id="img2img-resize-mode")
-            controls = build_generation_controls("img2img", ui.native_size)
+            controls = build_generation_controls("img2img", ui.native_size, engine=ui.engine)
             build_lora_picker("img2img", controls.prompt, ui.engine.config)
             controlnet = build_controlnet_panel("img2img", ui.engine, controls.width, controls.height)
         with gr.Column(scale=1):
@@ -70,9 +70,10 @@ def build(ui) -> None:
 
     @named_unit_parameters
     def img2img(init_image, strength, resize_mode, prompt, negative_prompt, sampler, steps, cfg_scale, width,
-                height, seed, batch_count, batch_size, model, preview_method, preview_every, session,
+                height, seed, batch_count, batch_size, clip_skip, model, preview_method, preview_every, session,
                 *controlnet_values):
-        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
+        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
+                  clip_skip)
         yield from stream_job(ui.engine, session, lambda: to_request(
             model, preview_method, preview_every, init_image, strength, resize_mode, *values,
             controlnets=controlnet.units(*controlnet_values)))

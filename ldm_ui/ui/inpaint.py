@@ -91,7 +91,8 @@ def build(ui) -> None:
                                      info=STRENGTH_INFO, elem_id="inpaint-strength")
                 resize_mode = gr.Radio(list(RESIZE_MODES), value="just resize", label="Resize mode",
                                        elem_id="inpaint-resize-mode")
-            controls = build_generation_controls("inpaint", ui.native_size, generate_label="Inpaint")
+            controls = build_generation_controls("inpaint", ui.native_size, generate_label="Inpaint",
+                                                 engine=ui.engine)
             build_lora_picker("inpaint", controls.prompt, ui.engine.config)
             controlnet = build_controlnet_panel("inpaint", ui.engine, controls.width, controls.height)
         with gr.Column(scale=1):
@@ -108,8 +109,9 @@ def build(ui) -> None:
     @named_unit_parameters
     def inpaint(editor, uploaded_mask, strength, resize_mode, mask_blur, invert_mask, masked_content, inpaint_area,
                 padding, prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count,
-                batch_size, model, preview_method, preview_every, session, *controlnet_values):
-        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
+                batch_size, clip_skip, model, preview_method, preview_every, session, *controlnet_values):
+        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
+                  clip_skip)
         yield from stream_job(ui.engine, session, lambda: to_request(
             model, preview_method, preview_every, editor, uploaded_mask, strength, resize_mode, mask_blur,
             invert_mask, masked_content, inpaint_area, padding, *values,

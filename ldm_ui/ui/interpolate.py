@@ -9,6 +9,7 @@ from ldm_ui.requests import (
     InterpolateRequest,
 )
 from ldm_ui.results import InterpolationResult
+from ldm_ui.ui import prompt_tools
 from ldm_ui.ui.common import (
     _whole, build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
 )
@@ -43,9 +44,10 @@ def _opened(path, name: str):
 
 
 def mode_visibility(mode: str):
-    """Prompt B, seed B and the image inputs appear only in the modes that use them."""
-    return (gr.update(visible=mode in ("prompts", "both")), gr.update(visible=mode in ("seeds", "both")),
-            gr.update(visible=mode == "images"), MODE_HELP.get(mode, ""))
+    """Prompt B (with its token counter), seed B and the image inputs appear only in the modes that use them."""
+    with_prompt_b = mode in ("prompts", "both")
+    return (gr.update(visible=with_prompt_b), gr.update(visible=with_prompt_b),
+            gr.update(visible=mode in ("seeds", "both")), gr.update(visible=mode == "images"), MODE_HELP.get(mode, ""))
 
 
 def is_skip(value) -> bool:
@@ -59,7 +61,8 @@ def build(ui) -> None:
                             elem_id="interpolate-mode")
             mode_help = gr.Markdown(MODE_HELP["prompts"], elem_id="interpolate-mode-help")
             controls = build_generation_controls("interpolate", ui.native_size, generate_label="Interpolate",
-                                                 prompt_placeholder="a red circle on a white background")
+                                                 prompt_placeholder="a red circle on a white background",
+                                                 engine=ui.engine)
             # this tab's own labels and defaults on the shared controls (read when the page config is built)
             controls.prompt.label = "Prompt A"
             controls.seed.label = "Seed A (-1 = random)"
@@ -71,6 +74,8 @@ def build(ui) -> None:
                                       elem_id="interpolate-prompt-b", scale=3)
                 seed_b = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed B (-1 = random)",
                                    elem_id="interpolate-seed-b", visible=False, scale=1)
+            prompt_b_count = prompt_tools.build_token_counter("interpolate", "prompt-b")
+            prompt_tools.wire_token_counter(ui.engine, prompt_b, controls.steps, prompt_b_count)
             with gr.Group(visible=False) as images_group:
                 with gr.Row():
                     image_a = gr.Image(label="Image A", type="filepath", image_mode=None, sources=["upload", "clipboard"], height=200,
@@ -106,9 +111,10 @@ def build(ui) -> None:
 
     def interpolate(mode, prompt_b, seed_b, frames, easing, fps, ping_pong, latent_mix, strength,
                     prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
-                    model, preview_method, preview_every, session, image_a=None, image_b=None):
+                    clip_skip, model, preview_method, preview_every, session, image_a=None, image_b=None):
         # the images come last with a None default: API callers of the other modes leave them out
-        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
+        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
+                  clip_skip)
         skip = gr.skip()
         latest = [None] * 5  # the newest real value of each panel output, for the final, complete update
         first = True
@@ -130,4 +136,5 @@ def build(ui) -> None:
     event_outputs = [*panel.outputs(), video, gif, files]
     wire_generation(ui, controls, panel, interpolate, inputs, "interpolate", outputs=event_outputs,
                     submit_on_enter=False)
-    mode.change(mode_visibility, mode, [prompt_b, seed_b, images_group, mode_help], queue=False, api_name=False)
+    mode.change(mode_visibility, mode, [prompt_b, prompt_b_count, seed_b, images_group, mode_help], queue=False,
+                api_name=False)

@@ -66,17 +66,17 @@ def render_parameters(text: str) -> str:
 
 
 def send_updates(text: str | None, current_prompt: str) -> tuple[list, str]:
-    """Updates for [prompt, negative, sampler, steps, cfg, width, height, seed] and a status note."""
+    """Updates for [prompt, negative, sampler, steps, cfg, width, height, seed, clip skip] and a status note."""
     keep = gr.skip()
     if not text:
-        return [keep] * 8, "Drop a PNG with generation parameters first."
+        return [keep] * 9, "Drop a PNG with generation parameters first."
     fields, notes = generation_fields(parse_infotext(text))
     for key in ("width", "height"):
         if key in fields and not (MIN_SIZE <= fields[key] <= MAX_SIZE and fields[key] % 8 == 0):
             notes.append(f"{key} {fields[key]} is outside {MIN_SIZE}-{MAX_SIZE} (multiples of 8); left unchanged")
             fields.pop(key)
     updates = [fields.get(k, keep) for k in ("prompt", "negative_prompt", "sampler", "steps", "cfg_scale",
-                                              "width", "height", "seed")]
+                                              "width", "height", "seed", "clip_skip")]
     return updates, "; ".join(notes)
 
 
@@ -116,7 +116,7 @@ def wire_send_buttons(ui, send_row: gr.Row, image: gr.Image, raw: gr.Textbox, se
             controls, _panel = ui.tabs[target]
             button = gr.Button(f"Send to {target}", size="sm", elem_id=f"pnginfo-send-{target}")
             outputs = [controls.prompt, controls.negative_prompt, controls.sampler, controls.steps,
-                       controls.cfg_scale, controls.width, controls.height, controls.seed]
+                       controls.cfg_scale, controls.width, controls.height, controls.seed, controls.clip_skip]
             image_input = ui.image_inputs.get(target)
             if image_input is not None:
                 outputs.append(image_input)

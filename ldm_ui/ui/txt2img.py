@@ -21,7 +21,7 @@ def build(ui) -> None:
     """ui: the UiContext (engine, shared widgets, send-to targets)."""
     with gr.Row():
         with gr.Column(scale=1):
-            controls = build_generation_controls("txt2img", ui.native_size)
+            controls = build_generation_controls("txt2img", ui.native_size, engine=ui.engine)
             build_lora_picker("txt2img", controls.prompt, ui.engine.config)
             controlnet = build_controlnet_panel("txt2img", ui.engine, controls.width, controls.height)
         with gr.Column(scale=1):
@@ -34,8 +34,9 @@ def build(ui) -> None:
 
     @named_unit_parameters
     def txt2img(prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
-                model, preview_method, preview_every, session, *controlnet_values):
-        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
+                clip_skip, model, preview_method, preview_every, session, *controlnet_values):
+        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
+                  clip_skip)
         yield from stream_job(ui.engine, session, lambda: to_request(
             model, preview_method, preview_every, *values, controlnets=controlnet.units(*controlnet_values)))
 

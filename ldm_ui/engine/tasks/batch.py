@@ -14,8 +14,9 @@ from typing import Any, Callable
 import torch
 from PIL import Image
 
-from ldm_ui.engine.adapters import encoder_prompt, prepare_adapters
+from ldm_ui.engine.adapters import prepare_adapters
 from ldm_ui.engine.context import TaskContext
+from ldm_ui.engine.prompt_conditioning import call_kwargs_for, job_conditioning
 from ldm_ui.engine.samplers import make_scheduler
 from ldm_ui.engine.tasks.sampling import StepCallback, sample
 from ldm_ui.metadata import build_infotext
@@ -83,15 +84,15 @@ def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], Sam
         seeds = batch_seeds(first_seed, batch_index, request.batch_size)
         prompts = [ctx.transform_prompt(request.prompt, seed) for seed in seeds]
         pipe.scheduler = make_scheduler(request.sampler, model.base_scheduler_config, seed=seeds[0])
-        callback = StepCallback(ctx, batch_index, request.batch_count)
         if ctx.config.compile_unet and (width, height, len(seeds)) not in model.compiled_sizes:
             model.compiled_sizes.add((width, height, len(seeds)))
             ctx.status(f"compiling the U-Net for {width}x{height} (first image at this size; later ones are faster)…")
         began = time.perf_counter()
+        # the prompt language (weights, chunks, editing, embeddings, clip skip): encoded once per distinct text
+        conditioning = job_conditioning(ctx, pipe, prompts, [request.negative_prompt] * len(seeds), request.steps)
+        callback = StepCallback(ctx, batch_index, request.batch_count, conditioning=conditioning)
         latents = sample(
-            ctx, pipe, callback,
-            prompt=[encoder_prompt(p) for p in prompts],
-            negative_prompt=[request.negative_prompt] * len(seeds),
+            ctx, pipe, callback, **call_kwargs_for(conditioning),
             num_inference_steps=request.steps, guidance_scale=request.cfg_scale, width=width, height=height,
             generator=seeded_generators(seeds), **call_kwargs,
         )
@@ -103,7 +104,8 @@ def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], Sam
         images = plan.postprocess(model.vae.decode(latents))
         ctx.check_cancel()
         for image, seed, prompt in zip(images, seeds, prompts):
-            infotext = infotext_for(request, model, prompt, seed, width, height, infotext_extra)
+            infotext = infotext_for(request, model, prompt, seed, width, height,
+                                    {**infotext_extra, **conditioning.infotext})
             outputs.append(ctx.save(image, folder, str(seed), infotext, seed))
     # steps_run: what the pipeline that ran (a ControlNet variant, maybe) reports
     stats = SamplingStats(first_seed=first_seed, width=width, height=height,

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from PIL import Image
 
 from ldm_ui.engine.context import ProgressClock, StepInfo, TaskContext
+from ldm_ui.engine.prompt_conditioning import step_updates
 from ldm_ui.requests import Progress
 
 PreviewDecoder = Callable[[Any], list[Image.Image]]
@@ -33,10 +34,12 @@ def preview_decoder(ctx: TaskContext) -> tuple[PreviewDecoder | None, int]:
 
 
 class StepCallback:
-    """The pipeline's `callback_on_step_end`."""
+    """The pipeline's `callback_on_step_end`; with a prompt `conditioning`, it also swaps in the next step's
+    text embeddings when prompt editing or alternation changes them."""
 
-    def __init__(self, ctx: TaskContext, index: int, count: int, unit: str = "batch"):
+    def __init__(self, ctx: TaskContext, index: int, count: int, unit: str = "batch", conditioning=None):
         self.ctx, self.index, self.count, self.unit = ctx, index, count, unit
+        self.conditioning = conditioning
         self.preview, self.preview_every = preview_decoder(ctx)
         self.clock = ProgressClock()
         self.preview_seconds = 0.0
@@ -68,7 +71,7 @@ class StepCallback:
                           eta_s=eta, unit=self.unit))
         if self._should_stop():
             pipe._interrupt = True
-        return callback_kwargs
+        return {**callback_kwargs, **step_updates(self.conditioning, pipe, step)}
 
     def _should_stop(self) -> bool:
         return self.ctx.cancelled or self.ctx.job.skip_requested()
