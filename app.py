@@ -10,7 +10,7 @@ log = logging.getLogger("ldm_ui")
 
 def create_app(config, banner: str | None = None):
     """Start the engine on the configured model and build the Blocks app; returns (engine, blocks)."""
-    from ldm_ui.engine.engine import Engine
+    from ldm_ui.backends import create_engine
     from ldm_ui.ui.app import build_ui
     from ldm_ui.ui.tabs import extra_tabs
 
@@ -19,7 +19,7 @@ def create_app(config, banner: str | None = None):
     from ldm_ui.ui.extensions_ui import load_extensions
     from ldm_ui.presets import startup_model
 
-    engine = Engine(config)
+    engine = create_engine(config)  # the local engine, or engine replicas on Ray Serve (--backend ray)
     model = startup_model(config, engine.models)  # --preset: an unknown name stops here, its model loads first
     engine.start()
     engine.switch_model(model)

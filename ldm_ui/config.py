@@ -40,6 +40,11 @@ class AppConfig:
     preset: str | None = None
     disable_extensions: bool = False
     max_file_size_mb: int = 20
+    # where jobs run: "local" (this process) or "ray" (engine replicas on Ray Serve, docs/scale-out.md)
+    backend: str = "local"
+    replicas: int = 1
+    replicas_cpu: bool = False  # ray: replicas take one CPU each instead of one GPU
+    ray_address: str | None = None  # ray: None starts a local Ray; "auto" or "ray://host:port" joins a cluster
 
     @property
     def host(self) -> str:
@@ -108,6 +113,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="preset name from presets/ to start with")
     p.add_argument("--disable-extensions", action="store_true", help="load no extensions")
     p.add_argument("--max-file-size-mb", type=int, default=20, help="upload size limit in MB")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: run jobs in this process (default); ray: engine replicas on Ray Serve "
+                        "(see docs/scale-out.md)")
+    p.add_argument("--replicas", type=int, default=None,
+                   help="ray backend: engine replicas, each owning one GPU (default 1)")
+    p.add_argument("--replicas-cpu", action="store_true",
+                   help="ray backend: replicas use one CPU each instead of a GPU (testing, CPU-only hosts)")
+    p.add_argument("--ray-address", default=None,
+                   help="ray backend: join a running Ray cluster ('auto' or 'ray://host:port') instead of "
+                        "starting a local one")
     return p
 
 
@@ -130,6 +145,7 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
     if not 1 <= args.max_file_size_mb <= 10_000:
         raise ConfigError(f"--max-file-size-mb must be between 1 and 10000 (MB), got {args.max_file_size_mb}")
+    check_backend(args)
     return AppConfig(
         models_dir=args.models_dir, outputs_dir=args.outputs_dir, ckpt_dirs=args.ckpt_dir, lora_dirs=args.lora_dir,
         default_model=args.model, device=args.device, medvram=args.medvram, lowvram=args.lowvram,
@@ -137,5 +153,27 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         allow_pickle=args.allow_pickle, preview_method=args.preview, preview_every_n_steps=args.preview_every,
         listen=args.listen, port=args.port, share=args.share, share_without_auth=args.share_without_auth,
         auth=auth, auth_file=args.auth_file, preset=args.preset, disable_extensions=args.disable_extensions,
-        max_file_size_mb=args.max_file_size_mb,
+        max_file_size_mb=args.max_file_size_mb, backend=args.backend,
+        replicas=args.replicas if args.replicas is not None else 1, replicas_cpu=args.replicas_cpu,
+        ray_address=args.ray_address,
     )
+
+
+def check_backend(args: argparse.Namespace) -> None:
+    ray_only = [flag for flag, value in (("--replicas", args.replicas is not None), ("--replicas-cpu",
+                args.replicas_cpu), ("--ray-address", args.ray_address is not None)) if value]
+    if args.backend != "ray":
+        if ray_only:
+            raise ConfigError(f"{', '.join(ray_only)} only applies with --backend ray")
+        return
+    if args.replicas is not None and not 1 <= args.replicas <= 1024:
+        raise ConfigError(f"--replicas must be between 1 and 1024, got {args.replicas}")
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("ray.serve") is not None
+    except (ImportError, ValueError):  # no ray package at all, or a broken one
+        found = False
+    if not found:
+        raise ConfigError("--backend ray needs Ray Serve, which is not installed: "
+                          "pip install 'ray[serve]==2.60.0' (or pip install -r requirements.txt)")

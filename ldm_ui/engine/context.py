@@ -40,6 +40,9 @@ class StepInfo:
 
 StepHook = Callable[[StepInfo], None]
 PromptTransform = Callable[[str, int], str]  # (prompt, seed) -> prompt
+# (image, folder, stem, infotext) -> where it went: saves a finished image; a remote worker plugs in one that
+# only names the place, and its front process writes the file (ldm_ui/backends/outputs.py)
+SaveImage = Callable[[Image.Image, Path, str, str], Any]
 
 
 @dataclass
@@ -81,8 +84,10 @@ class TaskContext:
     """A running job as its task sees it."""
 
     def __init__(self, job: JobHandle, request: Any, model: LoadedModel | None, config: AppConfig,
-                 hooks: EngineHooks, load_model: Callable[[str | None], LoadedModel] | None = None):
+                 hooks: EngineHooks, load_model: Callable[[str | None], LoadedModel] | None = None,
+                 save_image: SaveImage = save_png_atomically):
         self.job, self.request, self.config, self.hooks = job, request, config, hooks
+        self._save_image = save_image
         self._model = model
         self._load_model = load_model
         self.last_step = 0  # steps done in the current pipeline call, for "interrupted at step N"
@@ -125,7 +130,7 @@ class TaskContext:
 
     def save(self, image: Image.Image, folder: Path, stem: str, infotext: str, seed: int) -> Output:
         """Write the PNG with its infotext (atomically) and tell the caller it exists."""
-        path = save_png_atomically(image, folder, stem, infotext)
+        path = self._save_image(image, folder, stem, infotext)
         output = Output(image=image, seed=seed, infotext=infotext, path=str(path))
         self.job.emit(output)
         return output
