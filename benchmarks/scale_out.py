@@ -58,14 +58,16 @@ def main() -> None:
             job.wait()
         return args.jobs / (time.perf_counter() - started)
 
-    def latency_ms(engine) -> float:
-        engine.generate(request(0))
-        times = []
-        for seed in range(args.latency_runs):
-            started = time.perf_counter()
-            engine.generate(request(seed))
-            times.append((time.perf_counter() - started) * 1000)
-        return statistics.median(times)
+    def latency_ms(ray_engine, local_engine) -> tuple[float, float]:
+        """Median ms of one job on each, alternating, so both see the same machine load."""
+        times: dict[object, list[float]] = {ray_engine: [], local_engine: []}
+        for seed in range(args.latency_runs + 1):
+            for engine in (ray_engine, local_engine):
+                started = time.perf_counter()
+                engine.generate(request(seed))
+                if seed:  # the first round warms both up
+                    times[engine].append((time.perf_counter() - started) * 1000)
+        return statistics.median(times[ray_engine]), statistics.median(times[local_engine])
 
     connect(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False)
     try:
@@ -74,11 +76,10 @@ def main() -> None:
             engine = RayEngine(config(replicas)).start()
             rates[replicas] = throughput(engine)
             if replicas == 1:
-                ray_ms = latency_ms(engine)
+                local = Engine(AppConfig(outputs_dir=work / "local-outputs", cache_dir=work / "cache")).start()
+                ray_ms, local_ms = latency_ms(engine, local)
+                local.shutdown()
             engine.shutdown()
-        local = Engine(AppConfig(outputs_dir=work / "local-outputs", cache_dir=work / "cache")).start()
-        local_ms = latency_ms(local)
-        local.shutdown()
     finally:
         serve.shutdown()
         import ray

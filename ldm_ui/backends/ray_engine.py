@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -78,17 +77,16 @@ class RemoteModels:
 
 
 class RemoteJob(Job):
-    """A Job whose work runs on a replica: `skip` reaches it through Serve's broadcast, named by `token`."""
+    """A Job whose work runs on a replica (`worker` names it once it runs)."""
 
-    def __init__(self, request: Request, listeners: list, on_cancel, on_skip):
+    def __init__(self, request: Request, listeners: list, on_cancel):
         super().__init__(request, listeners, on_cancel=on_cancel)
-        self.token = uuid.uuid4().hex
         self.worker: str | None = None  # the replica's Ray actor name, once it runs there
-        self._on_skip = on_skip
 
     def skip(self) -> None:
-        super().skip()
-        self._on_skip(self)
+        # a replica takes one request at a time (max_ongoing_requests=1), so no second call reaches it while the
+        # job runs; only the job's own request (cancelled by Interrupt) does
+        raise RequestError("Skip is not available with --backend ray; use Interrupt")
 
 
 class RayEngine:
@@ -172,12 +170,12 @@ class RayEngine:
             raise RequestError("latent interpolation writes its GIF and MP4 where it runs, so it needs the local "
                                "backend; start the app without --backend ray to use it")
         model = self.models.resolve(request.model).name if hasattr(request, "model") else None
-        job = RemoteJob(request, self.event_listeners, on_cancel=self._cancel, on_skip=self._skip)
+        job = RemoteJob(request, self.event_listeners, on_cancel=self._cancel)
         with self._lock:
             self._waiting.append(job)
             self._requeue()
             handle = self._handle.options(multiplexed_model_id=model) if model else self._handle
-            self._responses[job.id] = handle.run.remote(request, job.token)
+            self._responses[job.id] = handle.run.remote(request)
         threading.Thread(target=self._relay, args=(job,), name=f"ldm-ui-ray-job-{job.id}", daemon=True).start()
         return job
 
@@ -195,10 +193,10 @@ class RayEngine:
         with self._lock:
             return len(self._waiting) + len(self._running)
 
-    def replica_status(self, when_idle: bool = False) -> list[dict]:
-        """Each live replica's actor name, loaded model, jobs run and last outcome (Serve's broadcast);
-        `when_idle`: each answers once its running request (an interrupted one included) has ended."""
-        return self._status_handle.broadcast("status", when_idle).results()
+    def replica_status(self) -> list[dict]:
+        """Each live replica's actor name, loaded model, jobs run and last outcome (Serve's broadcast). A replica
+        answers once the request it runs (an interrupted one included) has ended."""
+        return self._status_handle.broadcast("status").results()
 
     # ---- relaying one job's stream
 
@@ -278,11 +276,6 @@ class RayEngine:
             if self._positions.get(waiting.id) != position:
                 self._positions[waiting.id] = position
                 waiting.emit(Queued(position=position))
-
-    def _skip(self, job: RemoteJob) -> None:
-        """Skip is rare and small: ask every replica (Serve's broadcast); the one running the job acts on it."""
-        if job in self._running:
-            self._status_handle.broadcast("skip", job.token).results()
 
     def _cancel(self, job: Job) -> None:
         """Interrupt: Serve cancels the request, whether it waits in the router or runs on a replica."""

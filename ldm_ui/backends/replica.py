@@ -63,9 +63,6 @@ class EngineReplica:
         self.engine = Engine(config, save_image=PlanSave(config.outputs_dir))
         self.jobs_run = 0
         self.last_outcome = ""  # "Finished: 1 image(s)", "Cancelled: interrupted at step 3/150", ...
-        self._idle = asyncio.Event()  # set while no request runs here (a cancelled one counts until its job ended)
-        self._idle.set()
-        self._jobs: dict[str, Any] = {}  # token -> the engine job of the request running here
         self.engine.event_listeners.append(self._observe)
         # the front's extensions, loaded here too: their prompt transforms, step hooks and preprocessors act on
         # the jobs this replica runs (their tabs live on the front)
@@ -84,9 +81,7 @@ class EngineReplica:
         await asyncio.to_thread(self.engine.switch_model, name)
         return name
 
-    async def run(self, request: Any, token: str = "") -> AsyncIterator[Any]:
-        """The job's events; `token` names it for `skip` (which reaches every replica through a broadcast)."""
-        self._idle.clear()
+    async def run(self, request: Any) -> AsyncIterator[Any]:
         job = None
         try:
             yield ReplicaInfo(self.actor_name)
@@ -96,7 +91,6 @@ class EngineReplica:
                     await self.load_model(model)
                     yield ModelSummary.of(self.engine.models.current)
                 job = self.engine.submit(request)
-                self._jobs[token] = job
             except (RequestError, JobFailed) as error:
                 yield Failed(str(error))
                 return
@@ -112,21 +106,10 @@ class EngineReplica:
                 # busy until it stopped, so Serve hands this replica its next request only when the engine is free
                 job.cancel()
                 await asyncio.to_thread(job.done.wait)
-            self._jobs.pop(token, None)
-            self._idle.set()
 
-    def skip(self, token: str) -> bool:
-        """End the image being sampled for the job `token` and go on with the next, if that job runs here."""
-        job = self._jobs.get(token)
-        if job is not None:
-            job.skip()
-        return job is not None
-
-    async def status(self, when_idle: bool = False) -> dict:
-        """For `RayEngine.replica_status()` (Serve's broadcast): who this is, what it holds, how its last job ended;
-        `when_idle` answers once the request running here (an interrupted one included) has ended."""
-        if when_idle:
-            await self._idle.wait()
+    def status(self) -> dict:
+        """For `RayEngine.replica_status()` (Serve's broadcast): who this is, what it holds, how its last job ended.
+        Like every call, it waits for the request running here (an interrupted one included) to end."""
         current = self.engine.models.current
         return {"actor_name": self.actor_name, "model": current.entry.name if current else None,
                 "jobs_run": self.jobs_run, "last_outcome": self.last_outcome}
