@@ -172,7 +172,7 @@ def test_interrupt_stops_the_job_on_its_replica_within_a_step(ray_app):
     job.cancel()
     last = list(events)[-1]
     assert isinstance(last, Cancelled) and "interrupted at step" in last.message
-    [status] = [s for s in engine.replica_status() if s["actor_name"] == job.worker]
+    [status] = [s for s in engine.replica_status(when_idle=True) if s["actor_name"] == job.worker]
     assert status["last_outcome"].startswith("Cancelled: interrupted at step"), status
     step = int(status["last_outcome"].split("step ")[1].split("/")[0])
     assert step < 150

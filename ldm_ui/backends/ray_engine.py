@@ -193,10 +193,10 @@ class RayEngine:
         with self._lock:
             return len(self._waiting) + len(self._running)
 
-    def replica_status(self) -> list[dict]:
-        """Each live replica's actor name, loaded model, jobs run and last outcome (Serve's broadcast). A replica
-        answers once the request it runs (an interrupted one included) has ended."""
-        return self._status_handle.broadcast("status").results()
+    def replica_status(self, when_idle: bool = False) -> list[dict]:
+        """Each live replica's actor name, loaded model, jobs run and last outcome (Serve's broadcast);
+        `when_idle`: each answers once its running request (an interrupted one included) has ended."""
+        return self._status_handle.broadcast("status", when_idle).results()
 
     # ---- relaying one job's stream
 

@@ -63,6 +63,8 @@ class EngineReplica:
         self.engine = Engine(config, save_image=PlanSave(config.outputs_dir))
         self.jobs_run = 0
         self.last_outcome = ""  # "Finished: 1 image(s)", "Cancelled: interrupted at step 3/150", ...
+        self._idle = asyncio.Event()  # set while no request runs here (an interrupted one runs until its job ended)
+        self._idle.set()
         self.engine.event_listeners.append(self._observe)
         # the front's extensions, loaded here too: their prompt transforms, step hooks and preprocessors act on
         # the jobs this replica runs (their tabs live on the front)
@@ -82,6 +84,7 @@ class EngineReplica:
         return name
 
     async def run(self, request: Any) -> AsyncIterator[Any]:
+        self._idle.clear()
         job = None
         try:
             yield ReplicaInfo(self.actor_name)
@@ -106,10 +109,13 @@ class EngineReplica:
                 # busy until it stopped, so Serve hands this replica its next request only when the engine is free
                 job.cancel()
                 await asyncio.to_thread(job.done.wait)
+            self._idle.set()
 
-    def status(self) -> dict:
-        """For `RayEngine.replica_status()` (Serve's broadcast): who this is, what it holds, how its last job ended.
-        Like every call, it waits for the request running here (an interrupted one included) to end."""
+    async def status(self, when_idle: bool = False) -> dict:
+        """For `RayEngine.replica_status()` (Serve's broadcast): who this is, what it holds, how its last job ended;
+        `when_idle` answers once the request running here (an interrupted one included) has ended."""
+        if when_idle:
+            await self._idle.wait()
         current = self.engine.models.current
         return {"actor_name": self.actor_name, "model": current.entry.name if current else None,
                 "jobs_run": self.jobs_run, "last_outcome": self.last_outcome}
