@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except PresetError as error:
         print(f"ldm-ui: --preset: {error}", file=sys.stderr)
         return 2
+    except ConfigError as error:  # e.g. --backend ray asking for more GPUs than the Ray cluster has
+        print(f"ldm-ui: {error}", file=sys.stderr)
+        return 2
     except RequestError as error:
         print(f"ldm-ui: cannot start with model {config.default_model!r}: {error}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from ldm_ui.backends.outputs import save_planned
-from ldm_ui.config import PROJECT_ROOT, AppConfig
+from ldm_ui.config import PROJECT_ROOT, AppConfig, ConfigError
 from ldm_ui.engine.context import EngineHooks
 from ldm_ui.engine.engine import Job
 from ldm_ui.engine.models import ModelManager
@@ -128,8 +128,13 @@ class RayEngine:
     def start(self, startup_model: str | None = None) -> RayEngine:
         if self._handle is not None:
             return self
-        _, serve = import_serve()
+        ray, serve = import_serve()
         self._started_ray = connect(self.config.ray_address, **self._ray_init)
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if not self.config.replicas_cpu and gpus < self.config.replicas:
+            raise ConfigError(f"--replicas {self.config.replicas} needs {self.config.replicas} GPU(s), one per "
+                              f"replica, and the Ray cluster has {gpus}: lower --replicas, add machines with GPUs "
+                              "to the cluster, or pass --replicas-cpu to run the replicas on CPUs")
         serve.start(proxy_location="Disabled")  # no HTTP proxy: the front calls the replicas through a handle
         from ldm_ui.backends.replica import EngineReplica, replica_config
 
