@@ -11,7 +11,7 @@ UPLOAD_MAX_AGE = (3600, 24 * 3600)  # (check every hour, delete files older than
 
 def create_app(config, banner: str | None = None):
     """Start the engine on the configured model and build the Blocks app; returns (engine, blocks)."""
-    from ldm_ui.engine.engine import Engine
+    from ldm_ui.backends import create_engine
     from ldm_ui.ui.app import build_ui
     from ldm_ui.ui.tabs import extra_tabs
 
@@ -24,7 +24,7 @@ def create_app(config, banner: str | None = None):
     install_decode_limit()  # one pixel limit for every decode in the process, Pillow's included
     use_private_gradio_folder()  # before any component exists: each one reads the folder when it is made
     owners = OutputOwners()
-    engine = Engine(config)
+    engine = create_engine(config)  # the local engine, or engine replicas on Ray Serve (--backend ray)
     engine.event_listeners.append(owners.listener)
     model = startup_model(config, engine.models)  # --preset: an unknown name stops here, its model loads first
     engine.start()
@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         engine, demo = create_app(config)
     except PresetError as error:
         print(f"ldm-ui: --preset: {error}", file=sys.stderr)
+        return 2
+    except ConfigError as error:  # e.g. --backend ray asking for more GPUs than the Ray cluster has
+        print(f"ldm-ui: {error}", file=sys.stderr)
         return 2
     except RequestError as error:
         print(f"ldm-ui: cannot start with model {config.default_model!r}: {error}", file=sys.stderr)

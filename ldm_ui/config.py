@@ -57,6 +57,11 @@ class AppConfig:
     cors_allow_origins: list[str] = field(default_factory=list)  # origins besides the app's own (ldm_ui/guard.py)
     allowed_hosts: list[str] = field(default_factory=list)  # Host names besides localhost when serving on 127.0.0.1
     upload_quota_mb: int = 500  # upload bytes per user per day
+    # where jobs run: "local" (this process) or "ray" (engine replicas on Ray Serve, docs/scale-out.md)
+    backend: str = "local"
+    replicas: int = 1
+    replicas_cpu: bool = False  # ray: replicas take one CPU each instead of one GPU
+    ray_address: str | None = None  # ray: None starts a local Ray; "auto" or "ray://host:port" joins a cluster
 
     @property
     def host(self) -> str:
@@ -152,6 +157,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="serve the AUTOMATIC1111-compatible HTTP API under /sdapi/v1 (off by default)")
     p.add_argument("--api-auth", action="append", default=[], metavar="USER:PASS",
                    help="HTTP Basic login for /sdapi/v1 (repeatable; default: the --auth logins)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: run jobs in this process (default); ray: engine replicas on Ray Serve "
+                        "(see docs/scale-out.md)")
+    p.add_argument("--replicas", type=int, default=None,
+                   help="ray backend: engine replicas, each owning one GPU (default 1)")
+    p.add_argument("--replicas-cpu", action="store_true",
+                   help="ray backend: replicas use one CPU each instead of a GPU (testing, CPU-only hosts)")
+    p.add_argument("--ray-address", default=None,
+                   help="ray backend: join a running Ray cluster ('auto' or 'ray://host:port') instead of "
+                        "starting a local one")
     return p
 
 
@@ -196,6 +211,7 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
     for origin in args.cors_allow_origin:
         check_origin(origin)
     check_outputs_dir(args.outputs_dir)
+    check_backend(args)
     return AppConfig(
         models_dir=args.models_dir, outputs_dir=args.outputs_dir, ckpt_dirs=args.ckpt_dir, lora_dirs=args.lora_dir,
         embeddings_dirs=args.embeddings_dir, clip_skip=args.clip_skip,
@@ -208,6 +224,8 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         max_file_size_mb=args.max_file_size_mb, api=args.api, api_auth=api_auth, admins=args.admin,
         cors_allow_origins=[o.rstrip("/").lower() for o in args.cors_allow_origin],
         allowed_hosts=[h.lower() for h in args.allowed_host], upload_quota_mb=args.upload_quota_mb,
+        backend=args.backend, replicas=args.replicas if args.replicas is not None else 1,
+        replicas_cpu=args.replicas_cpu, ray_address=args.ray_address,
     )
 
 
@@ -229,3 +247,23 @@ def check_outputs_dir(path: Path) -> Path:
             raise ConfigError(f"--outputs-dir {path} is or contains {name}; its files could be served to "
                               f"signed-in users. Use a folder of its own (the default is outputs/ in the app's folder)")
     return path
+
+
+def check_backend(args: argparse.Namespace) -> None:
+    ray_only = [flag for flag, value in (("--replicas", args.replicas is not None), ("--replicas-cpu",
+                args.replicas_cpu), ("--ray-address", args.ray_address is not None)) if value]
+    if args.backend != "ray":
+        if ray_only:
+            raise ConfigError(f"{', '.join(ray_only)} only applies with --backend ray")
+        return
+    if args.replicas is not None and not 1 <= args.replicas <= 1024:
+        raise ConfigError(f"--replicas must be between 1 and 1024, got {args.replicas}")
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("ray.serve") is not None
+    except (ImportError, ValueError):  # no ray package at all, or a broken one
+        found = False
+    if not found:
+        raise ConfigError("--backend ray needs Ray Serve, which is not installed: "
+                          "pip install 'ray[serve]==2.60.0' (or pip install -r requirements.txt)")

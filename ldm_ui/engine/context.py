@@ -41,6 +41,9 @@ class StepInfo:
 
 StepHook = Callable[[StepInfo], None]
 PromptTransform = Callable[[str, int], str]  # (prompt, seed) -> prompt
+# (image, folder, stem, infotext) -> where it went: saves a finished image; a remote worker plugs in one that
+# only names the place, and its front process writes the file (ldm_ui/backends/outputs.py)
+SaveImage = Callable[[Image.Image, Path, str, str], Any]
 
 
 @dataclass
@@ -83,8 +86,9 @@ class TaskContext:
 
     def __init__(self, job: JobHandle, request: Any, model: LoadedModel | None, config: AppConfig,
                  hooks: EngineHooks, load_model: Callable[[str | None], LoadedModel] | None = None,
-                 embeddings: EmbeddingLibrary | None = None):
+                 embeddings: EmbeddingLibrary | None = None, save_image: SaveImage = save_png_atomically):
         self.job, self.request, self.config, self.hooks = job, request, config, hooks
+        self._save_image = save_image
         self._model = model
         self._embeddings = embeddings
         self._load_model = load_model
@@ -132,9 +136,9 @@ class TaskContext:
 
     def save(self, image: Image.Image, folder: Path, stem: str, infotext: str, seed: int) -> Output:
         """Write the PNG with its infotext (atomically; not when the request says save_images=False, as API
-        callers may) and tell the caller the image exists."""
+        callers may; on a Ray replica, by the front) and tell the caller the image exists."""
         keep = getattr(self.request, "save_images", True)
-        path = save_png_atomically(image, folder, stem, infotext) if keep else None
+        path = self._save_image(image, folder, stem, infotext) if keep else None
         output = Output(image=image, seed=seed, infotext=infotext, path=str(path) if path else None)
         self.job.emit(output)
         return output

@@ -16,6 +16,7 @@ from ldm_ui.engine.lora import list_loras, lora_tag
 from ldm_ui.engine.preprocessors import CANNY_HIGH, CANNY_LOW, PREPROCESSOR_NAMES, describe
 from ldm_ui.images import load_image
 from ldm_ui.requests import MAX_CONTROL_WEIGHT, MAX_CONTROLNET_UNITS, ControlMapRequest, ControlNetUnit, RequestError
+from ldm_ui.ui.common import gpu_slots
 
 FIELDS_PER_UNIT = 9  # UnitWidgets.inputs(): enabled, image, preprocessor, model, weight, start, end, canny low/high
 
@@ -194,7 +195,7 @@ def build_controlnet_panel(tab: str, engine, width: gr.Slider, height: gr.Slider
                 handler = lambda *values: preview_map(engine, *values)  # noqa: E731
                 for trigger in (image.change, preprocessor.change, low.release, high.release):
                     trigger(handler, preview_inputs, [preview, note], api_name=False, concurrency_id="gpu",
-                            concurrency_limit=1, show_progress="hidden")
+                            concurrency_limit=gpu_slots(engine), show_progress="hidden")
                 # uploading an image is the clearest sign the user wants this unit on
                 image.upload(lambda: True, None, enabled, queue=False, api_name=False)
     refresh.click(lambda: [gr.update(choices=controlnet_names(config))] * len(widgets), None,

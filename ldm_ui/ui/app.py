@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from ldm_ui.config import PREVIEW_METHODS
-from ldm_ui.ui.common import GenerationControls, OutputPanel, new_session_state
+from ldm_ui.ui.common import GenerationControls, OutputPanel, gpu_slots, new_session_state
 
 
 @dataclass
@@ -81,7 +81,7 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
                       api_name=False)
         size_targets = [c.width for c, _ in ui.tabs.values()] + [c.height for c, _ in ui.tabs.values()]
         model.change(lambda name: _switch_model(engine, name, len(size_targets)), model,
-                     [model_status, *size_targets], concurrency_id="gpu", concurrency_limit=1, api_name=False,
+                     [model_status, *size_targets], concurrency_id="gpu", concurrency_limit=gpu_slots(engine), api_name=False,
                      show_progress_on=model_status)
     demo.ldm_ui = ui  # tests and extensions reach the tab widgets through this
     return demo

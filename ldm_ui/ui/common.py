@@ -20,7 +20,12 @@ from ldm_ui.requests import (
 from ldm_ui.ui import prompt_tools
 
 PREVIEW_DISPLAY_PX = 256
-GPU = "gpu"  # every event that runs a job shares this one concurrency slot
+GPU = "gpu"  # every event that runs a job shares this concurrency group, as wide as the engine's concurrency
+
+
+def gpu_slots(engine) -> int:
+    """How many job-running events may run at once: 1 for the local engine, the replica count on Ray."""
+    return getattr(engine, "concurrency", 1)
 
 
 @dataclass
@@ -239,7 +244,7 @@ def wire_generation(ui, controls: GenerationControls, panel: OutputPanel, run: C
     for trigger, api in triggers:
         trigger(mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
                 api_visibility="private").then(
-            run, inputs, outputs or panel.outputs(), concurrency_id=GPU, concurrency_limit=1,
+            run, inputs, outputs or panel.outputs(), concurrency_id=GPU, concurrency_limit=gpu_slots(ui.engine),
             show_progress="minimal", **api,
         )
     controls.interrupt.click(interrupt, ui.session, panel.status, queue=False, api_visibility="private")

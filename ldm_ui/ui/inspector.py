@@ -8,7 +8,7 @@ import gradio as gr
 
 from ldm_ui.images import load_image
 from ldm_ui.requests import Cancelled, Failed, Finished, InspectLatentsRequest, RequestError
-from ldm_ui.ui.common import GPU, render_status
+from ldm_ui.ui.common import GPU, gpu_slots, render_status
 
 INTRO = ("A latent diffusion model never sees pixels: its VAE squeezes each image into a small latent, the "
          "diffusion runs there, and the VAE decodes the result. Drop an image to see that latent and how much of "
@@ -94,6 +94,6 @@ def build(ui) -> None:
 
     outputs = [status, summary, comparison, channels]
     run.click(handler, [image, ui.model], outputs, api_name="inspect_latents", concurrency_id=GPU,
-              concurrency_limit=1, show_progress="minimal")
-    image.upload(handler, [image, ui.model], outputs, api_name=False, concurrency_id=GPU, concurrency_limit=1,
+              concurrency_limit=gpu_slots(ui.engine), show_progress="minimal")
+    image.upload(handler, [image, ui.model], outputs, api_name=False, concurrency_id=GPU, concurrency_limit=gpu_slots(ui.engine),
                  show_progress="minimal")
