@@ -23,7 +23,7 @@ def usable_embeddings(engine) -> dict:
     """The embeddings whose widths fit the loaded model's text encoders (all of them when none is loaded)."""
     embeddings = engine.embeddings.scan()
     loaded = engine.models.current
-    if loaded is None:
+    if getattr(loaded, "pipe", None) is None:  # none loaded yet, or it lives on Ray replicas (a summary here)
         return embeddings
     try:
         widths = [e.width for e in text_encoders(loaded.pipe)]
@@ -34,7 +34,7 @@ def usable_embeddings(engine) -> dict:
 
 def token_counter(engine, prompt: str | None, steps=20) -> str:
     loaded = engine.models.current
-    if loaded is None:
+    if getattr(loaded, "pipe", None) is None:  # the tokenizer is on the replicas with the --backend ray
         return ""
     try:
         count, capacity = prompt_token_count(loaded.pipe, encoder_prompt(prompt or ""), int(steps or 20),
