@@ -166,9 +166,97 @@ class GenerationRequest:
                 if not isinstance(getattr(self, f.name), Image.Image)}
 
 
+MAX_HIRES_SCALE = 4.0
+
+
+def _floor_8(value: float) -> int:
+    return int(value) // 8 * 8
+
+
+def _ceil_8(value: float) -> int:
+    return -(-int(math.ceil(value)) // 8) * 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class HiresFix:
+    """txt2img's second pass: upscale each first-pass image, then denoise it again at the larger size (img2img).
+
+    The target is `scale` times the first pass, or resize_width x resize_height (0 on one side keeps the aspect;
+    both set: upscaled to cover that size, then centre-cropped to it). `upscaler` is a latent mode ("Latent",
+    "Latent (bicubic)", ...) or a pixel upscaler (Lanczos, Nearest, a learned model); the name is checked on the
+    worker, which knows the installed models. steps 0: as many as the first pass.
+    """
+
+    upscaler: str = "Latent"
+    scale: float = 2.0
+    resize_width: int = 0
+    resize_height: int = 0
+    steps: int = 0
+    denoising_strength: float = 0.7
+    sampler: str | None = None  # None: the first pass's sampler
+    prompt: str = ""  # "": the first pass's prompt
+    negative_prompt: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.upscaler, str) or not self.upscaler.strip():
+            raise RequestError(f"hires upscaler must be an upscaler name such as 'Latent' or 'Lanczos', "
+                               f"got {self.upscaler!r}")
+        _check_float("hires upscale factor", self.scale, 1.0, MAX_HIRES_SCALE)
+        for name in ("resize_width", "resize_height"):
+            value = getattr(self, name)
+            if value != 0:
+                check_size(f"hires {name.replace('_', ' ')} (0 = from the upscale factor)", value)
+        _check_int("hires steps", self.steps, 0, MAX_STEPS, " (0 = same as the first pass)")
+        _check_float("hires denoising strength", self.denoising_strength, 0.0, 1.0)
+        if self.sampler is not None and self.sampler not in SAMPLER_NAMES:
+            raise RequestError(f"unknown hires sampler {self.sampler!r}; choose one of: {', '.join(SAMPLER_NAMES)}")
+        check_prompt("hires prompt", self.prompt)
+        check_prompt("hires negative prompt", self.negative_prompt)
+
+    @property
+    def resizes(self) -> bool:
+        return bool(self.resize_width or self.resize_height)
+
+    def sizes(self, width: int, height: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((width, height) the first pass is upscaled to, (width, height) after the centre crop), in multiples
+        of 8; raises RequestError past MAX_SIZE."""
+        rw, rh = self.resize_width, self.resize_height
+        if not self.resizes:
+            upscaled = final = (_floor_8(width * self.scale), _floor_8(height * self.scale))
+        elif not rh:
+            upscaled = final = (rw, _floor_8(rw * height / width))
+        elif not rw:
+            upscaled = final = (_floor_8(rh * width / height), rh)
+        else:
+            final = (rw, rh)
+            if width / height < rw / rh:
+                upscaled = (rw, max(rh, _ceil_8(rw * height / width)))
+            else:
+                upscaled = (max(rw, _ceil_8(rh * width / height)), rh)
+        for what, (w, h) in (("hires size", final), ("hires upscaled size", upscaled)):
+            if not (MIN_SIZE <= w <= MAX_SIZE and MIN_SIZE <= h <= MAX_SIZE):
+                raise RequestError(f"{what} would be {w}x{h} from {width}x{height}; each side must be between "
+                                   f"{MIN_SIZE} and {MAX_SIZE} px (lower the upscale factor or the resize size)")
+        return upscaled, final
+
+    def steps_for(self, first_pass_steps: int) -> int:
+        return self.steps or first_pass_steps
+
+
 @dataclass(frozen=True, kw_only=True)
 class Txt2ImgRequest(GenerationRequest):
     task: ClassVar[str] = "txt2img"
+
+    hires: HiresFix | None = None  # a second, larger pass after each batch (None: off)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.hires is None:
+            return
+        if not isinstance(self.hires, HiresFix):
+            raise RequestError(f"hires must be a HiresFix or None, got {type(self.hires).__name__}")
+        if self.width is not None and self.height is not None:  # otherwise the worker checks at the model's size
+            self.hires.sizes(self.width, self.height)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -312,6 +400,7 @@ class Progress:
     eta_s: float
     message: str = ""
     unit: str = "batch"  # what batch_index counts, as the status line names it ("batch", "frame")
+    phase: str = ""  # which pass of a job with several ("hires"), shown before the step count
 
     @property
     def fraction(self) -> float:

@@ -15,7 +15,8 @@ import torch
 
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.context import EngineHooks, JobCancelled, StepInfo, TaskContext  # noqa: F401 - re-exported
-from ldm_ui.engine.models import LoadedModel, ModelManager
+from ldm_ui.engine.models import LoadedModel, ModelManager, pick_device
+from ldm_ui.engine.upscalers import UpscalerLibrary
 from ldm_ui.engine.registry import task_for
 from ldm_ui.requests import (
     TERMINAL_EVENTS, Cancelled, Failed, Finished, GenerationRequest, LoadModelRequest, Progress, Queued, Request,
@@ -107,6 +108,7 @@ class Engine:
     def __init__(self, config: AppConfig, models: ModelManager | None = None):
         self.config = config
         self.models = models or ModelManager(config)
+        self.upscalers = UpscalerLibrary(config, pick_device(config.device))  # loads nothing until used
         self.hooks = EngineHooks()  # what extensions add: step hooks, prompt transforms, ControlNet preprocessors
         # observers of every job's events, called on the emitting thread: keep them quick and never blocking
         self.event_listeners: list[EventListener] = []
@@ -225,7 +227,8 @@ class Engine:
             if task.requires_model:
                 loaded = self.models.get(job.request.model, report=lambda message: job.emit(_status(message)))
             loading = False
-            outcome = task.run(TaskContext(job, job.request, loaded, self.config, self.hooks))
+            outcome = task.run(TaskContext(job, job.request, loaded, self.config, self.hooks,
+                                           upscalers=self.upscalers))
         except JobCancelled as stop:
             outcome = Cancelled(str(stop) or "interrupted")
         except RequestError as error:
