@@ -12,13 +12,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ldm_ui.engine.adapters import encoder_prompt
 from ldm_ui.engine.context import TaskContext
 from ldm_ui.engine.samplers import make_scheduler
 from ldm_ui.engine.tasks.batch import seeded_generators
-from ldm_ui.engine.tasks.img2img import IMG2IMG_PIPELINE, INPAINT_PIPELINE, denoising_steps, task_pipeline
+from ldm_ui.engine.tasks.img2img import IMG2IMG_PIPELINE, denoising_steps, task_pipeline
 from ldm_ui.engine.tasks.sampling import StepCallback, sample
 from ldm_ui.engine.upscalers import LATENT_UPSCALE_MODES
 from ldm_ui.requests import HiresFix, Txt2ImgRequest
@@ -64,11 +63,7 @@ class HiresPass:
         ctx.upscalers.check_name(self.hires.upscaler, ctx.upscalers.hires_upscalers())
         self.steps = self.hires.steps_for(self.request.steps)
         self.steps_run = 0  # per batch, as the pipeline reports it
-        model = ctx.model
-        if model.is_inpainting_model:  # a 9-channel UNet repaints everything under an all-white mask
-            self.pipe = task_pipeline(model, INPAINT_PIPELINE)
-        else:
-            self.pipe = task_pipeline(model, IMG2IMG_PIPELINE)
+        self.pipe = task_pipeline(ctx.model, IMG2IMG_PIPELINE)
 
     def upscale(self, latents: torch.Tensor) -> torch.Tensor:
         ctx, model = self.ctx, self.ctx.model
@@ -97,9 +92,6 @@ class HiresPass:
             return latents  # nothing to denoise: the upscaled first pass is the result
         prompts = [ctx.transform_prompt(hires.prompt, seed) for seed in seeds] if hires.prompt else prompts
         negative = hires.negative_prompt or request.negative_prompt
-        extra: dict[str, Any] = {}
-        if model.is_inpainting_model:
-            extra = {"mask_image": Image.new("L", self.final, 255), "masked_image_latents": torch.zeros_like(latents)}
         self.pipe.scheduler = make_scheduler(hires.sampler or request.sampler, model.base_scheduler_config,
                                              seed=seeds[0])
         callback = StepCallback(ctx, batch_index, request.batch_count, phase="hires")
@@ -107,7 +99,7 @@ class HiresPass:
             ctx, self.pipe, callback,
             prompt=[encoder_prompt(p) for p in prompts], negative_prompt=[negative] * len(seeds),
             image=latents, strength=hires.denoising_strength, num_inference_steps=self.steps,
-            guidance_scale=request.cfg_scale, generator=seeded_generators(seeds), **extra,
+            guidance_scale=request.cfg_scale, generator=seeded_generators(seeds),
         )
         self.steps_run = getattr(self.pipe, "num_timesteps", self.steps)
         return result
