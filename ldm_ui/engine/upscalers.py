@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -86,6 +87,32 @@ def run_tiled(model: Callable[[torch.Tensor], torch.Tensor], pixels: torch.Tenso
     return out
 
 
+def header_problem(path: Path) -> str | None:
+    """Why `path` cannot be an upscaler file, from its first bytes only (cheap enough for every listing), or None.
+
+    The full check (spandrel recognising the architecture) happens when the model is first used.
+    """
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                if not list(handle.keys()):
+                    return "the file holds no tensors"
+            return None
+        if zipfile.is_zipfile(path):  # torch's own format since 1.6
+            with zipfile.ZipFile(path) as archive:
+                if not any(name.endswith("data.pkl") for name in archive.namelist()):
+                    return "a zip file, but not one torch.save wrote"
+            return None
+        with path.open("rb") as handle:  # the legacy format: a pickle stream (protocol 2+ starts with 0x80)
+            if handle.read(1) != b"\x80":
+                return "neither safetensors nor a torch checkpoint"
+        return None
+    except Exception as error:  # noqa: BLE001 - any unreadable file is reported, not raised
+        return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'unreadable'}"[:200]
+
+
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """The state dict in an upscaler file, never running pickled code (see the module docstring)."""
     if path.suffix.lower() == ".safetensors":
@@ -105,6 +132,7 @@ class UpscalerLibrary:
         self.device = torch.device(device)
         self.broken: dict[str, str] = {}  # name -> why the file did not load
         self._loaded: LearnedUpscaler | None = None
+        self._checked: dict[tuple[Path, int, int], str | None] = {}  # (path, mtime, size) -> header problem
         self._lock = threading.Lock()
 
     def folders(self) -> list[Path]:
@@ -116,9 +144,21 @@ class UpscalerLibrary:
             if not folder.is_dir():
                 continue
             for path in sorted(folder.iterdir()):
-                if path.is_file() and path.suffix.lower() in LEARNED_SUFFIXES:
-                    files.setdefault(path.stem, LearnedFile(path.stem, path))
+                if path.is_file() and path.suffix.lower() in LEARNED_SUFFIXES and path.stem not in files:
+                    files[path.stem] = LearnedFile(path.stem, path)
+                    self._check_header(path)
         return files
+
+    def _check_header(self, path: Path) -> None:
+        stat = path.stat()
+        key = (path, stat.st_mtime_ns, stat.st_size)
+        if key not in self._checked:
+            self._checked[key] = header_problem(path)
+            if self._checked[key]:
+                self.broken[path.stem] = self._checked[key]
+                log.warning("upscaler %s is broken: %s", path, self._checked[key])
+            else:
+                self.broken.pop(path.stem, None)  # a new or replaced file gets another chance
 
     def pixel_upscalers(self) -> list[str]:
         """Resamplers, then learned models (the broken ones left out)."""
