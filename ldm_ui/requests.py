@@ -169,12 +169,24 @@ class GenerationRequest:
 MAX_HIRES_SCALE = 4.0
 
 
-def _floor_8(value: float) -> int:
-    return int(value) // 8 * 8
-
-
-def _ceil_8(value: float) -> int:
-    return -(-int(math.ceil(value)) // 8) * 8
+def upscale_sizes(width: int, height: int, scale: float, resize_width: int, resize_height: int,
+                  multiple: int = 1) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(size to upscale to, size after a centre crop) for "upscale by `scale`" or, when either is set, "resize to
+    resize_width x resize_height" (0 on one side keeps the aspect; both: cover the size, then crop to it), with
+    every side a multiple of `multiple` (hires: 8, for whole latent cells)."""
+    floor = lambda value: max(multiple, int(value) // multiple * multiple)  # noqa: E731
+    ceil = lambda value: -(-int(math.ceil(value)) // multiple) * multiple  # noqa: E731
+    rw, rh = resize_width, resize_height
+    if not (rw or rh):
+        size = (floor(width * scale), floor(height * scale))
+        return size, size
+    if not rh:
+        return ((rw, floor(rw * height / width)),) * 2
+    if not rw:
+        return ((floor(rh * width / height), rh),) * 2
+    if width / height < rw / rh:
+        return (rw, max(rh, ceil(rw * height / width))), (rw, rh)
+    return (max(rw, ceil(rh * width / height)), rh), (rw, rh)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,19 +232,7 @@ class HiresFix:
     def sizes(self, width: int, height: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """((width, height) the first pass is upscaled to, (width, height) after the centre crop), in multiples
         of 8; raises RequestError past MAX_SIZE."""
-        rw, rh = self.resize_width, self.resize_height
-        if not self.resizes:
-            upscaled = final = (_floor_8(width * self.scale), _floor_8(height * self.scale))
-        elif not rh:
-            upscaled = final = (rw, _floor_8(rw * height / width))
-        elif not rw:
-            upscaled = final = (_floor_8(rh * width / height), rh)
-        else:
-            final = (rw, rh)
-            if width / height < rw / rh:
-                upscaled = (rw, max(rh, _ceil_8(rw * height / width)))
-            else:
-                upscaled = (max(rw, _ceil_8(rh * width / height)), rh)
+        upscaled, final = upscale_sizes(width, height, self.scale, self.resize_width, self.resize_height, 8)
         for what, (w, h) in (("hires size", final), ("hires upscaled size", upscaled)):
             if not (MIN_SIZE <= w <= MAX_SIZE and MIN_SIZE <= h <= MAX_SIZE):
                 raise RequestError(f"{what} would be {w}x{h} from {width}x{height}; each side must be between "
@@ -544,3 +544,57 @@ class ControlMapRequest:
             raise RequestError(f"preprocessor must be a preprocessor name, got {self.preprocessor!r}")
         _check_int("Canny low threshold", self.canny_low, 0, 255)
         _check_int("Canny high threshold", self.canny_high, 0, 255)
+
+
+MAX_UPSCALE_FACTOR = 4.0
+MAX_UPSCALED_SIDE = 4096
+MAX_UPSCALE_IMAGES = 100
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class UpscaleRequest:
+    """The Extras tab: upscale images (uploaded, or every image in a folder inside the outputs) by a factor or to
+    a size, with one pixel upscaler or two blended (`upscaler_2_visibility` of the second, as AUTOMATIC1111 does).
+    Upscaler names are checked on the worker, which knows the installed models."""
+
+    task: ClassVar[str] = "extras"
+
+    images: tuple[Image.Image, ...] = ()
+    folder: str | None = None  # instead of images: a folder inside the outputs, e.g. "txt2img/2026-12-01"
+    upscaler: str = "Lanczos"
+    scale: float = 2.0
+    resize_width: int = 0  # either set: resize to that size instead of by `scale` (see upscale_sizes)
+    resize_height: int = 0
+    upscaler_2: str = "None"
+    upscaler_2_visibility: float = 0.0
+    model: None = None  # needs no diffusion model
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, tuple):
+            raise RequestError(f"images must be a tuple of images, got {type(self.images).__name__}")
+        if bool(self.images) == bool(self.folder):
+            raise RequestError("give either images to upscale or a folder inside the outputs, not "
+                               + ("both" if self.images else "neither"))
+        if len(self.images) > MAX_UPSCALE_IMAGES:
+            raise RequestError(f"at most {MAX_UPSCALE_IMAGES} images per job, got {len(self.images)}")
+        for index, image in enumerate(self.images):
+            check_loaded_image(f"image {index + 1}", image)
+        if self.folder is not None and (not isinstance(self.folder, str) or not self.folder.strip()):
+            raise RequestError(f"folder must be a folder name inside the outputs, got {self.folder!r}")
+        for name in ("upscaler", "upscaler_2"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise RequestError(f"{name.replace('_', ' ')} must be an upscaler name, got {getattr(self, name)!r}")
+        _check_float("upscale factor", self.scale, 1.0, MAX_UPSCALE_FACTOR)
+        for name in ("resize_width", "resize_height"):
+            _check_int(name.replace("_", " "), getattr(self, name), 0, MAX_UPSCALED_SIDE, " px (0 = by the factor)")
+        _check_float("upscaler 2 visibility", self.upscaler_2_visibility, 0.0, 1.0)
+        for image in self.images:
+            self.sizes(*image.size)
+
+    def sizes(self, width: int, height: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(size to upscale to, size after the centre crop) for an image; raises RequestError past the limit."""
+        upscaled, final = upscale_sizes(width, height, self.scale, self.resize_width, self.resize_height)
+        if max(upscaled) > MAX_UPSCALED_SIDE:
+            raise RequestError(f"upscaling {width}x{height} would make {upscaled[0]}x{upscaled[1]}; each side must "
+                               f"be at most {MAX_UPSCALED_SIDE} px (lower the factor or the size)")
+        return upscaled, final
