@@ -598,3 +598,51 @@ class UpscaleRequest:
             raise RequestError(f"upscaling {width}x{height} would make {upscaled[0]}x{upscaled[1]}; each side must "
                                f"be at most {MAX_UPSCALED_SIDE} px (lower the factor or the size)")
         return upscaled, final
+
+
+OUTPAINT_FILLS = ("edge stretch", "blurred mirror", "latent noise")
+MAX_OUTPAINT_PX = 512
+MAX_OUTPAINT_OVERLAP_PX = 128
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutpaintRequest(GenerationRequest):
+    """Extend `init_image` by left/right/up/down pixels and inpaint the new area plus `overlap_px` of the original.
+
+    The new area starts from `fill`: the border pixels stretched outwards, a blurred mirror of the image, or
+    latent noise. Pixels of the original further than `overlap_px` from a new edge come back unchanged (the mask
+    blur is kept inside the overlap). width/height None: work at the extended canvas' own size.
+    """
+
+    task: ClassVar[str] = "outpaint"
+
+    init_image: Image.Image
+    left: int = 0
+    right: int = 0
+    up: int = 0
+    down: int = 0
+    fill: str = "edge stretch"
+    overlap_px: int = 16
+    mask_blur_px: int = 4
+    strength: float = 0.9
+
+    def validate(self) -> None:
+        super().validate()
+        check_loaded_image("init image", self.init_image)
+        for side in ("left", "right", "up", "down"):
+            _check_int(f"outpaint {side}", getattr(self, side), 0, MAX_OUTPAINT_PX, " px")
+        if not (self.left or self.right or self.up or self.down):
+            raise RequestError("outpainting needs at least one side to extend: set left, right, up or down above 0")
+        if self.fill not in OUTPAINT_FILLS:
+            raise RequestError(f"outpaint fill must be one of {', '.join(OUTPAINT_FILLS)}, got {self.fill!r}")
+        _check_int("overlap", self.overlap_px, 0, MAX_OUTPAINT_OVERLAP_PX, " px")
+        _check_int("mask blur", self.mask_blur_px, 0, MAX_MASK_BLUR_PX, " px")
+        _check_float("denoising strength", self.strength, 0.0, 1.0)
+        width, height = self.canvas_size
+        if width > MAX_SIZE or height > MAX_SIZE:
+            raise RequestError(f"the extended image would be {width}x{height}; each side must be at most {MAX_SIZE} px")
+
+    @property
+    def canvas_size(self) -> tuple[int, int]:
+        w, h = self.init_image.size
+        return w + self.left + self.right, h + self.up + self.down

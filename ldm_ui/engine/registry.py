@@ -12,11 +12,11 @@ from typing import Callable
 
 from ldm_ui.engine.context import TaskContext
 from ldm_ui.engine.tasks import (
-    control_map, img2img, inpaint, inspect_latents, interpolate, load_model, txt2img, upscale,
+    control_map, img2img, inpaint, inspect_latents, interpolate, load_model, outpaint, txt2img, upscale,
 )
 from ldm_ui.requests import (
     ControlMapRequest, Finished, Img2ImgRequest, InpaintRequest, InspectLatentsRequest, InterpolateRequest,
-    LoadModelRequest, RequestError, Txt2ImgRequest, UpscaleRequest,
+    LoadModelRequest, OutpaintRequest, RequestError, Txt2ImgRequest, UpscaleRequest,
 )
 
 
@@ -35,6 +35,7 @@ TASKS: dict[type, Task] = {
     LoadModelRequest: Task(load_model.run),
     ControlMapRequest: Task(control_map.run, requires_model=False),
     UpscaleRequest: Task(upscale.run, requires_model=False),
+    OutpaintRequest: Task(outpaint.run),
 }
 
 
