@@ -14,7 +14,7 @@ from ldm_ui.ui.common import GPU, build_output_panel, interrupt, mark_started, s
 from ldm_ui.ui.send_to import chosen_output
 
 SOURCES = ("Single image", "Batch of uploads", "Folder in outputs")
-SEND_TARGETS = ("img2img", "inpaint")
+SEND_TARGETS = ("img2img", "inpaint", "outpaint")
 
 
 def output_folders(outputs_dir: Path) -> list[str]:
@@ -138,7 +138,7 @@ def _broken_text(upscalers) -> str:
 
 
 def _wire_send(ui, buttons: dict, outputs_state, selected, status) -> None:
-    """Send the chosen result to img2img / inpaint (their image inputs exist once every tab is built)."""
+    """Send the chosen result to img2img / inpaint / outpaint (their image inputs exist once every tab is built)."""
     for target, button in buttons.items():
         image_input = ui.image_inputs.get(target)
         if image_input is None:  # that tab is not part of this app
