@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from ldm_ui.config import AppConfig
 from ldm_ui.metadata import generation_fields, parse_infotext, read_png_parameters
@@ -48,7 +49,7 @@ def test_infotext_has_a1111s_hires_keys_and_png_info_reads_them_back(engine):
                                                      denoising_strength=0.55, sampler="DDIM",
                                                      prompt="a big red circle", negative_prompt="blurry"))
     output = engine.generate(request).outputs[0]
-    with __import__("PIL.Image", fromlist=["Image"]).open(output.path) as saved:
+    with Image.open(output.path) as saved:
         text = read_png_parameters(saved)
     settings = parse_infotext(text).settings
     assert {k: settings[k] for k in settings if k.startswith("Hires") or k == "Denoising strength"} == {
