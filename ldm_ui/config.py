@@ -28,6 +28,7 @@ class AppConfig:
     lora_dirs: list[Path] = field(default_factory=list)
     embeddings_dirs: list[Path] = field(default_factory=list)  # textual inversions besides models/embeddings
     clip_skip: int = 1  # the layer counted from the end (AUTOMATIC1111's "Clip skip"); a request may override it
+    upscaler_dirs: list[Path] = field(default_factory=list)  # learned upscalers beyond models/ESRGAN, SwinIR, ...
     default_model: str = DEMO_MODEL_NAME
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     medvram: bool = False  # model CPU offload
@@ -112,6 +113,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--outputs-dir", type=Path, default=AppConfig.outputs_dir, help="where images are saved")
     p.add_argument("--ckpt-dir", type=Path, action="append", default=[],
                    help="extra folder of .safetensors checkpoints (repeatable; an AUTOMATIC1111 models folder works)")
+    p.add_argument("--upscaler-dir", type=Path, action="append", default=[],
+                   help="extra folder of learned upscalers, .safetensors or .pth (repeatable)")
     p.add_argument("--lora-dir", type=Path, action="append", default=[], help="extra folder of LoRA files (repeatable)")
     p.add_argument("--embeddings-dir", type=Path, action="append", default=[],
                    help="extra folder of textual-inversion embeddings (repeatable; models/embeddings is always read)")
@@ -214,7 +217,7 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
     check_backend(args)
     return AppConfig(
         models_dir=args.models_dir, outputs_dir=args.outputs_dir, ckpt_dirs=args.ckpt_dir, lora_dirs=args.lora_dir,
-        embeddings_dirs=args.embeddings_dir, clip_skip=args.clip_skip,
+        embeddings_dirs=args.embeddings_dir, clip_skip=args.clip_skip, upscaler_dirs=args.upscaler_dir,
         default_model=args.model, device=args.device, medvram=args.medvram, lowvram=args.lowvram,
         dtype=args.dtype, no_half_vae=args.no_half_vae, compile_unet=args.compile,
         cpu_threads=args.cpu_threads,

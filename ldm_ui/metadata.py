@@ -22,7 +22,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from ldm_ui.requests import MAX_SEED
+from ldm_ui.requests import MAX_SEED, HiresFix, RequestError
 
 NEGATIVE_PREFIX = "Negative prompt:"
 # one `Key: value` pair of the settings line; a value is a JSON string or runs to the next comma
@@ -186,8 +186,10 @@ def _next_number(folder: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
+HIRES_KEYS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler", "Hires sampler", "Hires prompt",
+              "Hires negative prompt", "Denoising strength")
 # settings that map onto a generation tab's widgets; everything else in an infotext is shown, not applied
-WIDGET_KEYS = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Clip skip")
+WIDGET_KEYS = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Clip skip", *HIRES_KEYS)
 
 
 def sampler_from_infotext(settings: dict[str, str]) -> str | None:
@@ -204,8 +206,9 @@ def sampler_from_infotext(settings: dict[str, str]) -> str | None:
 def generation_fields(info: Infotext) -> tuple[dict[str, Any], list[str]]:
     """Request field values that `info` names, and notes on the settings that could not be used.
 
-    Keys: prompt, negative_prompt, sampler, steps, cfg_scale, seed, width, height, model, clip_skip (each only when
-    present and readable; an infotext without `Clip skip` means 1, as AUTOMATIC1111 omits it at 1).
+    Keys: prompt, negative_prompt, sampler, steps, cfg_scale, seed, width, height, model, clip_skip, hires (each only
+    when present and readable; an infotext without `Clip skip` means 1, as AUTOMATIC1111 omits it at 1; hires is a
+    HiresFix when the infotext has a `Hires upscaler`).
     """
     fields: dict[str, Any] = {"prompt": info.prompt, "negative_prompt": info.negative_prompt}
     notes: list[str] = []
@@ -243,7 +246,37 @@ def generation_fields(info: Infotext) -> tuple[dict[str, Any], list[str]]:
         fields["clip_skip"] = clip_skip
     else:
         notes.append(f"Clip skip {settings['Clip skip']!r} is not a whole number from 1 to 12; left unchanged")
+    if "Hires upscaler" in settings:
+        hires, note = hires_from_infotext(info)
+        if hires is not None:
+            fields["hires"] = hires
+        else:
+            notes.append(note)
     return fields, notes
+
+
+def hires_from_infotext(info: Infotext) -> tuple[HiresFix | None, str]:
+    """The hires fix an A1111 txt2img infotext describes (absent keys take A1111's meaning), or None and why."""
+    settings = info.settings
+    try:
+        values: dict[str, Any] = {"upscaler": settings["Hires upscaler"]}
+        if "Hires upscale" in settings:
+            values["scale"] = float(settings["Hires upscale"])
+        resize = re.fullmatch(r"(\d+)x(\d+)", settings.get("Hires resize", ""))
+        if resize:
+            values["resize_width"], values["resize_height"] = int(resize[1]), int(resize[2])
+        if "Hires steps" in settings:
+            values["steps"] = int(settings["Hires steps"])
+        if "Denoising strength" in settings:
+            values["denoising_strength"] = float(settings["Denoising strength"])
+        if "Hires sampler" in settings:
+            values["sampler"] = sampler_from_infotext({"Sampler": settings["Hires sampler"],
+                                                        "Schedule type": settings.get("Hires schedule type", "")})
+        values["prompt"] = settings.get("Hires prompt", "")
+        values["negative_prompt"] = settings.get("Hires negative prompt", "")
+        return HiresFix(**values), ""
+    except (ValueError, RequestError) as error:
+        return None, f"the hires fix settings could not be used ({error}); hires fix left unchanged"
 
 
 EXIF_IFD, USER_COMMENT = 0x8769, 0x9286

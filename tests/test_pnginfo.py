@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from ldm_ui.metadata import build_infotext, generation_fields, parse_infotext, read_png_parameters
-from ldm_ui.requests import Txt2ImgRequest
+from ldm_ui.requests import HiresFix, Txt2ImgRequest
 from ldm_ui.ui.pnginfo import NO_METADATA, read_parameters, render_parameters, send_updates
 
 A1111 = (
@@ -46,7 +46,8 @@ def test_a1111_infotext_with_hires_lora_hashes_quotes_and_multiline_prompts():
     fields, notes = generation_fields(info)
     assert fields == {"prompt": info.prompt, "negative_prompt": info.negative_prompt, "sampler": "DPM++ 2M Karras",
                       "steps": 28, "cfg_scale": 6.5, "seed": 1234567890, "width": 512, "height": 768,
-                      "model": "v1-5-pruned-emaonly", "clip_skip": 1}  # absent means 1, as AUTOMATIC1111 reads it
+                      "model": "v1-5-pruned-emaonly", "clip_skip": 1,  # absent means 1, as AUTOMATIC1111 reads it
+                      "hires": HiresFix(upscaler="4x-UltraSharp", scale=2, steps=15, denoising_strength=0.45)}
     assert notes == []
     fields, notes = generation_fields(parse_infotext(A1111.replace("Steps: 28,", "Steps: 28, Clip skip: 2,")))
     assert fields["clip_skip"] == 2 and notes == []

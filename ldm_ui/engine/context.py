@@ -21,6 +21,7 @@ from ldm_ui.requests import Output, Preview, Progress
 
 if TYPE_CHECKING:
     from ldm_ui.engine.models import LoadedModel
+    from ldm_ui.engine.upscalers import UpscalerLibrary
 
 
 class JobCancelled(Exception):
@@ -86,9 +87,11 @@ class TaskContext:
 
     def __init__(self, job: JobHandle, request: Any, model: LoadedModel | None, config: AppConfig,
                  hooks: EngineHooks, load_model: Callable[[str | None], LoadedModel] | None = None,
-                 embeddings: EmbeddingLibrary | None = None, save_image: SaveImage = save_png_atomically):
+                 embeddings: EmbeddingLibrary | None = None, save_image: SaveImage = save_png_atomically,
+                 upscalers: UpscalerLibrary | None = None):
         self.job, self.request, self.config, self.hooks = job, request, config, hooks
         self._save_image = save_image
+        self._upscalers = upscalers
         self._model = model
         self._embeddings = embeddings
         self._load_model = load_model
@@ -104,6 +107,15 @@ class TaskContext:
         if self._model is None:
             raise RuntimeError(f"{type(self.request).__name__} runs without a diffusion model")
         return self._model
+
+    @property
+    def upscalers(self) -> UpscalerLibrary:
+        """The engine's upscalers (one per engine, so a learned model stays loaded between jobs)."""
+        if self._upscalers is None:
+            from ldm_ui.engine.upscalers import UpscalerLibrary  # a context built outside an engine (tests)
+
+            self._upscalers = UpscalerLibrary(self.config)
+        return self._upscalers
 
     # ---- cancel and skip
 

@@ -17,7 +17,8 @@ from ldm_ui.config import AppConfig
 from ldm_ui.engine.context import (  # noqa: F401 - re-exported
     EngineHooks, JobCancelled, SaveImage, StepInfo, TaskContext,
 )
-from ldm_ui.engine.models import LoadedModel, ModelManager, empty_device_caches
+from ldm_ui.engine.models import LoadedModel, ModelManager, empty_device_caches, pick_device
+from ldm_ui.engine.upscalers import UpscalerLibrary
 from ldm_ui.engine.registry import task_for
 from ldm_ui.engine.samplers import SamplerMismatch
 from ldm_ui.prompts.embeddings import EmbeddingLibrary
@@ -114,6 +115,7 @@ class Engine:
         self.config = config
         self._save_image = save_image  # None: tasks write their PNGs under config.outputs_dir
         self.models = models or ModelManager(config)
+        self.upscalers = UpscalerLibrary(config, pick_device(config.device))  # loads nothing until used
         self.hooks = EngineHooks()  # what extensions add: step hooks, prompt transforms, ControlNet preprocessors
         # observers of every job's events, called on the emitting thread: keep them quick and never blocking
         self.event_listeners: list[EventListener] = []
@@ -236,7 +238,7 @@ class Engine:
             loading = False
             extra = {"save_image": self._save_image} if self._save_image else {}
             outcome = task.run(TaskContext(job, job.request, loaded, self.config, self.hooks,
-                                           embeddings=self.embeddings, **extra))
+                                           embeddings=self.embeddings, upscalers=self.upscalers, **extra))
         except JobCancelled as stop:
             outcome = Cancelled(str(stop) or "interrupted")
         except (RequestError, SamplerMismatch) as error:

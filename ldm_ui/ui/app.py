@@ -28,6 +28,7 @@ class UiContext:
     # wiring that needs every tab to exist (send-to buttons); each runs once as finish(ui) after the tabs
     after_build: list = field(default_factory=list)
     image_inputs: dict[str, Any] = field(default_factory=dict)  # target tab -> the image input "Send to" fills
+    hires_panel: Any = None  # txt2img's hires fix widgets (ui/hires_panel.py), for PNG info's "Send to"
 
     def register_tab(self, name: str, controls: GenerationControls, panel: OutputPanel,
                      send_buttons: dict[str, gr.Button] | None = None) -> None:

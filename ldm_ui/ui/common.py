@@ -143,7 +143,8 @@ def describe_progress(event: Progress) -> str:
     if event.message:
         return event.message
     batch = f"{event.unit} {event.batch_index + 1}/{event.batch_count} · " if event.batch_count > 1 else ""
-    return f"{batch}step {event.step}/{event.steps} · {event.it_per_s:.2f} it/s · ETA {format_seconds(event.eta_s)}"
+    phase = f"{event.phase}: " if event.phase else ""
+    return f"{batch}{phase}step {event.step}/{event.steps} · {event.it_per_s:.2f} it/s · ETA {format_seconds(event.eta_s)}"
 
 
 def format_seconds(seconds: float) -> str:

@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from ldm_ui.images import ImageUploadError, check_image_file
 from ldm_ui.metadata import WIDGET_KEYS, exif_user_comment, generation_fields, parse_infotext, read_png_parameters
 from ldm_ui.requests import MAX_SIZE, MIN_SIZE
+from ldm_ui.ui.hires_panel import hires_updates
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +121,18 @@ def wire_send_buttons(ui, send_row: gr.Row, image: gr.Image, raw: gr.Textbox, se
             image_input = ui.image_inputs.get(target)
             if image_input is not None:
                 outputs.append(image_input)
+            hires = ui.hires_panel if target == "txt2img" else None
+            if hires is not None:
+                outputs.extend(hires.inputs())
 
             def send(text: str, prompt: str, path: str | None, target: str = target,
-                     with_image: bool = image_input is not None) -> list[Any]:
+                     with_image: bool = image_input is not None, with_hires: bool = hires is not None) -> list[Any]:
                 updates, note = send_updates(text, prompt)
                 if with_image:
                     updates.append(path if path else gr.skip())
+                if with_hires:  # the accordion shows the image's hires fix; one without leaves it as it is
+                    updates.extend(hires_updates(generation_fields(parse_infotext(text))[0].get("hires")
+                                                 if text else None))
                 if not text:
                     return updates + [gr.skip(), note]
                 return updates + [gr.Tabs(selected=_tab_id(ui, target)), note]

@@ -66,6 +66,9 @@ class SamplingPlan:
     infotext: dict[str, Any] = field(default_factory=dict)
     postprocess: Callable[[list[Image.Image]], list[Image.Image]] = keep  # e.g. paste an inpaint back
     crop_box: tuple[int, int, int, int] | None = None
+    # a second pass over each batch's latents (hires fix): (latents, seeds, prompts, batch_index) -> latents,
+    # or None when the user skipped it
+    second_pass: Callable[[torch.Tensor, list[int], list[str], int], torch.Tensor | None] | None = None
 
 
 def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], SamplingStats]:
@@ -101,6 +104,10 @@ def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], Sam
         previews += callback.previews
         if latents is None:  # skipped: on to the next batch
             continue
+        if plan.second_pass is not None:
+            latents = plan.second_pass(latents, seeds, prompts, batch_index)
+            if latents is None:
+                continue
         images = plan.postprocess(model.vae.decode(latents))
         ctx.check_cancel()
         for image, seed, prompt in zip(images, seeds, prompts):
