@@ -55,7 +55,7 @@ def server(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("sdapi")
     models = root / "models"
-    for part in ("diffusers/demo-shapes", "Lora", "ControlNet/demo-canny"):
+    for part in ("diffusers/demo-shapes", "Lora", "ControlNet/demo-canny", "embeddings"):
         shutil.copytree(PROJECT_ROOT / "models" / part, models / part)
     build_tiny_sd(models / "diffusers" / "tiny-sd")
     config = AppConfig(models_dir=models, outputs_dir=root / "outputs", cache_dir=root / "cache", api=True,
@@ -349,9 +349,12 @@ def test_listings_show_what_ldm_ui_has(api):
     assert "Euler a" in [s["name"] for s in api.get("/samplers").json()]
     assert [s["name"] for s in api.get("/schedulers").json()] == ["automatic", "karras"]
     assert [lora["name"] for lora in api.get("/loras").json()] == ["demo-outline"]
-    for path in ("/upscalers", "/latent-upscale-modes", "/sd-vae", "/prompt-styles"):
-        assert api.get(path).json() == [], path  # not built yet: nothing is pretended
-    assert api.get("/embeddings").json() == {"loaded": {}, "skipped": {}}
+    assert [u["name"] for u in api.get("/upscalers").json()][:2] == ["Lanczos", "Nearest"]
+    modes = [m["name"] for m in api.get("/latent-upscale-modes").json()]
+    assert modes[0] == "Latent" and "Latent (nearest-exact)" in modes
+    assert "demo-redcircle" in api.get("/embeddings").json()["loaded"]
+    for path in ("/sd-vae", "/prompt-styles"):
+        assert api.get(path).json() == [], path  # not wired to the API yet: nothing is pretended
     flags = api.get("/cmd-flags")
     assert flags.json()["api"] is True and BOT_PASSWORD not in flags.text and APP_PASSWORD not in flags.text
     assert api.get("/memory").json()["ram"]["total"] > 0
@@ -435,3 +438,15 @@ def test_api_flags(tmp_path):
         config_from_args(["--api-auth", "a:b"])
     with pytest.raises(ConfigError, match="expected 'user:password'"):
         config_from_args(["--api", "--api-auth", "nocolon"])
+
+
+def test_txt2img_hires_fields_run_the_second_pass(api):
+    body = api.post("/txt2img", json={"prompt": PROMPT, "seed": 3, "steps": 6, "width": 64, "height": 64,
+                                      "enable_hr": True, "hr_scale": 2,
+                                      "hr_upscaler": "Latent", "hr_second_pass_steps": 3,
+                                      "denoising_strength": 0.5}).json()
+    image = decode(body["images"][0])
+    info = json.loads(body["info"])
+    assert image.size == (128, 128)  # the demo model's 64px, upscaled twice
+    assert "Hires upscale: 2" in info["infotexts"][0] and "Hires upscaler: Latent" in info["infotexts"][0]
+    assert not any("enable_hr" in item for item in info.get("ignored", []))
