@@ -159,7 +159,8 @@ def _next_number(folder: Path) -> int:
 
 
 # settings that map onto a generation tab's widgets; everything else in an infotext is shown, not applied
-WIDGET_KEYS = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size")
+WIDGET_KEYS = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Variation seed",
+               "Variation seed strength", "Seed resize from")
 
 
 def sampler_from_infotext(settings: dict[str, str]) -> str | None:
@@ -205,4 +206,24 @@ def generation_fields(info: Infotext) -> tuple[dict[str, Any], list[str]]:
             notes.append(f"Size {settings['Size']!r} is not WIDTHxHEIGHT; left unchanged")
     if settings.get("Model"):
         fields["model"] = settings["Model"]
+    variation_fields(info, fields, notes)
     return fields, notes
+
+
+def variation_fields(info: Infotext, fields: dict[str, Any], notes: list[str]) -> None:
+    """`Variation seed`, `Variation seed strength` and `Seed resize from` (AUTOMATIC1111's keys) into `fields`."""
+    for key, name, read in (("Variation seed", "variation_seed", info.get_int),
+                            ("Variation seed strength", "variation_strength", info.get_float)):
+        if key in info.settings:
+            value = read(key)
+            if value is None:
+                notes.append(f"{key} {info.settings[key]!r} is not a number; left unchanged")
+            else:
+                fields[name] = value
+    if "Seed resize from" in info.settings:
+        match = re.fullmatch(r"(\d+)x(\d+)", info.settings["Seed resize from"].strip())
+        if match:
+            fields["resize_from_width"], fields["resize_from_height"] = int(match[1]), int(match[2])
+        else:
+            notes.append(f"Seed resize from {info.settings['Seed resize from']!r} is not WIDTHxHEIGHT; "
+                         "left unchanged")

@@ -8,5 +8,5 @@ from ldm_ui.requests import Finished
 
 
 def run(ctx: TaskContext) -> Finished:
-    outputs, stats = run_batches(ctx, SamplingPlan(pipe=ctx.model.pipe))
+    outputs, stats = run_batches(ctx, SamplingPlan(pipe=ctx.model.pipe, makes_noise=True))
     return Finished(outputs=outputs, result=stats)
