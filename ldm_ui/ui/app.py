@@ -28,6 +28,7 @@ class UiContext:
     # wiring that needs every tab to exist (send-to buttons); each runs once as finish(ui) after the tabs
     after_build: list = field(default_factory=list)
     image_inputs: dict[str, Any] = field(default_factory=dict)  # target tab -> the image input "Send to" fills
+    seed_extras: dict[str, Any] = field(default_factory=dict)  # tab -> its SeedExtras (PNG info fills them)
 
     def register_tab(self, name: str, controls: GenerationControls, panel: OutputPanel,
                      send_buttons: dict[str, gr.Button] | None = None) -> None:

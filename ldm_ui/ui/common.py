@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 
 from ldm_ui.engine.samplers import SAMPLER_NAMES
+from ldm_ui.ui.seed_extras import seed_buttons, wire_seed_buttons
 from ldm_ui.requests import (
     MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_CFG, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, Cancelled, Failed, Finished,
     Output, Preview, Progress, Queued, RequestError, Started,
@@ -36,6 +37,8 @@ class GenerationControls:
     batch_size: gr.Slider
     generate: gr.Button
     interrupt: gr.Button
+    seed_random: gr.Button | None = None  # 🎲 and ♻ beside the seed box
+    seed_reuse: gr.Button | None = None
 
     def inputs(self) -> list[gr.components.Component]:
         """In the order of `generation_settings`' parameters."""
@@ -91,13 +94,15 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
         height = gr.Slider(MIN_SIZE, MAX_SIZE, value=native_size, step=8, label="Height", elem_id=f"{tab}-height")
     with gr.Row():
         cfg = gr.Slider(0, MAX_CFG, value=7.0, step=0.5, label="CFG scale", elem_id=f"{tab}-cfg")
-        seed = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed (-1 = random)",
-                         elem_id=f"{tab}-seed")
+        with gr.Row(equal_height=True):
+            seed = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed (-1 = random)",
+                             elem_id=f"{tab}-seed", scale=4)
+            seed_random, seed_reuse = seed_buttons(tab)
     with gr.Row():
         batch_count = gr.Slider(1, MAX_BATCH_COUNT, value=1, step=1, label="Batch count", elem_id=f"{tab}-batch-count")
         batch_size = gr.Slider(1, MAX_BATCH_SIZE, value=1, step=1, label="Batch size", elem_id=f"{tab}-batch-size")
     return GenerationControls(prompt, negative, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
-                              generate, interrupt)
+                              generate, interrupt, seed_random, seed_reuse)
 
 
 def build_output_panel(tab: str) -> OutputPanel:
@@ -230,6 +235,8 @@ def wire_generation(ui, controls: GenerationControls, panel: OutputPanel, run: C
     controls.interrupt.click(interrupt, ui.session, panel.status, queue=False, api_visibility="private")
     panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False,
                          api_visibility="private")
+    if controls.seed_random is not None:
+        wire_seed_buttons(panel, controls.seed, controls.seed_random, controls.seed_reuse)
 
 
 def infotext_of_selected(outputs: list[Output], event: gr.SelectData) -> str:

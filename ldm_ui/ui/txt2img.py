@@ -9,11 +9,12 @@ from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, 
 from ldm_ui.ui.common import (
     build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
 )
+from ldm_ui.ui.seed_extras import build_seed_extras, variation_from, wire_seed_buttons
 
 
-def to_request(model, preview_method, preview_every, *values, controlnets=()) -> Txt2ImgRequest:
+def to_request(model, preview_method, preview_every, *values, controlnets=(), variation=None) -> Txt2ImgRequest:
     return Txt2ImgRequest(model=model or None, preview_method=preview_method,
-                          preview_every_n_steps=int(preview_every), controlnets=controlnets,
+                          preview_every_n_steps=int(preview_every), controlnets=controlnets, variation=variation,
                           **generation_settings(*values))
 
 
@@ -22,6 +23,8 @@ def build(ui) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             controls = build_generation_controls("txt2img", ui.native_size)
+            extras, variation_dice, variation_reuse = build_seed_extras("txt2img")
+            ui.seed_extras["txt2img"] = extras
             build_lora_picker("txt2img", controls.prompt, ui.engine.config)
             controlnet = build_controlnet_panel("txt2img", ui.engine, controls.width, controls.height)
         with gr.Column(scale=1):
@@ -29,17 +32,18 @@ def build(ui) -> None:
             with gr.Row():
                 send_img2img = gr.Button("Send to img2img", size="sm", elem_id="txt2img-send-img2img")
                 send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="txt2img-send-inpaint")
-                reuse_seed = gr.Button("♻ Reuse seed", size="sm", elem_id="txt2img-reuse-seed")
     ui.register_tab("txt2img", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
 
     @named_unit_parameters
     def txt2img(prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
+                variation_seed, variation_strength, resize_seed_from_width, resize_seed_from_height,
                 model, preview_method, preview_every, session, *controlnet_values):
         values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
+        extra_seed = (variation_seed, variation_strength, resize_seed_from_width, resize_seed_from_height)
         yield from stream_job(ui.engine, session, lambda: to_request(
-            model, preview_method, preview_every, *values, controlnets=controlnet.units(*controlnet_values)))
+            model, preview_method, preview_every, *values, controlnets=controlnet.units(*controlnet_values),
+            variation=variation_from(*extra_seed)))
 
-    wire_generation(ui, controls, panel, txt2img, [*controls.inputs(), ui.model, ui.preview_method,
+    wire_generation(ui, controls, panel, txt2img, [*controls.inputs(), *extras.inputs(), ui.model, ui.preview_method,
                                                    ui.preview_every, ui.session, *controlnet.inputs()], "txt2img")
-    reuse_seed.click(lambda outputs: outputs[-1].seed if outputs else -1, panel.outputs_state, controls.seed,
-                     queue=False, api_name=False)
+    wire_seed_buttons(panel, extras.variation_seed, variation_dice, variation_reuse, key="Variation seed")
