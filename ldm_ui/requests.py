@@ -327,6 +327,23 @@ class LoadModelRequest:
             raise RequestError(f"model must be a model name, got {self.model!r}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class SetVaeRequest:
+    """Decode with another VAE (Automatic, None, or a name from models/VAE), on the worker between jobs; the
+    checkpoint stays loaded. The choice stays when the model changes."""
+
+    task: ClassVar[str] = "set-vae"
+
+    vae: str
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.vae, str) or not self.vae.strip():
+            raise RequestError(f"VAE must be Automatic, None or a VAE name, got {self.vae!r}")
+        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
+            raise RequestError(f"model must be a model name, got {self.model!r}")
+
+
 Request = GenerationRequest | LoadModelRequest
 
 

@@ -19,6 +19,7 @@ import torch
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
 from ldm_ui.engine.vae import VaeCodec
+from ldm_ui.engine.vae_choice import reapply_after_load
 from ldm_ui.requests import RequestError
 from ldm_ui.safe_paths import check_name, is_inside
 
@@ -60,6 +61,7 @@ class LoadedModel:
     cpu_threads: int = 0  # torch threads the engine runs this model with on the CPU (0: not on the CPU)
     pipelines: dict[str, object] = field(default_factory=dict)  # task pipelines built over the same weights
     controlnets: dict[str, object] = field(default_factory=dict)  # ControlNet models by location, kept while used
+    vae_selection: object = None  # engine/vae_choice.py's VaeSelection: the VAE in use and the checkpoint's own
 
     @property
     def is_inpainting_model(self) -> bool:
@@ -161,11 +163,13 @@ class ModelManager:
         with self._lock:
             if self.current and self.current.entry == entry:
                 return self.current
+            vae_choice = self.current.vae_selection.choice if self.current and self.current.vae_selection else None
             self.unload()
             report(f"loading {entry.name}")
             started = time.perf_counter()
             pipe = self._load_pipeline(entry, report)
             self.current = self._prepare(entry, pipe)
+            reapply_after_load(self.current, vae_choice, self.config)  # the VAE picked stays picked
             log.info("loaded %s (%s) in %.1f s", entry.name, self.current.family, time.perf_counter() - started)
             return self.current
 

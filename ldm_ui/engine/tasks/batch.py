@@ -18,6 +18,7 @@ from ldm_ui.engine.adapters import encoder_prompt, prepare_adapters
 from ldm_ui.engine.context import TaskContext
 from ldm_ui.engine.noise import initial_noise, variation_infotext
 from ldm_ui.engine.samplers import make_scheduler
+from ldm_ui.engine.vae_choice import vae_infotext
 from ldm_ui.engine.tasks.sampling import StepCallback, sample
 from ldm_ui.metadata import build_infotext
 from ldm_ui.requests import MAX_SEED, GenerationRequest, Output
@@ -111,7 +112,7 @@ def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], Sam
         ctx.check_cancel()
         for i, (image, seed, prompt) in enumerate(zip(images, seeds, prompts)):
             variation_seed = variation_seeds[i] if variation_seeds else None
-            extra = {**infotext_extra, **variation_infotext(variation, variation_seed)}
+            extra = {**vae_infotext(model), **infotext_extra, **variation_infotext(variation, variation_seed)}
             infotext = infotext_for(request, model, prompt, seed, width, height, extra)
             outputs.append(ctx.save(image, folder, str(seed), infotext, seed))
     # steps_run: what the pipeline that ran (a ControlNet variant, maybe) reports
