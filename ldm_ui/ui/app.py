@@ -9,6 +9,7 @@ import gradio as gr
 
 from ldm_ui.config import PREVIEW_METHODS
 from ldm_ui.ui.common import GenerationControls, OutputPanel, new_session_state
+from ldm_ui.ui.vae_picker import build_vae_picker, wire_vae_picker
 
 
 @dataclass
@@ -47,8 +48,11 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
             model = gr.Dropdown(engine.models.model_names(), value=current.entry.name if current else None,
                                 label="Model (or type a hub id)", allow_custom_value=True, scale=4,
                                 elem_id="model-select")
+            vae, vae_status = build_vae_picker(engine)
             refresh = gr.Button("↻ Refresh list", size="sm", scale=0, min_width=120, elem_id="model-refresh")
-            model_status = gr.Markdown(_model_summary(current), elem_id="model-status")
+            with gr.Column(scale=2):
+                model_status = gr.Markdown(_model_summary(current), elem_id="model-status")
+                vae_status.render()
         ui = UiContext(engine=engine, native_size=native, model=model, session=new_session_state())
         # settings widgets are created first (unrendered) so every tab can take them as inputs
         ui.preview_method = gr.Radio(list(PREVIEW_METHODS), value=config.preview_method, render=False,
@@ -80,6 +84,7 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
             finish(ui)
         refresh.click(lambda: gr.update(choices=engine.models.model_names()), None, model, queue=False,
                       api_name=False)
+        wire_vae_picker(engine, vae, vae_status, refresh, model_status)
         size_targets = [c.width for c, _ in ui.tabs.values()] + [c.height for c, _ in ui.tabs.values()]
         model.change(lambda name: _switch_model(engine, name, len(size_targets)), model,
                      [model_status, *size_targets], concurrency_id="gpu", concurrency_limit=1, api_name=False,
