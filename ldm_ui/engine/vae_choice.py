@@ -145,12 +145,13 @@ def load_vae_module(vae_file: VaeFile, original, cache_dir: Path):
     from diffusers import AutoencoderKL
 
     if vae_file.kind == "diffusers":
-        return AutoencoderKL.from_pretrained(str(vae_file.path), local_files_only=True)
+        return AutoencoderKL.from_pretrained(str(vae_file.path), local_files_only=True, torch_dtype=original.dtype)
     text = json.dumps(dict(original.config), indent=1, sort_keys=True)
     config_dir = cache_dir / "vae-configs" / hashlib.sha256(text.encode()).hexdigest()[:16]
     config_dir.mkdir(parents=True, exist_ok=True)
     (config_dir / "config.json").write_text(text)
-    return AutoencoderKL.from_single_file(str(vae_file.path), config=str(config_dir), local_files_only=True)
+    return AutoencoderKL.from_single_file(str(vae_file.path), config=str(config_dir), local_files_only=True,
+                                          torch_dtype=original.dtype)
 
 
 def apply_vae(model, choice: str, config: AppConfig) -> VaeSelection:
@@ -188,11 +189,9 @@ def apply_vae(model, choice: str, config: AppConfig) -> VaeSelection:
 
 def _install(model, vae, original, config: AppConfig) -> None:
     pipe, previous = model.pipe, model.pipe.vae
-    dtype = original.dtype
     offloaded = model.device.type == "cuda" and (config.lowvram or config.medvram)
     if previous is original and vae is not original:
         original.to("cpu")  # the checkpoint's own waits in RAM, not VRAM
-    vae.to(dtype=dtype)
     if not offloaded:
         vae.to(model.device)
     vae.eval()

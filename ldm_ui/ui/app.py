@@ -84,7 +84,7 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
             finish(ui)
         refresh.click(lambda: gr.update(choices=engine.models.model_names()), None, model, queue=False,
                       api_name=False)
-        wire_vae_picker(engine, vae, vae_status, refresh, model_status)
+        wire_vae_picker(engine, vae, vae_status, refresh, model, model_status)
         size_targets = [c.width for c, _ in ui.tabs.values()] + [c.height for c, _ in ui.tabs.values()]
         model.change(lambda name: _switch_model(engine, name, len(size_targets)), model,
                      [model_status, *size_targets], concurrency_id="gpu", concurrency_limit=1, api_name=False,

@@ -34,17 +34,18 @@ def build_vae_picker(engine) -> tuple[gr.Dropdown, gr.Markdown]:
     return picker, status
 
 
-def set_vae(engine, name: str) -> str:
+def set_vae(engine, name: str, model: str | None) -> str:
+    """On the model the picker shows (not the default model: a request without one would load that)."""
     try:
-        engine.submit(SetVaeRequest(vae=name or VAE_AUTOMATIC)).wait()
+        engine.submit(SetVaeRequest(vae=name or VAE_AUTOMATIC, model=model or None)).wait()
     except Exception as error:  # noqa: BLE001 - shown to the user, the app keeps serving
         return f"⚠️ {error}"
     return describe(engine)
 
 
-def wire_vae_picker(engine, picker: gr.Dropdown, status: gr.Markdown, refresh: gr.Button,
+def wire_vae_picker(engine, picker: gr.Dropdown, status: gr.Markdown, refresh: gr.Button, model: gr.Dropdown,
                     model_status: gr.Markdown) -> None:
-    picker.change(lambda name: set_vae(engine, name), picker, status, concurrency_id="gpu", concurrency_limit=1,
+    picker.change(lambda name, model_name: set_vae(engine, name, model_name), [picker, model], status, concurrency_id="gpu", concurrency_limit=1,
                   api_name="set_vae", show_progress_on=status)
     refresh.click(lambda: gr.update(choices=vae_choices(engine.config)), None, picker, queue=False,
                   api_visibility="private")
