@@ -17,6 +17,7 @@ class AppConfig:
     models_dir: Path = PROJECT_ROOT / "models"
     outputs_dir: Path = PROJECT_ROOT / "outputs"
     presets_dir: Path = PROJECT_ROOT / "presets"
+    styles_file: Path = PROJECT_ROOT / "styles.csv"  # AUTOMATIC1111's format: name,prompt,negative_prompt
     extensions_dir: Path = PROJECT_ROOT / "extensions"
     cache_dir: Path = PROJECT_ROOT / ".cache"
     # extra folders of single-file checkpoints, e.g. an AUTOMATIC1111 models/Stable-diffusion folder
@@ -91,6 +92,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora-dir", type=Path, action="append", default=[], help="extra folder of LoRA files (repeatable)")
     p.add_argument("--vae-dir", type=Path, action="append", default=[],
                    help="extra folder of VAE files (.safetensors) or diffusers VAE folders (repeatable)")
+    p.add_argument("--styles-file", type=Path, default=AppConfig.styles_file,
+                   help="prompt styles in AUTOMATIC1111's styles.csv format (an A1111 styles.csv works)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--medvram", action="store_true", help="offload whole models to the CPU between uses")
     p.add_argument("--lowvram", action="store_true", help="offload layer by layer (slowest, least VRAM)")
@@ -135,7 +138,7 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         raise ConfigError(f"--max-file-size-mb must be between 1 and 10000 (MB), got {args.max_file_size_mb}")
     return AppConfig(
         models_dir=args.models_dir, outputs_dir=args.outputs_dir, ckpt_dirs=args.ckpt_dir, lora_dirs=args.lora_dir,
-        vae_dirs=args.vae_dir,
+        vae_dirs=args.vae_dir, styles_file=args.styles_file,
         default_model=args.model, device=args.device, medvram=args.medvram, lowvram=args.lowvram,
         cpu_threads=args.cpu_threads,
         allow_pickle=args.allow_pickle, preview_method=args.preview, preview_every_n_steps=args.preview_every,

@@ -39,6 +39,8 @@ class GenerationControls:
     interrupt: gr.Button
     seed_random: gr.Button | None = None  # 🎲 and ♻ beside the seed box
     seed_reuse: gr.Button | None = None
+    styles: gr.Dropdown | None = None  # the styles picker (ui/styles_panel.py); Generate applies what it holds
+    styles_file: Any = None
 
     def inputs(self) -> list[gr.components.Component]:
         """In the order of `generation_settings`' parameters."""
@@ -227,8 +229,17 @@ def wire_generation(ui, controls: GenerationControls, panel: OutputPanel, run: C
     if submit_on_enter:
         triggers.append((controls.prompt.submit, {"api_visibility": "private"}))
     for trigger, api in triggers:
-        trigger(mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
-                api_visibility="private").then(
+        started = trigger(mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
+                          api_visibility="private")
+        if controls.styles is not None:  # picked styles go into the prompt boxes first: the job sees the final prompt
+            from ldm_ui.ui.styles_panel import apply_picked
+
+            started = started.then(
+                lambda p, n, s: apply_picked(controls.styles_file, p, n, s)[:3],
+                [controls.prompt, controls.negative_prompt, controls.styles],
+                [controls.prompt, controls.negative_prompt, controls.styles], queue=False, show_progress="hidden",
+                api_visibility="private")
+        started.then(
             run, inputs, outputs or panel.outputs(), concurrency_id=GPU, concurrency_limit=1,
             show_progress="minimal", **api,
         )

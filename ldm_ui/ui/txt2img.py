@@ -10,6 +10,7 @@ from ldm_ui.ui.common import (
     build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
 )
 from ldm_ui.ui.seed_extras import build_seed_extras, variation_from, wire_seed_buttons
+from ldm_ui.ui.styles_panel import build_styles_panel
 
 
 def to_request(model, preview_method, preview_every, *values, controlnets=(), variation=None) -> Txt2ImgRequest:
@@ -23,6 +24,7 @@ def build(ui) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             controls = build_generation_controls("txt2img", ui.native_size)
+            build_styles_panel("txt2img", controls, ui.engine.config.styles_file)
             extras, variation_dice, variation_reuse = build_seed_extras("txt2img")
             ui.seed_extras["txt2img"] = extras
             build_lora_picker("txt2img", controls.prompt, ui.engine.config)
