@@ -9,6 +9,7 @@ import gradio as gr
 
 from ldm_ui.config import PREVIEW_METHODS
 from ldm_ui.ui.common import GenerationControls, OutputPanel, new_session_state
+from ldm_ui.ui import settings_panel
 from ldm_ui.ui.vae_picker import build_vae_picker, wire_vae_picker
 
 
@@ -74,6 +75,7 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
             with gr.Tab("Settings", id="settings"):
                 ui.preview_method.render()
                 ui.preview_every.render()
+                settings_widgets = settings_panel.build(ui)
                 gr.Markdown(f"Outputs are saved under `{config.outputs_dir}`. Models are read from "
                             f"`{config.models_dir}`.")
 
@@ -82,6 +84,7 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
         presets_ui.attach_from_config(ui, config)
         for finish in ui.after_build:
             finish(ui)
+        settings_panel.wire(ui, demo, settings_widgets)
         refresh.click(lambda: gr.update(choices=engine.models.model_names()), None, model, queue=False,
                       api_name=False)
         wire_vae_picker(engine, vae, vae_status, refresh, model, model_status)
