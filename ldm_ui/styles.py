@@ -11,6 +11,7 @@ import csv
 import io
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,8 @@ def load_styles(path: Path) -> StyleFile:
 
 
 def save_style(path: Path, style: Style) -> StyleFile:
-    """Add or replace `style` in the file (written atomically, the other rows kept as they were read)."""
+    """Add or replace `style` in the file (written atomically, the other rows kept as they were read; the previous
+    file is kept as <name>.bak, so rows that could not be read are not lost)."""
     if not style.name.strip():
         raise StyleError("a style needs a name")
     if "\x00" in style.name + style.prompt + style.negative_prompt:
@@ -111,6 +113,8 @@ def save_style(path: Path, style: Style) -> StyleFile:
     styles = dict(current.styles)
     styles[style.name.strip()] = Style(style.name.strip(), style.prompt, style.negative_prompt)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file():  # as A1111 does: the file as it was stays beside it (rows that could not be read included)
+        shutil.copy2(path, path.with_name(path.name + ".bak"))
     fd, tmp = tempfile.mkstemp(prefix=".styles-", suffix=".csv", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:

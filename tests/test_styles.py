@@ -32,6 +32,7 @@ def test_saving_round_trips_every_style(tmp_path):
     saved = save_style(path, added)
     assert saved.styles == {**parse_styles(A1111_FILE).styles, added.name: added}
     assert load_styles(path).styles == saved.styles and saved.skipped == []
+    assert (tmp_path / "styles.csv.bak").read_text() == A1111_FILE  # the file as it was, kept as A1111 keeps it
     replaced = save_style(path, Style("Plain suffix", "changed", ""))
     assert replaced.styles["Plain suffix"].prompt == "changed" and len(replaced.styles) == 4
 
