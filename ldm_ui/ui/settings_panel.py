@@ -66,7 +66,7 @@ def _tab_values(ui, settings: UserSettings) -> list:
 def wire(ui, demo: gr.Blocks, widgets: SettingsWidgets) -> None:
     """Save -> the file, the engine's preview defaults and every tab; page load -> the saved values everywhere
     (the tabs' widgets only when no --preset chose the starting values)."""
-    engine, config = ui.engine, ui.engine.config
+    config = ui.engine.config
     own = [widgets.sampler, widgets.steps, widgets.cfg_scale, widgets.width, widgets.height, ui.preview_method,
            ui.preview_every]
     tabs = _tab_widgets(ui)
