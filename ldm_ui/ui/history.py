@@ -39,18 +39,20 @@ def build(ui) -> None:
             with gr.Row():
                 delete = gr.Button("🗑 Delete", variant="stop", size="sm", elem_id="history-delete")
                 undo = gr.Button("↶ Undo delete", size="sm", elem_id="history-undo")
+            send_row = gr.Row()  # Send to txt2img / img2img / inpaint, once every tab exists
             note = gr.Markdown("", elem_id="history-note")
     shown = gr.State([])  # the paths on this page, in gallery order
     selected = gr.State(None)
+    selected_path = gr.State(None)  # what "Send to" sends
     trashed = gr.State([])  # this session's deletions, newest last
 
     def show(search_text, page_number):
         result = history.page(int(page_number or 1), PER_PAGE, search_text or "")
         text = (f"{result.total} image(s){' matching' if (search_text or '').strip() else ''}; "
                 f"page {result.page} of {result.pages}")
-        return [str(p) for p in result.paths], text, [str(p) for p in result.paths], result.page, None, ""
+        return [str(p) for p in result.paths], text, [str(p) for p in result.paths], result.page, None, "", None
 
-    outputs = [gallery, summary, shown, page, selected, infotext]
+    outputs = [gallery, summary, shown, page, selected, infotext, selected_path]
     for event in (refresh.click, search.submit, page.submit):
         event(show, [search, page], outputs, queue=False, api_visibility="private")
 
@@ -63,18 +65,26 @@ def build(ui) -> None:
 
     def select(paths, event: gr.SelectData):
         if not paths or event.index >= len(paths):
-            return gr.skip(), gr.skip()
-        return event.index, history.infotext(Path(paths[event.index]))
+            return gr.skip(), gr.skip(), gr.skip()
+        return event.index, history.infotext(Path(paths[event.index])), paths[event.index]
 
-    gallery.select(select, shown, [selected, infotext], queue=False, api_visibility="private")
+    gallery.select(select, shown, [selected, infotext, selected_path], queue=False, api_visibility="private")
+
+    def send_buttons(ui) -> None:
+        from ldm_ui.ui.pnginfo import wire_send_buttons
+
+        wire_send_buttons(ui, send_row, selected_path, infotext, note, source="history")
+
+    # queued behind every other finisher, as PNG info's: img2img and inpaint register their image inputs in theirs
+    ui.after_build.append(lambda ui: ui.after_build.append(send_buttons))
 
     def remove(paths, index, done, search_text, page_number):
         if index is None or not paths:
-            return [gr.skip()] * 6 + [done, "Select an image first."]
+            return [gr.skip()] * 7 + [done, "Select an image first."]
         try:
             target = history.delete(Path(paths[index]))
         except HistoryError as error:
-            return [gr.skip()] * 6 + [done, f"⚠️ {error}"]
+            return [gr.skip()] * 7 + [done, f"⚠️ {error}"]
         return [*show(search_text, page_number), done + [str(target)],
                 f"Moved {Path(paths[index]).name} to the trash; **Undo delete** brings it back."]
 
@@ -83,11 +93,11 @@ def build(ui) -> None:
 
     def restore(done, search_text, page_number):
         if not done:
-            return [gr.skip()] * 6 + [done, "Nothing to undo."]
+            return [gr.skip()] * 7 + [done, "Nothing to undo."]
         try:
             back = history.restore(Path(done[-1]))
         except HistoryError as error:
-            return [gr.skip()] * 6 + [done[:-1], f"⚠️ {error}"]
+            return [gr.skip()] * 7 + [done[:-1], f"⚠️ {error}"]
         return [*show(search_text, page_number), done[:-1], f"Restored {back.name}."]
 
     undo.click(restore, [trashed, search, page], [*outputs, trashed, note], queue=False, api_visibility="private")

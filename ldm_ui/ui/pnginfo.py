@@ -133,7 +133,8 @@ def build(ui) -> None:
         lambda ui: ui.after_build.append(lambda ui: wire_send_buttons(ui, send_row, image, raw, send_status)))
 
 
-def wire_send_buttons(ui, send_row: gr.Row, image: gr.Image, raw: gr.Textbox, send_status: gr.Markdown) -> None:
+def wire_send_buttons(ui, send_row: gr.Row, image, raw: gr.Textbox, send_status: gr.Markdown,
+                      source: str = "pnginfo") -> None:
     """One 'Send to' button per generation tab that exists (txt2img; img2img and inpaint when present).
 
     img2img and inpaint also receive the dropped image itself, as A1111 users expect.
@@ -143,7 +144,7 @@ def wire_send_buttons(ui, send_row: gr.Row, image: gr.Image, raw: gr.Textbox, se
             if target not in ui.tabs:
                 continue
             controls, _panel = ui.tabs[target]
-            button = gr.Button(f"Send to {target}", size="sm", elem_id=f"pnginfo-send-{target}")
+            button = gr.Button(f"Send to {target}", size="sm", elem_id=f"{source}-send-{target}")
             outputs = [controls.prompt, controls.negative_prompt, controls.sampler, controls.steps,
                        controls.cfg_scale, controls.width, controls.height, controls.seed]
             extras = ui.seed_extras.get(target)
