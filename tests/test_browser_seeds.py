@@ -24,11 +24,12 @@ def test_variation_seed_and_seed_buttons(app_config):
         page.wait_for_function("document.querySelector('#txt2img-status').innerText.includes('Done')",
                                timeout=120_000)
         infotext = page.input_value("#txt2img-infotext textarea")
-        screenshot(page, "txt2img-variation")
 
-        # select the first of the two images: ♻ takes its seeds, not the last image's
+        # select the first of the two images: ♻ takes its seeds, not the last image's (once both thumbnails show)
+        page.wait_for_selector("#txt2img-gallery button[aria-label='Thumbnail 2 of 2'] img", state="visible")
         page.click("#txt2img-gallery button[aria-label='Thumbnail 1 of 2']")
         page.wait_for_function("document.querySelector('#txt2img-infotext textarea').value.includes('Seed: 11,')")
+        screenshot(page, "txt2img-variation")
         set_number(page, "#txt2img-seed input", 5)
         set_number(page, "#txt2img-variation-seed input", 5)
         page.click("#txt2img-seed-reuse")

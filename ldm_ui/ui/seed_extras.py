@@ -64,11 +64,14 @@ def variation_from(variation_seed: Any, strength: Any, resize_width: Any, resize
     return variation if variation.active else None
 
 
-def selected_seed(outputs: list[Output], index: int | None, key: str | None = None):
-    """The seed of the gallery's selected image (else the last one); with `key`, that infotext entry's number."""
+def selected_seed(outputs: list[Output], chosen: str | None, key: str | None = None):
+    """The seed of the image picked in the gallery (else the last one); with `key`, that infotext entry's number.
+
+    The pick is remembered by the image's path, so a newer batch (which lacks it) falls back to its last image.
+    """
     if not outputs:
         return gr.skip()
-    output = outputs[index] if index is not None and 0 <= index < len(outputs) else outputs[-1]
+    output = next((o for o in outputs if chosen is not None and o.path == chosen), outputs[-1])
     if key is None:
         return output.seed
     value = parse_infotext(output.infotext).get_int(key)
@@ -77,12 +80,11 @@ def selected_seed(outputs: list[Output], index: int | None, key: str | None = No
 
 def wire_seed_buttons(panel, seed: gr.Number, dice: gr.Button, recycle: gr.Button, key: str | None = None) -> None:
     """🎲 sets -1; ♻ takes the seed (or the infotext's `key`) of the image selected in this tab's gallery."""
-    selected = gr.State(None)
-    panel.gallery.select(_selected_index, None, selected, queue=False, api_visibility="private",
+    chosen = gr.State(None)
+    panel.gallery.select(_chosen_path, panel.outputs_state, chosen, queue=False, api_visibility="private",
                          show_progress="hidden")
-    panel.gallery.change(lambda: None, None, selected, queue=False, api_visibility="private", show_progress="hidden")
     dice.click(lambda: -1, None, seed, queue=False, api_visibility="private", show_progress="hidden")
-    recycle.click(lambda outputs, index: selected_seed(outputs, index, key), [panel.outputs_state, selected], seed,
+    recycle.click(lambda outputs, path: selected_seed(outputs, path, key), [panel.outputs_state, chosen], seed,
                   queue=False, api_visibility="private", show_progress="hidden")
 
 
@@ -96,6 +98,6 @@ def _whole(value: Any, name: str) -> int:
     return int(number)
 
 
-def _selected_index(event: gr.SelectData) -> int:
-    return event.index
+def _chosen_path(outputs: list[Output], event: gr.SelectData) -> str | None:
+    return outputs[event.index].path if outputs and 0 <= event.index < len(outputs) else None
 
