@@ -21,6 +21,7 @@ class AppConfig:
     models_dir: Path = PROJECT_ROOT / "models"
     outputs_dir: Path = PROJECT_ROOT / "outputs"
     presets_dir: Path = PROJECT_ROOT / "presets"
+    styles_file: Path = PROJECT_ROOT / "styles.csv"  # AUTOMATIC1111's format: name,prompt,negative_prompt
     extensions_dir: Path = PROJECT_ROOT / "extensions"
     cache_dir: Path = PROJECT_ROOT / ".cache"
     # extra folders of single-file checkpoints, e.g. an AUTOMATIC1111 models/Stable-diffusion folder
@@ -29,6 +30,7 @@ class AppConfig:
     embeddings_dirs: list[Path] = field(default_factory=list)  # textual inversions besides models/embeddings
     clip_skip: int = 1  # the layer counted from the end (AUTOMATIC1111's "Clip skip"); a request may override it
     upscaler_dirs: list[Path] = field(default_factory=list)  # learned upscalers beyond models/ESRGAN, SwinIR, ...
+    vae_dirs: list[Path] = field(default_factory=list)  # extra folders of VAEs besides models/VAE
     default_model: str = DEMO_MODEL_NAME
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     medvram: bool = False  # model CPU offload
@@ -120,6 +122,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="extra folder of textual-inversion embeddings (repeatable; models/embeddings is always read)")
     p.add_argument("--clip-skip", type=int, default=1,
                    help="text-encoder layer counted from the end, 1 to 12 (AUTOMATIC1111's Clip skip; default 1)")
+    p.add_argument("--vae-dir", type=Path, action="append", default=[],
+                   help="extra folder of VAE files (.safetensors) or diffusers VAE folders (repeatable)")
+    p.add_argument("--styles-file", type=Path, default=AppConfig.styles_file,
+                   help="prompt styles in AUTOMATIC1111's styles.csv format (an A1111 styles.csv works)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--medvram", action="store_true", help="offload whole models to the CPU between uses")
     p.add_argument("--lowvram", action="store_true", help="offload layer by layer (slowest, least VRAM)")
@@ -218,6 +224,7 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
     return AppConfig(
         models_dir=args.models_dir, outputs_dir=args.outputs_dir, ckpt_dirs=args.ckpt_dir, lora_dirs=args.lora_dir,
         embeddings_dirs=args.embeddings_dir, clip_skip=args.clip_skip, upscaler_dirs=args.upscaler_dir,
+        vae_dirs=args.vae_dir, styles_file=args.styles_file,
         default_model=args.model, device=args.device, medvram=args.medvram, lowvram=args.lowvram,
         dtype=args.dtype, no_half_vae=args.no_half_vae, compile_unet=args.compile,
         cpu_threads=args.cpu_threads,

@@ -189,7 +189,8 @@ def _next_number(folder: Path) -> int:
 HIRES_KEYS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler", "Hires sampler", "Hires prompt",
               "Hires negative prompt", "Denoising strength")
 # settings that map onto a generation tab's widgets; everything else in an infotext is shown, not applied
-WIDGET_KEYS = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Clip skip", *HIRES_KEYS)
+WIDGET_KEYS = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Clip skip", *HIRES_KEYS,
+               "Variation seed", "Variation seed strength", "Seed resize from")
 
 
 def sampler_from_infotext(settings: dict[str, str]) -> str | None:
@@ -252,7 +253,27 @@ def generation_fields(info: Infotext) -> tuple[dict[str, Any], list[str]]:
             fields["hires"] = hires
         else:
             notes.append(note)
+    variation_fields(info, fields, notes)
     return fields, notes
+
+
+def variation_fields(info: Infotext, fields: dict[str, Any], notes: list[str]) -> None:
+    """`Variation seed`, `Variation seed strength` and `Seed resize from` (AUTOMATIC1111's keys) into `fields`."""
+    for key, name, read in (("Variation seed", "variation_seed", info.get_int),
+                            ("Variation seed strength", "variation_strength", info.get_float)):
+        if key in info.settings:
+            value = read(key)
+            if value is None:
+                notes.append(f"{key} {info.settings[key]!r} is not a number; left unchanged")
+            else:
+                fields[name] = value
+    if "Seed resize from" in info.settings:
+        match = re.fullmatch(r"(\d+)x(\d+)", info.settings["Seed resize from"].strip())
+        if match:
+            fields["resize_from_width"], fields["resize_from_height"] = int(match[1]), int(match[2])
+        else:
+            notes.append(f"Seed resize from {info.settings['Seed resize from']!r} is not WIDTHxHEIGHT; "
+                         "left unchanged")
 
 
 def hires_from_infotext(info: Infotext) -> tuple[HiresFix | None, str]:

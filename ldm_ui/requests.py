@@ -254,13 +254,50 @@ class HiresFix:
 
 
 @dataclass(frozen=True, kw_only=True)
+class VariationSeed:
+    """AUTOMATIC1111's "Extra" seed settings: a second seed whose noise is mixed in, and a seed-resize size.
+
+    strength 0 is the seed's noise alone, 1 the variation seed's; `seed` -1 picks a random one per job.
+    resize_from_width/height: the size the seed's noise is made at and centred in the image (0 x 0: off).
+    """
+
+    seed: int = -1
+    strength: float = 0.0
+    resize_from_width: int = 0
+    resize_from_height: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("variation seed", self.seed, -1, MAX_SEED, " (-1 picks a random seed)")
+        _check_float("variation strength", self.strength, 0.0, 1.0)
+        for name, value in (("width", self.resize_from_width), ("height", self.resize_from_height)):
+            if isinstance(value, bool) or not isinstance(value, int) or (
+                    value != 0 and (value % 8 or not MIN_SIZE <= value <= MAX_SIZE)):
+                raise RequestError(f"resize seed from {name} must be 0 (off) or a multiple of 8 between {MIN_SIZE} "
+                                   f"and {MAX_SIZE}, got {value!r}")
+        if (self.resize_from_width == 0) != (self.resize_from_height == 0):
+            raise RequestError(f"resize seed from needs both a width and a height (or both 0 for off), got "
+                               f"{self.resize_from_width}x{self.resize_from_height}")
+
+    @property
+    def resize_from(self) -> tuple[int, int] | None:
+        return (self.resize_from_width, self.resize_from_height) if self.resize_from_width else None
+
+    @property
+    def active(self) -> bool:
+        return self.strength > 0 or self.resize_from is not None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Txt2ImgRequest(GenerationRequest):
     task: ClassVar[str] = "txt2img"
 
     hires: HiresFix | None = None  # a second, larger pass after each batch (None: off)
+    variation: VariationSeed | None = None  # variation seed / strength / resize seed from (None: off)
 
     def validate(self) -> None:
         super().validate()
+        if self.variation is not None and not isinstance(self.variation, VariationSeed):
+            raise RequestError(f"variation must be a VariationSeed, got {self.variation!r:.80}")
         if self.hires is None:
             return
         if not isinstance(self.hires, HiresFix):
@@ -381,6 +418,23 @@ class LoadModelRequest:
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
+            raise RequestError(f"model must be a model name, got {self.model!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetVaeRequest:
+    """Decode with another VAE (Automatic, None, or a name from models/VAE), on the worker between jobs; the
+    checkpoint stays loaded. The choice stays when the model changes."""
+
+    task: ClassVar[str] = "set-vae"
+
+    vae: str
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.vae, str) or not self.vae.strip():
+            raise RequestError(f"VAE must be Automatic, None or a VAE name, got {self.vae!r}")
+        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
             raise RequestError(f"model must be a model name, got {self.model!r}")
 
 

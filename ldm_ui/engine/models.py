@@ -22,6 +22,7 @@ from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
 from ldm_ui.engine.samplers import samplers_for
 from ldm_ui.engine.single_file import CONFIGS_DIR, load_single_file
 from ldm_ui.engine.vae import VaeCodec
+from ldm_ui.engine.vae_choice import reapply_after_load
 from ldm_ui.safe_paths import check_name, is_inside, pickle_only_weights, shown_path
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class LoadedModel:
     compiled_sizes: set = field(default_factory=set)  # (width, height, batch) the compiled U-Net has warmed up for
     pipelines: dict[str, object] = field(default_factory=dict)  # task pipelines built over the same weights
     controlnets: dict[str, object] = field(default_factory=dict)  # ControlNet models by location, kept while used
+    vae_selection: object = None  # engine/vae_choice.py's VaeSelection: the VAE in use and the checkpoint's own
 
     @property
     def denoiser(self):
@@ -209,11 +211,13 @@ class ModelManager:
         with self._lock:
             if self.current and self.current.entry == entry:
                 return self.current
+            vae_choice = self.current.vae_selection.choice if self.current and self.current.vae_selection else None
             self.unload()
             report(f"loading {entry.name}")
             started = time.perf_counter()
             pipe, family = self._load_pipeline(entry, report)
             self.current = self._prepare(entry, pipe, family)
+            reapply_after_load(self.current, vae_choice, self.config)  # the VAE picked stays picked
             log.info("loaded %s (%s) in %.1f s", entry.name, self.current.family, time.perf_counter() - started)
             return self.current
 

@@ -9,6 +9,8 @@ import gradio as gr
 
 from ldm_ui.config import PREVIEW_METHODS
 from ldm_ui.ui.common import GenerationControls, OutputPanel, gpu_slots, new_session_state
+from ldm_ui.ui import settings_panel
+from ldm_ui.ui.vae_picker import build_vae_picker, wire_vae_picker
 
 
 @dataclass
@@ -29,6 +31,7 @@ class UiContext:
     after_build: list = field(default_factory=list)
     image_inputs: dict[str, Any] = field(default_factory=dict)  # target tab -> the image input "Send to" fills
     hires_panel: Any = None  # txt2img's hires fix widgets (ui/hires_panel.py), for PNG info's "Send to"
+    seed_extras: dict[str, Any] = field(default_factory=dict)  # tab -> its SeedExtras (PNG info fills them)
 
     def register_tab(self, name: str, controls: GenerationControls, panel: OutputPanel,
                      send_buttons: dict[str, gr.Button] | None = None) -> None:
@@ -47,8 +50,11 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
             model = gr.Dropdown(engine.models.model_names(), value=current.entry.name if current else None,
                                 label="Model (or type a hub id)", allow_custom_value=True, scale=4,
                                 elem_id="model-select")
+            vae, vae_status = build_vae_picker(engine)
             refresh = gr.Button("↻ Refresh list", size="sm", scale=0, min_width=120, elem_id="model-refresh")
-            model_status = gr.Markdown(_model_summary(current), elem_id="model-status")
+            with gr.Column(scale=2):
+                model_status = gr.Markdown(_model_summary(current), elem_id="model-status")
+                vae_status.render()
         ui = UiContext(engine=engine, native_size=native, model=model, session=new_session_state())
         # settings widgets are created first (unrendered) so every tab can take them as inputs
         ui.preview_method = gr.Radio(list(PREVIEW_METHODS), value=config.preview_method, render=False,
@@ -70,6 +76,7 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
             with gr.Tab("Settings", id="settings"):
                 ui.preview_method.render()
                 ui.preview_every.render()
+                settings_widgets = settings_panel.build(ui)
                 gr.Markdown(f"Outputs are saved under `{config.outputs_dir}`. Models are read from "
                             f"`{config.models_dir}`.")
 
@@ -78,8 +85,10 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
         presets_ui.attach_from_config(ui, config)
         for finish in ui.after_build:
             finish(ui)
+        settings_panel.wire(ui, demo, settings_widgets)
         refresh.click(lambda: gr.update(choices=engine.models.model_names()), None, model, queue=False,
                       api_name=False)
+        wire_vae_picker(engine, vae, vae_status, refresh, model, model_status)
         size_targets = [c.width for c, _ in ui.tabs.values()] + [c.height for c, _ in ui.tabs.values()]
         model.change(lambda name: _switch_model(engine, name, len(size_targets)), model,
                      [model_status, *size_targets], concurrency_id="gpu", concurrency_limit=gpu_slots(engine), api_name=False,

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 
 from ldm_ui.engine.samplers import SAMPLER_NAMES
+from ldm_ui.ui.seed_extras import seed_buttons, wire_seed_buttons
 from ldm_ui.requests import (
     MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_CFG, MAX_CLIP_SKIP, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, Cancelled,
     Failed, Finished, Output, Preview, Progress, Queued, RequestError, Started,
@@ -43,6 +44,10 @@ class GenerationControls:
     clip_skip: gr.Slider
     generate: gr.Button
     interrupt: gr.Button
+    seed_random: gr.Button | None = None  # 🎲 and ♻ beside the seed box
+    seed_reuse: gr.Button | None = None
+    styles: gr.Dropdown | None = None  # the styles picker (ui/styles_panel.py); Generate applies what it holds
+    styles_file: Any = None
 
     def inputs(self) -> list[gr.components.Component]:
         """In the order of `generation_settings`' parameters."""
@@ -107,8 +112,10 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
         clip_skip = gr.Slider(1, MAX_CLIP_SKIP, value=engine.config.clip_skip if engine else 1, step=1,
                               label="Clip skip", elem_id=f"{tab}-clip-skip",
                               info="text-encoder layer, from the end")
-        seed = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed (-1 = random)",
-                         elem_id=f"{tab}-seed")
+        with gr.Row(equal_height=True):
+            seed = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed (-1 = random)",
+                             elem_id=f"{tab}-seed", scale=4)
+            seed_random, seed_reuse = seed_buttons(tab)
     with gr.Row():
         batch_count = gr.Slider(1, MAX_BATCH_COUNT, value=1, step=1, label="Batch count", elem_id=f"{tab}-batch-count")
         batch_size = gr.Slider(1, MAX_BATCH_SIZE, value=1, step=1, label="Batch size", elem_id=f"{tab}-batch-size")
@@ -117,7 +124,7 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
         prompt_tools.wire_token_counter(engine, prompt, steps, prompt_count)
         prompt_tools.wire_token_counter(engine, negative, steps, negative_count)
     return GenerationControls(prompt, negative, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
-                              clip_skip, generate, interrupt)
+                              clip_skip, generate, interrupt, seed_random, seed_reuse)
 
 
 def build_output_panel(tab: str) -> OutputPanel:
@@ -243,14 +250,25 @@ def wire_generation(ui, controls: GenerationControls, panel: OutputPanel, run: C
     if submit_on_enter:
         triggers.append((controls.prompt.submit, {"api_visibility": "private"}))
     for trigger, api in triggers:
-        trigger(mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
-                api_visibility="private").then(
+        started = trigger(mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
+                          api_visibility="private")
+        if controls.styles is not None:  # picked styles go into the prompt boxes first: the job sees the final prompt
+            from ldm_ui.ui.styles_panel import apply_picked
+
+            started = started.then(
+                lambda p, n, s: apply_picked(controls.styles_file, p, n, s)[:3],
+                [controls.prompt, controls.negative_prompt, controls.styles],
+                [controls.prompt, controls.negative_prompt, controls.styles], queue=False, show_progress="hidden",
+                api_visibility="private")
+        started.then(
             run, inputs, outputs or panel.outputs(), concurrency_id=GPU, concurrency_limit=gpu_slots(ui.engine),
             show_progress="minimal", **api,
         )
     controls.interrupt.click(interrupt, ui.session, panel.status, queue=False, api_visibility="private")
     panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False,
                          api_visibility="private")
+    if controls.seed_random is not None:
+        wire_seed_buttons(panel, controls.seed, controls.seed_random, controls.seed_reuse)
 
 
 def infotext_of_selected(outputs: list[Output], event: gr.SelectData) -> str:

@@ -81,6 +81,16 @@ def send_updates(text: str | None, current_prompt: str) -> tuple[list, str]:
     return updates, "; ".join(notes)
 
 
+def seed_extra_updates(text: str | None) -> list:
+    """Updates for [variation seed, variation strength, resize seed from width, height]: an infotext without
+    them had no variation, so strength and resize go back to off; the variation seed box keeps its value."""
+    if not text:
+        return [gr.skip()] * 4
+    fields, _ = generation_fields(parse_infotext(text))
+    return [fields.get("variation_seed", gr.skip()), fields.get("variation_strength", 0.0),
+            fields.get("resize_from_width", 0), fields.get("resize_from_height", 0)]
+
+
 def build(ui) -> None:
     with gr.Row():
         with gr.Column(scale=1):
@@ -105,7 +115,8 @@ def build(ui) -> None:
         lambda ui: ui.after_build.append(lambda ui: wire_send_buttons(ui, send_row, image, raw, send_status)))
 
 
-def wire_send_buttons(ui, send_row: gr.Row, image: gr.Image, raw: gr.Textbox, send_status: gr.Markdown) -> None:
+def wire_send_buttons(ui, send_row: gr.Row, image, raw: gr.Textbox, send_status: gr.Markdown,
+                      source: str = "pnginfo") -> None:
     """One 'Send to' button per generation tab that exists (txt2img; img2img and inpaint when present).
 
     img2img and inpaint also receive the dropped image itself, as A1111 users expect.
@@ -115,9 +126,12 @@ def wire_send_buttons(ui, send_row: gr.Row, image: gr.Image, raw: gr.Textbox, se
             if target not in ui.tabs:
                 continue
             controls, _panel = ui.tabs[target]
-            button = gr.Button(f"Send to {target}", size="sm", elem_id=f"pnginfo-send-{target}")
+            button = gr.Button(f"Send to {target}", size="sm", elem_id=f"{source}-send-{target}")
             outputs = [controls.prompt, controls.negative_prompt, controls.sampler, controls.steps,
                        controls.cfg_scale, controls.width, controls.height, controls.seed, controls.clip_skip]
+            extras = ui.seed_extras.get(target)
+            if extras is not None:
+                outputs.extend(extras.inputs())
             image_input = ui.image_inputs.get(target)
             if image_input is not None:
                 outputs.append(image_input)
@@ -126,8 +140,11 @@ def wire_send_buttons(ui, send_row: gr.Row, image: gr.Image, raw: gr.Textbox, se
                 outputs.extend(hires.inputs())
 
             def send(text: str, prompt: str, path: str | None, target: str = target,
-                     with_image: bool = image_input is not None, with_hires: bool = hires is not None) -> list[Any]:
+                     with_image: bool = image_input is not None, with_hires: bool = hires is not None,
+                     with_extras: bool = extras is not None) -> list[Any]:
                 updates, note = send_updates(text, prompt)
+                if with_extras:
+                    updates.extend(seed_extra_updates(text))
                 if with_image:
                     updates.append(path if path else gr.skip())
                 if with_hires:  # the accordion shows the image's hires fix; one without leaves it as it is

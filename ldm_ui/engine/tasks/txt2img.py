@@ -11,9 +11,10 @@ from ldm_ui.requests import Finished
 def run(ctx: TaskContext) -> Finished:
     request = ctx.request
     if request.hires is None:
-        outputs, stats = run_batches(ctx, SamplingPlan(pipe=ctx.model.pipe))
+        outputs, stats = run_batches(ctx, SamplingPlan(pipe=ctx.model.pipe, makes_noise=True))
         return Finished(outputs=outputs, result=stats)
     second_pass = HiresPass(ctx, *target_size(request, ctx.model))
-    plan = SamplingPlan(pipe=ctx.model.pipe, infotext=hires_infotext(request), second_pass=second_pass)
+    plan = SamplingPlan(pipe=ctx.model.pipe, infotext=hires_infotext(request), second_pass=second_pass,
+                        makes_noise=True)
     outputs, stats = run_batches(ctx, plan)
     return Finished(outputs=outputs, summary=second_pass.summary(), result=stats)
