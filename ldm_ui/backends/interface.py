@@ -63,6 +63,7 @@ class EngineBackend(Protocol):
     hooks: EngineHooks
     event_listeners: list  # (job, event) -> None, called for every event of every job
     embeddings: object  # the textual-inversion library the prompt pickers list (ldm_ui/prompts/embeddings.py)
+    upscalers: object  # the upscaler library the hires fix and Extras list (ldm_ui/engine/upscalers.py)
     concurrency: int  # jobs it runs at once: the UI lets that many generate events run together
 
     # the extension points (views of `hooks`) that ldm_ui/extensions.py fills

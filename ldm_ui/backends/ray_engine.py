@@ -19,6 +19,7 @@ from ldm_ui.config import PROJECT_ROOT, AppConfig, ConfigError
 from ldm_ui.engine.context import EngineHooks
 from ldm_ui.engine.engine import Job
 from ldm_ui.engine.models import ModelManager
+from ldm_ui.engine.upscalers import UpscalerLibrary
 from ldm_ui.prompts.embeddings import EmbeddingLibrary
 from ldm_ui.requests import (
     TERMINAL_EVENTS, Cancelled, Failed, Finished, InterpolateRequest, LoadModelRequest, Output, Progress, Queued,
@@ -103,6 +104,7 @@ class RayEngine:
         self.hooks = EngineHooks()
         # the front lists the embeddings for the pickers; each replica reads the same folders for its jobs
         self.embeddings = EmbeddingLibrary(config.embedding_dirs())
+        self.upscalers = UpscalerLibrary(config)  # listed here for the pickers; the replicas run them
         self.event_listeners: list = []
         self.concurrency = config.replicas
         self._ray_init = ray_init or {}

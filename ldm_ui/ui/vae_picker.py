@@ -15,13 +15,13 @@ INFO = "Automatic: the checkpoint's own (or <name>.vae.safetensors beside it); N
 
 def current_choice(engine) -> str:
     loaded = engine.models.current
-    selection = loaded.vae_selection if loaded is not None else None
+    selection = getattr(loaded, "vae_selection", None)  # none with the model on Ray replicas (a summary)
     return selection.choice if selection is not None else VAE_AUTOMATIC
 
 
 def describe(engine) -> str:
     loaded = engine.models.current
-    selection = loaded.vae_selection if loaded is not None else None
+    selection = getattr(loaded, "vae_selection", None)  # none with the model on Ray replicas (a summary)
     if selection is None or selection.file is None:
         return "VAE: the checkpoint's own."
     return f"VAE: **{selection.file.name}** · hash `{selection.hash}`"
