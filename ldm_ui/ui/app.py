@@ -29,6 +29,11 @@ class UiContext:
     after_build: list = field(default_factory=list)
     image_inputs: dict[str, Any] = field(default_factory=dict)  # target tab -> the image input "Send to" fills
 
+    def shared_fields(self) -> list[tuple[str, Any]]:
+        """The InputTable rows every generation tab ends with (the session is no API parameter)."""
+        return [("model", self.model), ("preview_method", self.preview_method),
+                ("preview_every", self.preview_every), ("session", self.session)]
+
     def register_tab(self, name: str, controls: GenerationControls, panel: OutputPanel,
                      send_buttons: dict[str, gr.Button] | None = None) -> None:
         self.tabs[name] = (controls, panel)
@@ -81,7 +86,7 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
                       api_name=False)
         size_targets = [c.width for c, _ in ui.tabs.values()] + [c.height for c, _ in ui.tabs.values()]
         model.change(lambda name: _switch_model(engine, name, len(size_targets)), model,
-                     [model_status, *size_targets], concurrency_id="gpu", concurrency_limit=1, api_name=False,
+                     [model_status, *size_targets], concurrency_limit=None, api_name=False,
                      show_progress_on=model_status)
     demo.ldm_ui = ui  # tests and extensions reach the tab widgets through this
     return demo

@@ -7,6 +7,7 @@ values into a typed request, and streams the job's events with `stream_job`, whi
 from __future__ import annotations
 
 import html
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -17,9 +18,15 @@ from ldm_ui.requests import (
     MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_CFG, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, Cancelled, Failed, Finished,
     Output, Preview, Progress, Queued, RequestError, Started,
 )
+from ldm_ui.ui.inputs import InputTable
+from ldm_ui.ui.job_stream import event_batches
 
 PREVIEW_DISPLAY_PX = 256
-GPU = "gpu"  # every event that runs a job shares this one concurrency slot
+DEFAULT_TAB = "txt2img"
+
+
+GENERATION_FIELDS = ("prompt", "negative_prompt", "sampler", "steps", "cfg_scale", "width", "height", "seed",
+                     "batch_count", "batch_size")  # the public API's parameter names and order, shared by the tabs
 
 
 @dataclass
@@ -37,19 +44,23 @@ class GenerationControls:
     generate: gr.Button
     interrupt: gr.Button
 
-    def inputs(self) -> list[gr.components.Component]:
-        """In the order of `generation_settings`' parameters."""
-        return [self.prompt, self.negative_prompt, self.sampler, self.steps, self.cfg_scale, self.width,
-                self.height, self.seed, self.batch_count, self.batch_size]
+    def fields(self) -> list[tuple[str, gr.components.Component]]:
+        """(name, widget) rows for a tab's InputTable, named as `generation_settings` takes them."""
+        return [(name, getattr(self, name)) for name in GENERATION_FIELDS]
 
 
-def generation_settings(prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count,
+def generation_settings(*, prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count,
                         batch_size) -> dict[str, Any]:
     """Widget values -> request fields, with the numeric widgets' floats made whole."""
     return dict(prompt=prompt or "", negative_prompt=negative_prompt or "", sampler=sampler,
                 steps=_whole(steps, "steps"), cfg_scale=float(cfg_scale), width=_whole(width, "width"),
                 height=_whole(height, "height"), seed=_whole(seed, "seed"),
                 batch_count=_whole(batch_count, "batch count"), batch_size=_whole(batch_size, "batch size"))
+
+
+def settings_from(values: dict[str, Any]) -> dict[str, Any]:
+    """`generation_settings` of the shared controls' values in a tab's values dict."""
+    return generation_settings(**{name: values[name] for name in GENERATION_FIELDS})
 
 
 def _whole(value: Any, name: str) -> int:
@@ -138,93 +149,156 @@ def gallery_item(output: Output) -> tuple[str, str]:
 
 @dataclass
 class Session:
-    """Per-browser-session job handle, kept in gr.State so one user's Interrupt reaches only their own job."""
+    """Per-browser-session job handles, kept in gr.State so one user's Interrupt reaches only their own jobs.
 
-    job: Any = None
-    interrupted: bool = False
+    `jobs` holds each tab's running (or queued) job: one per tab, so a double click cannot queue two.
+    """
+
+    jobs: dict[str, Any] = field(default_factory=dict)
+    interrupted: set[str] = field(default_factory=set)  # tabs interrupted before their job was submitted
     history: list[Output] = field(default_factory=list)
+
+
+CLAIMED = "claimed"  # a tab's job slot while its request is being built
+_claim_lock = threading.Lock()  # a session's State is shared by its concurrent handlers: claim a tab atomically
 
 
 def new_session_state() -> gr.State:
     return gr.State(Session())
 
 
-def interrupt(session: Session) -> str:
-    session.interrupted = True
-    if session.job is not None:
-        session.job.cancel()
-        return render_status("Interrupting…", kind="warn")
-    return render_status("Nothing is running.")
+def interrupt(session: Session, tab: str = DEFAULT_TAB) -> str:
+    job = session.jobs.get(tab)
+    session.interrupted.add(tab)  # stops a job whose request is still being built
+    if job is None:
+        return render_status("Nothing is running.")
+    if job is not CLAIMED:
+        job.cancel()
+    return render_status("Interrupting…", kind="warn")
 
 
-def mark_started(session: Session) -> Session:
-    session.interrupted = False
+def mark_started(session: Session, tab: str = DEFAULT_TAB) -> Session:
+    session.interrupted.discard(tab)
     return session
 
 
-def stream_job(engine, session: Session, make_request: Callable[[], Any]) -> Iterator[tuple]:
-    """Submit a request and turn its events into (preview, status, gallery, infotext, outputs) updates."""
+def stream_job(engine, session: Session, make_request: Callable[[], Any], tab: str = DEFAULT_TAB) -> Iterator[tuple]:
+    """Submit a request and turn its coalesced events into (preview, status, gallery, infotext, outputs) updates.
+
+    Any failure to build the request (a bad number, an upload that is not an image) is one line in the status;
+    the previous results stay. While this tab already has a job, a second Generate does nothing.
+    """
     skip = gr.skip()
-    try:
-        request = make_request()
-        if session.interrupted:
-            yield skip, render_status("Interrupted before it started.", kind="warn"), skip, skip, skip
+    with _claim_lock:
+        if session.jobs.get(tab) is not None:
             return
-        job = engine.submit(request)
-    except RequestError as error:
-        yield skip, render_status(str(error), kind="error"), skip, skip, skip
-        return
-    session.job = job
-    outputs: list[Output] = []
+        session.jobs[tab] = CLAIMED
+    job = None
     try:
-        for event in job.events():
+        try:
+            request = make_request()
+            if tab in session.interrupted:
+                yield skip, render_status("Interrupted before it started.", kind="warn"), skip, skip, skip
+                return
+            job = engine.submit(request)
+        except Exception as error:  # noqa: BLE001 - a bad value or upload is the user's to fix, shown in one line
+            yield skip, render_status(one_line(error), kind="error"), skip, skip, skip
+            return
+        session.jobs[tab] = job
+        yield from _job_updates(job, session)
+    finally:
+        if job is not None and not job.done.is_set():  # the browser went away or Gradio closed us: stop the work
+            job.cancel()
+        session.jobs.pop(tab, None)
+        session.interrupted.discard(tab)
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, RequestError) else f"{type(error).__name__}: {text}"
+
+
+def _job_updates(job, session: Session) -> Iterator[tuple]:
+    skip = gr.skip()
+    outputs: list[Output] = []
+    progress: Progress | None = None
+    for batch in event_batches(job):
+        preview = status = gallery = infotext = shown_outputs = skip
+        for event in batch:
             if isinstance(event, Queued):
-                yield skip, render_status(f"Queued: {event.position} job(s) ahead.", 0.0), skip, skip, skip
+                status = render_status(f"Queued: {event.position} job(s) ahead.", 0.0)
             elif isinstance(event, Started):
-                yield skip, render_status("Starting…", 0.0), skip, skip, skip
+                status = render_status(event.message or "Starting…", 0.0)
             elif isinstance(event, Progress):
-                yield skip, render_status(describe_progress(event), event.fraction), skip, skip, skip
+                if event.steps:
+                    progress = event
+                text = describe_progress(event)
+                status = render_status(f"Interrupting… ({text})" if job.cancel_requested else text, event.fraction,
+                                       "warn" if job.cancel_requested else "info")
             elif isinstance(event, Preview):
                 big = PREVIEW_DISPLAY_PX / max(event.image.size)
-                shown = event.image.resize((round(event.image.width * big), round(event.image.height * big)), 0)
-                yield shown, skip, skip, skip, skip
+                preview = event.image.resize((round(event.image.width * big), round(event.image.height * big)), 0)
             elif isinstance(event, Output):
                 outputs.append(event)
-                yield (skip, skip, [gallery_item(o) for o in outputs], event.infotext, outputs)
+                gallery, infotext, shown_outputs = [gallery_item(o) for o in outputs], event.infotext, list(outputs)
             elif isinstance(event, Finished):
                 session.history.extend(event.outputs)
-                seeds = sorted({o.seed for o in event.outputs})
-                seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}–{seeds[-1]}"
-                extra = event.info.get("summary", "")
-                text = f"Done: {len(event.outputs)} image(s), {seed_text}. {extra}".strip()
-                yield (gr.update(value=None), render_status(text, 1.0, "ok"),
-                       [gallery_item(o) for o in event.outputs],
-                       event.outputs[-1].infotext if event.outputs else "", event.outputs)
+                preview, status = gr.update(value=None), render_status(describe_finished(event), 1.0, "ok")
+                gallery = [gallery_item(o) for o in event.outputs]
+                infotext = event.outputs[-1].infotext if event.outputs else ""
+                shown_outputs = event.outputs
             elif isinstance(event, Cancelled):
-                text = f"Interrupted ({event.message}); {len(outputs)} image(s) finished before that."
-                yield skip, render_status(text, kind="warn"), skip, skip, skip
+                status = render_status(describe_cancelled(event, progress, len(outputs)), kind="warn")
             elif isinstance(event, Failed):
-                yield skip, render_status(f"Failed: {event.message}", kind="error"), skip, skip, skip
-    finally:
-        if not job.done.is_set():  # the browser went away or Gradio closed us: stop the work too
-            job.cancel()
-        session.job = None
+                status = render_status(f"Failed: {event.message}", kind="error")
+        yield preview, status, gallery, infotext, shown_outputs
 
 
-def wire_generation(ui, controls: GenerationControls, panel: OutputPanel, run: Callable, inputs: list,
-                    api_name: str, outputs: list | None = None, submit_on_enter: bool = True) -> None:
-    """Generate (and Enter in the prompt) -> clear the session's interrupt flag -> run the job in the one GPU slot;
-    plus Interrupt and gallery selection. Only the Generate click is a public API endpoint, named `api_name`."""
+def describe_finished(event: Finished) -> str:
+    seeds = sorted({o.seed for o in event.outputs})
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}–{seeds[-1]}" if seeds else "no seed"
+    summary = getattr(event, "summary", None) or getattr(event, "info", {}).get("summary", "")
+    return f"Done: {len(event.outputs)} image(s), {seed_text}. {summary}".strip()
+
+
+def describe_cancelled(event: Cancelled, progress: Progress | None, finished: int) -> str:
+    """"Interrupted at step 20/150", or the engine's reason when the job never started (removed from the queue)."""
+    done = f"; {finished} image(s) finished before that" if finished else ""
+    if progress is None:
+        reason = event.message or "interrupted"
+        return f"{reason[0].upper()}{reason[1:]}{done}."
+    batch = f" of {progress.unit} {progress.batch_index + 1}/{progress.batch_count}" if progress.batch_count > 1 else ""
+    return f"Interrupted at step {progress.step}/{progress.steps}{batch}{done}."
+
+
+def job_runner(ui, tab: str, to_request: Callable[..., Any]) -> Callable[[dict], Iterator[tuple]]:
+    """run(values) for wire_generation: the session from the values, the rest into to_request(**values)."""
+    def run(values: dict) -> Iterator[tuple]:
+        session = values.pop("session")
+        yield from stream_job(ui.engine, session, lambda: to_request(**values), tab)
+
+    run.__name__ = tab
+    return run
+
+
+def wire_generation(ui, tab: str, controls: GenerationControls, panel: OutputPanel, table: InputTable,
+                    run: Callable[[dict], Iterator], api_name: str, outputs: list | None = None,
+                    submit_on_enter: bool = True) -> None:
+    """Generate (and Enter in the prompt) -> clear the tab's interrupt flag -> run the job; the engine's queue
+    orders the jobs, so handlers run concurrently and each shows its own place in that queue. Only the Generate
+    click is a public API endpoint, named `api_name`, with the table's names as its parameters."""
+    handler = table.handler(run)
     triggers = [(controls.generate.click, {"api_name": api_name})]
     if submit_on_enter:
         triggers.append((controls.prompt.submit, {"api_visibility": "private"}))
     for trigger, api in triggers:
-        trigger(mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
-                api_visibility="private").then(
-            run, inputs, outputs or panel.outputs(), concurrency_id=GPU, concurrency_limit=1,
-            show_progress="minimal", **api,
+        trigger(lambda session: mark_started(session, tab), ui.session, ui.session, queue=False,
+                show_progress="hidden", api_visibility="private").then(
+            handler, table.components, outputs or panel.outputs(), concurrency_limit=None,
+            show_progress="hidden", **api,
         )
-    controls.interrupt.click(interrupt, ui.session, panel.status, queue=False, api_visibility="private")
+    controls.interrupt.click(lambda session: interrupt(session, tab), ui.session, panel.status, queue=False,
+                             api_visibility="private")
     panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False,
                          api_visibility="private")
 

@@ -7,7 +7,8 @@ import math
 import gradio as gr
 
 from ldm_ui.requests import Cancelled, Failed, Finished, InspectLatentsRequest, RequestError
-from ldm_ui.ui.common import GPU, render_status
+from ldm_ui.ui.common import render_status
+from ldm_ui.ui.inputs import InputTable
 
 INTRO = ("A latent diffusion model never sees pixels: its VAE squeezes each image into a small latent, the "
          "diffusion runs there, and the VAE decodes the result. Drop an image to see that latent and how much of "
@@ -88,11 +89,13 @@ def build(ui) -> None:
             channels = gr.Gallery(label="Latent channels", columns=4, height="auto", object_fit="contain",
                                   format="png", elem_id="inspector-channels", elem_classes=["pixelated"])
 
-    def handler(picture, model):
-        yield from inspect(ui.engine, picture, model)
+    table = InputTable([("picture", image), ("model", ui.model)])
 
+    def inspect_latents(values):
+        yield from inspect(ui.engine, values["picture"], values["model"])
+
+    handler = table.handler(inspect_latents)
     outputs = [status, summary, comparison, channels]
-    run.click(handler, [image, ui.model], outputs, api_name="inspect_latents", concurrency_id=GPU,
-              concurrency_limit=1, show_progress="minimal")
-    image.upload(handler, [image, ui.model], outputs, api_name=False, concurrency_id=GPU, concurrency_limit=1,
-                 show_progress="minimal")
+    run.click(handler, table.components, outputs, api_name="inspect_latents", concurrency_limit=None,
+              show_progress="hidden")
+    image.upload(handler, table.components, outputs, api_name=False, concurrency_limit=None, show_progress="hidden")

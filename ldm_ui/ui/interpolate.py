@@ -11,8 +11,9 @@ from ldm_ui.requests import (
     EASINGS, INTERPOLATION_MODES, LATENT_MIXES, MAX_FPS, MAX_FRAMES, MAX_SEED, MIN_FRAMES, InterpolateRequest,
 )
 from ldm_ui.ui.common import (
-    _whole, build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
+    _whole, build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation,
 )
+from ldm_ui.ui.inputs import Input, InputTable
 
 DEFAULT_SAMPLER = "DPM++ 2M"  # deterministic: in-between frames of a seed walk change smoothly
 MODE_HELP = {
@@ -24,9 +25,10 @@ MODE_HELP = {
 }
 
 
-def to_request(mode, prompt_b, seed_b, frames, easing, fps, ping_pong, image_a, image_b, latent_mix, strength,
-               model, preview_method, preview_every, *values) -> InterpolateRequest:
-    settings = generation_settings(*values)
+def to_request(*, mode, prompt_b, seed_b, frames, easing, fps, ping_pong, latent_mix, strength, model,
+               preview_method, preview_every, image_a=None, image_b=None, **values) -> InterpolateRequest:
+    """values: the shared generation controls, by their InputTable names."""
+    settings = settings_from(values)
     return InterpolateRequest(
         model=model or None, preview_method=preview_method, preview_every_n_steps=int(preview_every),
         mode=mode, prompt_b=prompt_b or "", seed_b=_whole(seed_b, "seed B"), frames=_whole(frames, "frames"),
@@ -106,17 +108,19 @@ def build(ui) -> None:
                             elem_id="interpolate-files")
     ui.register_tab("interpolate", controls, panel)
 
-    def interpolate(mode, prompt_b, seed_b, frames, easing, fps, ping_pong, latent_mix, strength,
-                    prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
-                    model, preview_method, preview_every, session, image_a=None, image_b=None):
-        # the images come last with a None default: API callers of the other modes leave them out
-        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
+    table = InputTable(
+        [("mode", mode), ("prompt_b", prompt_b), ("seed_b", seed_b), ("frames", frames), ("easing", easing),
+         ("fps", fps), ("ping_pong", ping_pong), ("latent_mix", latent_mix), ("strength", strength)],
+        controls.fields(), ui.shared_fields(),
+        # the images come last with a default: API callers of the other modes leave them out
+        [Input("image_a", image_a, None), Input("image_b", image_b, None)])
+    frames_run = job_runner(ui, "interpolate", to_request)
+
+    def interpolate(values):
         skip = gr.skip()
         latest = [None] * 5  # the newest real value of each panel output, for the final, complete update
         first = True
-        for update in stream_job(ui.engine, session, lambda: to_request(
-                mode, prompt_b, seed_b, frames, easing, fps, ping_pong, image_a, image_b, latent_mix, strength,
-                model, preview_method, preview_every, *values)):
+        for update in frames_run(values):
             latest = [old if is_skip(new) else new for old, new in zip(latest, update)]
             # a new run clears the last run's animation
             yield (*update, *((None, None, None) if first else (skip, skip, skip)))
@@ -125,9 +129,6 @@ def build(ui) -> None:
         if found:  # repeat everything with the animation: an API caller receives only this last update
             yield (None, *latest[1:], found[1], found[0], list(found))
 
-    inputs = [mode, prompt_b, seed_b, frames, easing, fps, ping_pong, latent_mix, strength,
-              *controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session, image_a, image_b]
-    event_outputs = [*panel.outputs(), video, gif, files]
-    wire_generation(ui, controls, panel, interpolate, inputs, "interpolate", outputs=event_outputs,
-                    submit_on_enter=False)
+    wire_generation(ui, "interpolate", controls, panel, table, interpolate, "interpolate",
+                    outputs=[*panel.outputs(), video, gif, files], submit_on_enter=False)
     mode.change(mode_visibility, mode, [prompt_b, seed_b, images_group, mode_help], queue=False, api_name=False)

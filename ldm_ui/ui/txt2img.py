@@ -5,16 +5,16 @@ from __future__ import annotations
 import gradio as gr
 
 from ldm_ui.requests import Txt2ImgRequest
-from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, named_unit_parameters
-from ldm_ui.ui.common import (
-    build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
-)
+from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, units_from_values
+from ldm_ui.ui.common import build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation
+from ldm_ui.ui.inputs import InputTable
 
 
-def to_request(model, preview_method, preview_every, *values, controlnets=()) -> Txt2ImgRequest:
+def to_request(*, model, preview_method, preview_every, **values) -> Txt2ImgRequest:
+    """values: the shared generation controls and the ControlNet units, by their InputTable names."""
     return Txt2ImgRequest(model=model or None, preview_method=preview_method,
-                          preview_every_n_steps=int(preview_every), controlnets=controlnets,
-                          **generation_settings(*values))
+                          preview_every_n_steps=int(preview_every), controlnets=units_from_values(values),
+                          **settings_from(values))
 
 
 def build(ui) -> None:
@@ -32,14 +32,7 @@ def build(ui) -> None:
                 reuse_seed = gr.Button("♻ Reuse seed", size="sm", elem_id="txt2img-reuse-seed")
     ui.register_tab("txt2img", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
 
-    @named_unit_parameters
-    def txt2img(prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
-                model, preview_method, preview_every, session, *controlnet_values):
-        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
-        yield from stream_job(ui.engine, session, lambda: to_request(
-            model, preview_method, preview_every, *values, controlnets=controlnet.units(*controlnet_values)))
-
-    wire_generation(ui, controls, panel, txt2img, [*controls.inputs(), ui.model, ui.preview_method,
-                                                   ui.preview_every, ui.session, *controlnet.inputs()], "txt2img")
+    table = InputTable(controls.fields(), ui.shared_fields(), controlnet.fields())
+    wire_generation(ui, "txt2img", controls, panel, table, job_runner(ui, "txt2img", to_request), "txt2img")
     reuse_seed.click(lambda outputs: outputs[-1].seed if outputs else -1, panel.outputs_state, controls.seed,
                      queue=False, api_name=False)

@@ -1,0 +1,93 @@
+"""How a tab turns a job's events into browser updates: coalesced, never behind, with the engine's queue shown."""
+
+from __future__ import annotations
+
+import html
+import queue
+import threading
+
+from PIL import Image
+
+from ldm_ui.requests import Cancelled, Finished, Output, Preview, Progress, Queued, Started, Txt2ImgRequest
+from ldm_ui.ui.common import Session, stream_job
+from ldm_ui.ui.job_stream import event_batches
+
+TINY = "tiny-sd"
+
+
+class QueuedJob:
+    """The Job interface the stream reads (events(timeout), done, cancel_requested), fed by the test."""
+
+    def __init__(self, events=()):
+        self._events: queue.Queue = queue.Queue()
+        for event in events:
+            self._events.put(event)
+        self.done = threading.Event()
+        self.cancel_requested = False
+
+    def cancel(self):
+        self.cancel_requested = True
+
+    def events(self, timeout=None):
+        while True:
+            yield self._events.get(timeout=timeout)
+
+
+def progress(step, steps=150):
+    return Progress(step=step, steps=steps, batch_index=0, batch_count=1, it_per_s=50.0, eta_s=1.0)
+
+
+def preview(step):
+    return Preview(image=Image.new("RGB", (8, 8), (step, 0, 0)), step=step)
+
+
+def test_a_backlog_becomes_one_update_with_the_newest_progress_and_preview():
+    image = Image.new("RGB", (8, 8))
+    output = Output(image=image, seed=1, infotext="Seed: 1", path=None)
+    backlog = [Started()] + [e for step in range(1, 151) for e in (progress(step), preview(step))]
+    job = QueuedJob(backlog + [output, Finished(outputs=[output])])
+    batches = list(event_batches(job))
+    assert len(batches) == 1
+    kinds = [type(e).__name__ for e in batches[0]]
+    assert kinds == ["Started", "Progress", "Preview", "Output", "Finished"]
+    assert batches[0][1].step == 150 and batches[0][2].step == 150
+
+
+def test_progress_alone_waits_for_its_slot_but_a_terminal_event_goes_at_once():
+    now = [0.0]
+    job = QueuedJob([progress(1)])
+    batches = event_batches(job, interval_s=0.2, clock=lambda: now[0])
+    assert [e.step for e in next(batches)] == [1]  # the first update goes out at once
+    job._events.put(progress(2))
+    job._events.put(progress(3))
+    job._events.put(Cancelled("interrupted"))  # arrives before the next slot: sent now, with the newest progress
+    assert [type(e).__name__ for e in next(batches)] == ["Progress", "Cancelled"]
+
+
+def statuses(updates) -> list[str]:
+    return [html.unescape(u[1]) for u in updates if isinstance(u[1], str)]
+
+
+def test_a_second_job_shows_its_place_in_the_engine_queue(engine):
+    release = threading.Event()
+    engine.step_hooks.append(lambda info: release.wait(60))  # the first job holds the worker at its first step
+    first = engine.submit(Txt2ImgRequest(prompt="a red circle", model=TINY, steps=2, width=64, height=64))
+    second = stream_job(engine, Session(), lambda: Txt2ImgRequest(prompt="a blue circle", model=TINY, steps=1,
+                                                                  width=64, height=64, preview_method="off"))
+    assert "Queued: 1 job(s) ahead." in statuses([next(second)])[0]
+    release.set()
+    rest = statuses(list(second))
+    first.wait(60)
+    assert "Done: 1 image(s)" in rest[-1]
+
+
+def test_interrupt_names_the_step_it_stopped_at():
+    job = QueuedJob([Started(), progress(20), progress(21), Cancelled("interrupted")])
+    session = Session()
+
+    class Engine:
+        def submit(self, request):
+            return job
+
+    updates = list(stream_job(Engine(), session, lambda: object()))
+    assert statuses(updates)[-1].endswith("Interrupted at step 21/150.</span></div>")
