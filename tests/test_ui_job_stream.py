@@ -53,15 +53,35 @@ def test_a_backlog_becomes_one_update_with_the_newest_progress_and_preview():
     assert batches[0][1].step == 150 and batches[0][2].step == 150
 
 
-def test_progress_alone_waits_for_its_slot_but_a_terminal_event_goes_at_once():
-    now = [0.0]
-    job = QueuedJob([progress(1)])
-    batches = event_batches(job, interval_s=0.2, clock=lambda: now[0])
+def test_between_slots_the_stream_sleeps_and_an_urgent_event_wakes_it():
+    job, urgent = QueuedJob([progress(1)]), threading.Event()
+    batches = event_batches(job, urgent, interval_s=60.0)
     assert [e.step for e in next(batches)] == [1]  # the first update goes out at once
     job._events.put(progress(2))
     job._events.put(progress(3))
-    job._events.put(Cancelled("interrupted"))  # arrives before the next slot: sent now, with the newest progress
+    job._events.put(Cancelled("interrupted"))
+    urgent.set()  # what UrgentEvents does for the Cancelled: without it this would wait out the 60 s slot
     assert [type(e).__name__ for e in next(batches)] == ["Progress", "Cancelled"]
+
+
+def test_urgent_events_are_flagged_for_the_own_job_only(engine):
+    from ldm_ui.ui.job_stream import UrgentEvents
+
+    mine = Txt2ImgRequest(prompt="a red circle", model=TINY, steps=1, width=64, height=64)
+    other = Txt2ImgRequest(prompt="a red circle", model=TINY, steps=1, width=64, height=64)
+
+    class Job:
+        def __init__(self, request):
+            self.request = request
+
+    with UrgentEvents(engine, mine) as urgent:
+        assert urgent in engine.event_listeners
+        urgent(Job(mine), progress(1))
+        urgent(Job(other), Finished(outputs=[]))
+        assert not urgent.event.is_set()
+        urgent(Job(mine), Finished(outputs=[]))
+        assert urgent.event.is_set()
+    assert urgent not in engine.event_listeners
 
 
 def statuses(updates) -> list[str]:
@@ -86,6 +106,8 @@ def test_interrupt_names_the_step_it_stopped_at():
     session = Session()
 
     class Engine:
+        event_listeners: list = []
+
         def submit(self, request):
             return job
 

@@ -19,7 +19,7 @@ from ldm_ui.requests import (
     Output, Preview, Progress, Queued, RequestError, Started,
 )
 from ldm_ui.ui.inputs import InputTable
-from ldm_ui.ui.job_stream import event_batches
+from ldm_ui.ui.job_stream import UrgentEvents, event_batches
 
 PREVIEW_DISPLAY_PX = 256
 DEFAULT_TAB = "txt2img"
@@ -197,15 +197,20 @@ def stream_job(engine, session: Session, make_request: Callable[[], Any], tab: s
     try:
         try:
             request = make_request()
-            if tab in session.interrupted:
-                yield skip, render_status("Interrupted before it started.", kind="warn"), skip, skip, skip
-                return
-            job = engine.submit(request)
-        except Exception as error:  # noqa: BLE001 - a bad value or upload is the user's to fix, shown in one line
+        except Exception as error:  # noqa: BLE001 - a bad value or upload is the user's to fix: one line, results kept
             yield skip, render_status(one_line(error), kind="error"), skip, skip, skip
             return
-        session.jobs[tab] = job
-        yield from _job_updates(job, session)
+        if tab in session.interrupted:
+            yield skip, render_status("Interrupted before it started.", kind="warn"), skip, skip, skip
+            return
+        with UrgentEvents(engine, request) as urgent:
+            try:
+                job = engine.submit(request)
+            except RequestError as error:  # an unknown model
+                yield skip, render_status(one_line(error), kind="error"), skip, skip, skip
+                return
+            session.jobs[tab] = job
+            yield from _job_updates(job, session, urgent.event)
     finally:
         if job is not None and not job.done.is_set():  # the browser went away or Gradio closed us: stop the work
             job.cancel()
@@ -218,11 +223,11 @@ def one_line(error: BaseException) -> str:
     return text if isinstance(error, RequestError) else f"{type(error).__name__}: {text}"
 
 
-def _job_updates(job, session: Session) -> Iterator[tuple]:
+def _job_updates(job, session: Session, urgent) -> Iterator[tuple]:
     skip = gr.skip()
     outputs: list[Output] = []
     progress: Progress | None = None
-    for batch in event_batches(job):
+    for batch in event_batches(job, urgent):
         preview = status = gallery = infotext = shown_outputs = skip
         for event in batch:
             if isinstance(event, Queued):
