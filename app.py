@@ -8,10 +8,15 @@ import sys
 log = logging.getLogger("ldm_ui")
 
 
-def create_app(config, banner: str | None = None):
-    """Start the engine on the configured model and build the Blocks app; returns (engine, blocks)."""
+def create_app(config, banner: str | None = None, engine=None):
+    """Start the engine, queue the first model's load, and build the Blocks app; returns (engine, blocks).
+
+    The load runs on the engine's worker while the page is built and served: the header says "Loading model…"
+    until it is in, and jobs submitted meanwhile wait behind it in the engine's queue.
+    """
     from ldm_ui.engine.engine import Engine
     from ldm_ui.ui.app import build_ui
+    from ldm_ui.ui.startup import StartupLoad
     from ldm_ui.ui.tabs import extra_tabs
 
     from ldm_ui.access import exposure_banner
@@ -19,24 +24,28 @@ def create_app(config, banner: str | None = None):
     from ldm_ui.extensions import load_extensions
     from ldm_ui.presets import startup_model
 
-    engine = Engine(config)
+    engine = engine if engine is not None else Engine(config)  # tests pass one with their listeners attached
     model = startup_model(config, engine.models)  # --preset: an unknown name stops here, its model loads first
+    engine.models.resolve(model)  # an unknown model raises RequestError here, before anything is served
     engine.start()
-    engine.switch_model(model)
     extension_tabs = load_extensions(config, engine)  # a failing extension is reported in its tab, never raised
     banner = banner if banner is not None else exposure_banner(config)
-    return engine, build_ui(engine, banner=banner, extra_tabs=extra_tabs() + extension_tabs)
+    demo = build_ui(engine, banner=banner, extra_tabs=extra_tabs() + extension_tabs, loading_model=model)
+    # queued only now: diffusers' lazy imports are not safe while this thread is still importing the UI's modules
+    demo.ldm_ui.startup = StartupLoad(engine, model)
+    return engine, demo
 
 
 def launch_kwargs(config) -> dict:
     from ldm_ui.access import file_access_kwargs
     from ldm_ui.login_page import login_page_middleware
-    from ldm_ui.ui.common import CSS
+    from ldm_ui.ui.common import CSS, KEYBOARD_JS
 
     # run_history=False: our own history is per session; Gradio's adds routes that skip the login (SECURITY.md)
     return dict(
         server_name=config.host, server_port=config.port, share=config.share,
-        auth=config.auth or None, **file_access_kwargs(config), css=CSS, show_error=True, run_history=False,
+        auth=config.auth or None, **file_access_kwargs(config), css=CSS, js=KEYBOARD_JS, show_error=True,
+        run_history=False,
         # no unauthenticated route map, and no API description on the login page (ldm_ui/login_page.py)
         app_kwargs={"openapi_url": None, "docs_url": None, "redoc_url": None, "middleware": login_page_middleware()},
     )

@@ -127,10 +127,11 @@ def build_controlnet_panel(tab: str, engine, width: gr.Slider, height: gr.Slider
                     enabled = gr.Checkbox(False, label="Enable", elem_id=f"{prefix}-enable")
                     with gr.Row():
                         image = gr.Image(label="Control image", type="pil", sources=["upload", "clipboard"],
-                                         height=200, elem_id=f"{prefix}-image")
+                                         height=200, elem_id=f"{prefix}-image",
+                                         elem_classes=["pixelated", "ldm-fill"])
                         preview = gr.Image(label="Preprocessed (what the ControlNet sees)", type="pil",
                                            interactive=False, height=200, elem_id=f"{prefix}-preview",
-                                           elem_classes=["pixelated"], buttons=[])
+                                           elem_classes=["pixelated", "ldm-fill"], buttons=[])
                     with gr.Row():
                         preprocessor = gr.Dropdown(preprocessors, value="canny", label="Preprocessor",
                                                    elem_id=f"{prefix}-preprocessor")

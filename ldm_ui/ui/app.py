@@ -8,7 +8,8 @@ from typing import Any
 import gradio as gr
 
 from ldm_ui.config import PREVIEW_METHODS
-from ldm_ui.ui.common import GenerationControls, OutputPanel, new_session_state
+from ldm_ui.ui.common import GenerationControls, OutputPanel, new_session_state, one_line, render_status
+from ldm_ui.ui.startup import guess_native_size
 
 
 @dataclass
@@ -28,6 +29,7 @@ class UiContext:
     # wiring that needs every tab to exist (send-to buttons); each runs once as finish(ui) after the tabs
     after_build: list = field(default_factory=list)
     image_inputs: dict[str, Any] = field(default_factory=dict)  # target tab -> the image input "Send to" fills
+    startup: Any = None  # the StartupLoad of the first model (ldm_ui/ui/startup.py), or None
 
     def shared_fields(self) -> list[tuple[str, Any]]:
         """The InputTable rows every generation tab ends with (the session is no API parameter)."""
@@ -40,19 +42,31 @@ class UiContext:
         self.send_buttons[name] = send_buttons or {}
 
 
-def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) -> gr.Blocks:
+def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None,
+             loading_model: str | None = None) -> gr.Blocks:
+    """loading_model: the model app.py loads in the background once the UI is built (its StartupLoad goes into
+    `demo.ldm_ui.startup`); the header says so until it is in."""
     config = engine.config
     current = engine.models.current
-    native = current.native_size if current else 512
+    loading = loading_model if current is None else None
+    if current:
+        native, selected = current.native_size, current.entry.name
+    elif loading:
+        native, selected = guess_native_size(engine, loading), loading
+    else:
+        native, selected = 512, None
     with gr.Blocks(title="ldm-ui", analytics_enabled=False) as demo:
         if banner:
             gr.HTML(f'<div class="ldm-banner">{banner}</div>')
         with gr.Row(equal_height=True):
-            model = gr.Dropdown(engine.models.model_names(), value=current.entry.name if current else None,
+            model = gr.Dropdown(engine.models.model_names(), value=selected,
                                 label="Model (or type a hub id)", allow_custom_value=True, scale=4,
                                 elem_id="model-select")
             refresh = gr.Button("↻ Refresh list", size="sm", scale=0, min_width=120, elem_id="model-refresh")
-            model_status = gr.Markdown(_model_summary(current), elem_id="model-status")
+            model_status = gr.Markdown(f"⏳ Loading model **{loading}**…" if loading else _model_summary(current),
+                                       elem_id="model-status")
+        # errors get the page's full width: a long message squeezed into the header column is unreadable
+        model_error = gr.HTML("", elem_id="model-error")
         ui = UiContext(engine=engine, native_size=native, model=model, session=new_session_state())
         # settings widgets are created first (unrendered) so every tab can take them as inputs
         ui.preview_method = gr.Radio(list(PREVIEW_METHODS), value=config.preview_method, render=False,
@@ -85,9 +99,12 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
         refresh.click(lambda: gr.update(choices=engine.models.model_names()), None, model, queue=False,
                       api_name=False)
         size_targets = [c.width for c, _ in ui.tabs.values()] + [c.height for c, _ in ui.tabs.values()]
-        model.change(lambda name: _switch_model(engine, name, len(size_targets)), model,
-                     [model_status, *size_targets], concurrency_limit=None, api_name=False,
-                     show_progress_on=model_status)
+        header = [model_status, model_error, model]
+        model.change(lambda name: _switch_model(engine, name, len(size_targets)), model, [*header, *size_targets],
+                     concurrency_limit=None, api_name=False, show_progress="hidden")
+        if loading:
+            demo.load(lambda *sizes: _after_startup(ui.startup, native, sizes), size_targets,
+                      [*header, *size_targets], api_name=False, show_progress="hidden")
     demo.ldm_ui = ui  # tests and extensions reach the tab widgets through this
     return demo
 
@@ -99,11 +116,28 @@ def _model_summary(loaded) -> str:
 
 
 def _switch_model(engine, name: str, size_outputs: int):
-    """Load the picked model; sizes follow its native size only when the model really changed."""
+    """Load the picked model; sizes follow its native size only when the model really changed. On failure the
+    selector goes back to the loaded model, so later jobs keep using it."""
     previous = engine.models.current
+    if not name or (previous is not None and name == previous.entry.name):
+        return [gr.skip()] * (3 + size_outputs)  # includes the selector being set back after a failure
     try:
         loaded = engine.switch_model(name)
     except Exception as error:  # noqa: BLE001 - shown to the user, the app keeps serving
-        return [f"Could not load {name!r}: {error}"] + [gr.skip()] * size_outputs
+        back = previous.entry.name if previous else None
+        note = f"{back!r} is still loaded." if back else "No model is loaded."
+        return [gr.skip(), render_status(f"Could not load {name!r}: {one_line(error)} {note}", kind="error"),
+                gr.update(value=back)] + [gr.skip()] * size_outputs
     sizes = [gr.skip()] * size_outputs if loaded is previous else [loaded.native_size] * size_outputs
-    return [_model_summary(loaded)] + sizes
+    return [_model_summary(loaded), "", gr.skip()] + sizes
+
+
+def _after_startup(startup, guessed_size: int, sizes: tuple):
+    """Once the first model is in: its summary (or why it failed), and its native size where the guess was wrong."""
+    startup.wait()
+    if startup.error:
+        return ["No model loaded.", render_status(f"Could not load {startup.model!r}: {startup.error}",
+                                                   kind="error"), gr.skip()] + [gr.skip()] * len(sizes)
+    loaded = startup.engine.models.current
+    fix = [loaded.native_size if size == guessed_size != loaded.native_size else gr.skip() for size in sizes]
+    return [_model_summary(loaded), "", gr.skip()] + fix

@@ -155,7 +155,7 @@ class Session:
     """
 
     jobs: dict[str, Any] = field(default_factory=dict)
-    interrupted: set[str] = field(default_factory=set)  # tabs interrupted before their job was submitted
+    interrupted: set[str] = field(default_factory=set)  # tabs interrupted while their request was being built
     history: list[Output] = field(default_factory=list)
 
 
@@ -169,17 +169,13 @@ def new_session_state() -> gr.State:
 
 def interrupt(session: Session, tab: str = DEFAULT_TAB) -> str:
     job = session.jobs.get(tab)
-    session.interrupted.add(tab)  # stops a job whose request is still being built
     if job is None:
         return render_status("Nothing is running.")
-    if job is not CLAIMED:
+    if job is CLAIMED:
+        session.interrupted.add(tab)  # stops the job before it is submitted
+    else:
         job.cancel()
     return render_status("Interrupting…", kind="warn")
-
-
-def mark_started(session: Session, tab: str = DEFAULT_TAB) -> Session:
-    session.interrupted.discard(tab)
-    return session
 
 
 def stream_job(engine, session: Session, make_request: Callable[[], Any], tab: str = DEFAULT_TAB) -> Iterator[tuple]:
@@ -193,6 +189,7 @@ def stream_job(engine, session: Session, make_request: Callable[[], Any], tab: s
         if session.jobs.get(tab) is not None:
             return
         session.jobs[tab] = CLAIMED
+        session.interrupted.discard(tab)  # from here on, Interrupt stops this job
     job = None
     try:
         try:
@@ -287,21 +284,23 @@ def job_runner(ui, tab: str, to_request: Callable[..., Any]) -> Callable[[dict],
 
 
 def wire_generation(ui, tab: str, controls: GenerationControls, panel: OutputPanel, table: InputTable,
-                    run: Callable[[dict], Iterator], api_name: str, outputs: list | None = None,
-                    submit_on_enter: bool = True) -> None:
-    """Generate (and Enter in the prompt) -> clear the tab's interrupt flag -> run the job; the engine's queue
-    orders the jobs, so handlers run concurrently and each shows its own place in that queue. Only the Generate
-    click is a public API endpoint, named `api_name`, with the table's names as its parameters."""
-    handler = table.handler(run)
-    triggers = [(controls.generate.click, {"api_name": api_name})]
-    if submit_on_enter:
-        triggers.append((controls.prompt.submit, {"api_visibility": "private"}))
-    for trigger, api in triggers:
-        trigger(lambda session: mark_started(session, tab), ui.session, ui.session, queue=False,
-                show_progress="hidden", api_visibility="private").then(
-            handler, table.components, outputs or panel.outputs(), concurrency_limit=None,
-            show_progress="hidden", **api,
-        )
+                    run: Callable[[dict], Iterator], api_name: str, outputs: list | None = None) -> None:
+    """Generate -> the button shows the job is running -> run the job -> the button is back once the tab has no
+    job. The engine's queue orders the jobs, so handlers run concurrently and each shows its own place in that
+    queue. Only the Generate click is a public API endpoint, named `api_name`, with the table's names as its
+    parameters. Ctrl+Enter in the tab clicks Generate and Escape clicks Interrupt (KEYBOARD_JS)."""
+    label = controls.generate.value
+    controls.generate.click(
+        lambda: gr.update(interactive=False, value=f"{label} (running…)"), None, controls.generate, queue=False,
+        show_progress="hidden", api_visibility="private",
+    ).then(
+        table.handler(run), table.components, outputs or panel.outputs(), concurrency_limit=None,
+        show_progress="hidden", api_name=api_name,
+    ).then(
+        # a double click's second handler returns at once: the button stays busy while the first job runs
+        lambda session: gr.skip() if tab in session.jobs else gr.update(interactive=True, value=label),
+        ui.session, controls.generate, queue=False, show_progress="hidden", api_visibility="private",
+    )
     controls.interrupt.click(lambda session: interrupt(session, tab), ui.session, panel.status, queue=False,
                              api_visibility="private")
     panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False,
@@ -313,6 +312,26 @@ def infotext_of_selected(outputs: list[Output], event: gr.SelectData) -> str:
         return outputs[event.index].infotext
     return gr.skip()
 
+
+KEYBOARD_JS = """
+() => {
+  // Ctrl+Enter / Cmd+Enter: the visible tab's Generate; Escape: its Interrupt (Enter in a prompt is a newline)
+  const visible = (selector) => [...document.querySelectorAll(selector)].find((el) => el.offsetParent !== null);
+  document.addEventListener("keydown", (event) => {
+    let button = null;
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      button = visible("button[id$='-generate'], button#inspector-run");
+    } else if (event.key === "Escape") {
+      button = visible("button[id$='-interrupt']");
+    }
+    if (button && !button.disabled) {
+      event.preventDefault();
+      if (document.activeElement && document.activeElement.blur) document.activeElement.blur();  // commit edits
+      setTimeout(() => button.click(), 0);
+    }
+  }, true);
+}
+"""
 
 CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }

@@ -49,7 +49,7 @@ def build(ui) -> None:
             # a file path, decoded by load_image: a truncated or oversized upload gets our message, not Gradio's
             init_image = gr.Image(label="Input image", type="filepath", image_mode=None, format="png", height=320,
                                   sources=["upload", "clipboard"], elem_id="img2img-image",
-                                  elem_classes=["pixelated"])
+                                  elem_classes=["pixelated", "ldm-fill"])
             with gr.Row():
                 strength = gr.Slider(0.0, 1.0, value=0.75, step=0.01, label="Denoising strength",
                                      info=STRENGTH_INFO, elem_id="img2img-strength")

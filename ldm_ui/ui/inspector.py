@@ -78,16 +78,16 @@ def build(ui) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             image = gr.Image(label="Image", type="pil", sources=["upload", "clipboard"], height=320,
-                             elem_id="inspector-image")
+                             elem_id="inspector-image", elem_classes=["pixelated", "ldm-fill"])
             run = gr.Button("Inspect", variant="primary", elem_id="inspector-run")
             status = gr.HTML(render_status("Ready."), elem_id="inspector-status")
             summary = gr.Markdown(elem_id="inspector-summary")
         with gr.Column(scale=1):
             comparison = gr.Gallery(label="Original and reconstruction", columns=2, height="auto",
                                     object_fit="contain", format="png", elem_id="inspector-comparison",
-                                    elem_classes=["pixelated"])
+                                    elem_classes=["pixelated", "ldm-fill"])
             channels = gr.Gallery(label="Latent channels", columns=4, height="auto", object_fit="contain",
-                                  format="png", elem_id="inspector-channels", elem_classes=["pixelated"])
+                                  format="png", elem_id="inspector-channels", elem_classes=["pixelated", "ldm-fill"])
 
     table = InputTable([("picture", image), ("model", ui.model)])
 

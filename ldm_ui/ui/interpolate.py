@@ -78,9 +78,9 @@ def build(ui) -> None:
             with gr.Group(visible=False) as images_group:
                 with gr.Row():
                     image_a = gr.Image(label="Image A", type="pil", sources=["upload", "clipboard"], height=200,
-                                       elem_id="interpolate-image-a")
+                                       elem_id="interpolate-image-a", elem_classes=["pixelated", "ldm-fill"])
                     image_b = gr.Image(label="Image B", type="pil", sources=["upload", "clipboard"], height=200,
-                                       elem_id="interpolate-image-b")
+                                       elem_id="interpolate-image-b", elem_classes=["pixelated", "ldm-fill"])
                 with gr.Row():
                     latent_mix = gr.Radio(list(LATENT_MIXES), value="slerp", label="Latent mix",
                                           elem_id="interpolate-latent-mix")
@@ -130,5 +130,5 @@ def build(ui) -> None:
             yield (None, *latest[1:], found[1], found[0], list(found))
 
     wire_generation(ui, "interpolate", controls, panel, table, interpolate, "interpolate",
-                    outputs=[*panel.outputs(), video, gif, files], submit_on_enter=False)
+                    outputs=[*panel.outputs(), video, gif, files])
     mode.change(mode_visibility, mode, [prompt_b, seed_b, images_group, mode_help], queue=False, api_name=False)
