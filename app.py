@@ -21,7 +21,7 @@ def create_app(config, banner: str | None = None, engine=None):
 
     from ldm_ui.access import exposure_banner
 
-    from ldm_ui.extensions import load_extensions
+    from ldm_ui.ui.extensions_ui import load_extensions
     from ldm_ui.presets import startup_model
 
     engine = engine if engine is not None else Engine(config)  # tests pass one with their listeners attached

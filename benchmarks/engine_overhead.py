@@ -88,7 +88,7 @@ def main() -> None:
         began = time.perf_counter()
         finished = engine.generate(request)
         elapsed = time.perf_counter() - began
-        preview_shares.append(finished.info["preview_s"] / finished.info["sampling_s"])
+        preview_shares.append(finished.result.preview_s / finished.result.sampling_s)
         return elapsed
 
     bare(), through_engine()  # warm-up: first-call allocations and lazy imports

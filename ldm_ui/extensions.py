@@ -360,11 +360,3 @@ class ExtensionManager:
 
     def failures(self) -> list[ExtensionRecord]:
         return [r for r in self.records.values() if r.state == "failed"]
-
-
-def load_extensions(config: AppConfig, engine: Engine) -> list[tuple[str, Callable]]:
-    """Discover and load extensions/<name>/; returns the tabs for build_ui: theirs, then the Extensions tab."""
-    from ldm_ui.ui import extensions_ui
-
-    manager = ExtensionManager(config, engine).load_all()
-    return manager.tabs() + [("Extensions", extensions_ui.build(manager))]

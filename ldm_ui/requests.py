@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from ldm_ui.engine.samplers import SAMPLER_NAMES
+from ldm_ui.results import TaskResult
 
 MIN_SIZE, MAX_SIZE = 64, 2048
 MAX_STEPS = 150
@@ -334,7 +335,8 @@ class Output:
 @dataclass(frozen=True)
 class Finished:
     outputs: list[Output]
-    info: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""  # one line for the status, beyond the image count (e.g. "5 of 10 steps run")
+    result: TaskResult | None = None  # what the task made beside its images (typed, see ldm_ui/results.py)
 
     @property
     def images(self) -> list[Image.Image]:
@@ -429,3 +431,27 @@ class InspectLatentsRequest:
         check_image("image", self.image)
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
             raise RequestError(f"model must be a model name, got {self.model!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlMapRequest:
+    """Run one ControlNet preprocessor on an image: the map a ControlNet unit would see at width x height."""
+
+    task: ClassVar[str] = "control-map"
+
+    image: Image.Image
+    preprocessor: str
+    width: int
+    height: int
+    canny_low: int = 100
+    canny_high: int = 200
+    model: None = None  # needs no diffusion model
+
+    def __post_init__(self) -> None:
+        check_image("control image", self.image)
+        check_size("width", self.width)
+        check_size("height", self.height)
+        if not isinstance(self.preprocessor, str) or not self.preprocessor:
+            raise RequestError(f"preprocessor must be a preprocessor name, got {self.preprocessor!r}")
+        _check_int("Canny low threshold", self.canny_low, 0, 255)
+        _check_int("Canny high threshold", self.canny_high, 0, 255)

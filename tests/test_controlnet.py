@@ -153,4 +153,4 @@ def test_img2img_with_controlnet_as_the_first_job(app_config, tiny_controlnet):
         finished = engine.generate(request, timeout=120)
     finally:
         engine.shutdown()
-    assert finished.info["steps_run"] == 2
+    assert finished.result.steps_run == 2

@@ -70,7 +70,7 @@ def test_strength_zero_gives_the_input_back_through_the_vae(engine):
     out = finished.images[0]
     assert out.size == image.size
     assert np.abs(pixels(out) - pixels(reconstruction)).max() <= 1  # exactly the VAE's round trip, nothing more
-    assert "no step" in finished.info["summary"] and finished.info["steps_run"] == 0
+    assert "no step" in finished.summary and finished.result.steps_run == 0
     assert "Denoising strength: 0" in finished.outputs[0].infotext
 
 
@@ -80,8 +80,8 @@ def test_steps_actually_run_follow_the_strength_and_are_reported(engine):
     finished = events[-1]
     step_counts = {e.steps for e in events if isinstance(e, Progress) and not e.message}
     assert step_counts == {5}
-    assert finished.info["steps_run"] == 5
-    assert finished.info["summary"] == "Denoising strength 0.5: 5 of 10 steps run."
+    assert finished.result.steps_run == 5
+    assert finished.summary == "Denoising strength 0.5: 5 of 10 steps run."
 
 
 def test_img2img_saves_under_its_own_folder_with_strength_in_the_infotext(engine):
@@ -151,7 +151,7 @@ def test_only_masked_works_on_a_crop_around_the_mask_and_pastes_it_back_in_place
     finished = engine.generate(InpaintRequest(init_image=image, mask=mask, inpaint_area="only masked",
                                               only_masked_padding_px=10, mask_blur_px=2, width=64, height=64,
                                               strength=1.0, **FAST))
-    left, top, right, bottom = finished.info["crop_box"]
+    left, top, right, bottom = finished.result.crop_box
     assert (left, top) <= (110 - 10, 16 - 10) and (right, bottom) >= (126 + 10, 32 + 10)
     assert right - left == bottom - top  # widened to the 64x64 canvas' shape
     changed = np.argwhere(np.any(pixels(finished.images[0]) != pixels(image), axis=2))
@@ -173,7 +173,7 @@ def test_paste_back_puts_a_crop_exactly_where_it_came_from():
 
 def test_a_nine_channel_inpainting_model_also_does_img2img(engine):
     finished = engine.generate(Img2ImgRequest(model="tiny-inpaint", init_image=scene(), strength=0.5, **FAST))
-    assert finished.images[0].size == (64, 64) and finished.info["steps_run"] == 2
+    assert finished.images[0].size == (64, 64) and finished.result.steps_run == 2
 
 
 def test_all_tasks_share_the_loaded_weights(engine):
@@ -193,7 +193,7 @@ def test_mask_of_another_size_but_the_same_shape_is_resized_and_the_user_is_told
     image = scene((64, 64))
     small_mask = square_mask((32, 32), (10, 10, 20, 20))
     finished = engine.generate(InpaintRequest(init_image=image, mask=small_mask, **FAST))
-    assert "The 32x32 mask was resized to the image's 64x64." in finished.info["summary"]
+    assert "The 32x32 mask was resized to the image's 64x64." in finished.summary
 
 
 def test_mask_of_another_shape_is_refused_with_both_sizes():
@@ -282,7 +282,9 @@ def test_demo_img2img_turns_the_circle_green_and_keeps_the_background(demo_engin
 def test_demo_img2img_changes_more_as_the_strength_grows(demo_engine):
     source = demo_scene("red", "blue").image
     distances = []
-    for strength in (0.1, 0.2, 0.3, 0.4):  # by 0.4 the new prompt has fully taken over (the curve flattens)
+    # by 0.3 the new prompt has nearly taken over, and from there the curve is flat: 0.4 is within noise of 0.3
+    # (old code: +3.05 from 0.3 to 0.4 with diffusers' posterior sample; +1.3 with the posterior mean used now)
+    for strength in (0.1, 0.2, 0.3):
         finished = demo_engine.generate(Img2ImgRequest(
             model="demo-shapes", prompt="a green square on a white background", init_image=source,
             strength=strength, steps=20, seed=1, batch_size=4))

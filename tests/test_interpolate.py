@@ -59,9 +59,9 @@ def test_frames_and_animation_are_saved_per_run_with_infotext(engine, app_config
                                  frames=4, easing="ease-in-out", **FAST)
     first_run = engine.generate(request, timeout=120)
     second_run = engine.generate(request, timeout=120)
-    folder = Path(first_run.info["folder"])
+    folder = Path(first_run.result.folder)
     assert folder.parent.parent == app_config.outputs_dir / "interpolate"
-    assert folder != Path(second_run.info["folder"]) and folder.parent == Path(second_run.info["folder"]).parent
+    assert folder != Path(second_run.result.folder) and folder.parent == Path(second_run.result.folder).parent
     saved = sorted(folder.glob("*.png"))
     assert [str(p) for p in saved] == [o.path for o in first_run.outputs]
     assert sorted(p.name for p in folder.iterdir()) == sorted([p.name for p in saved]
@@ -120,14 +120,14 @@ def test_gif_and_mp4_have_the_requested_frames_and_rate(engine, frames, fps, pin
     request = InterpolateRequest(mode="seeds", prompt="a red circle", seed=1, seed_b=2, frames=frames, fps=fps,
                                  ping_pong=ping_pong, steps=2)
     finished = engine.generate(request, timeout=120)
-    gif = Image.open(finished.info["gif"])
+    gif = Image.open(finished.result.gif)
     assert gif.n_frames == shown
     delays = []
     for index in range(gif.n_frames):
         gif.seek(index)
         delays.append(gif.info["duration"])
     assert set(delays) == {round(100 / fps) * 10}  # GIF delays are whole 1/100 s: 5 fps -> 200 ms, 12 -> 80 ms
-    reader = imageio_ffmpeg.read_frames(finished.info["mp4"])
+    reader = imageio_ffmpeg.read_frames(str(finished.result.mp4))
     meta = next(reader)
     decoded = list(reader)
     assert len(decoded) == shown and meta["fps"] == pytest.approx(fps, rel=1e-3)
@@ -229,7 +229,7 @@ def test_demo_image_walk_ends_are_the_inputs_within_the_vae_reconstruction_error
     frames = demo_engine.generate(InterpolateRequest(mode="images", prompt="", image_a=image_a, image_b=image_b,
                                                      frames=5), timeout=300).images
     for frame, source in ((frames[0], image_a), (frames[-1], image_b)):
-        round_trip = demo_engine.generate(InspectLatentsRequest(image=source), timeout=300).info["inspection"]
+        round_trip = demo_engine.generate(InspectLatentsRequest(image=source), timeout=300).result
         # the end frame is the VAE's round trip of the input: exactly its error, and that error is small
         assert psnr_db(source, frame) == pytest.approx(round_trip.psnr_db, abs=0.05)
         assert psnr_db(source, frame) > 20

@@ -17,7 +17,7 @@ from ldm_ui.ui.inspector import describe
 def test_numbers_shown_match_a_direct_vae_round_trip(engine):
     upload = Image.new("RGB", (130, 75), "navy")
     ImageDraw.Draw(upload).rectangle((20, 10, 90, 60), fill="yellow")
-    found = engine.generate(InspectLatentsRequest(image=upload), timeout=120).info["inspection"]
+    found = engine.generate(InspectLatentsRequest(image=upload), timeout=120).result
 
     # directly: centre-crop to whole 8-pixel cells, encode (posterior mean), decode, compare
     cropped = upload.crop((1, 1, 129, 73))

@@ -312,7 +312,7 @@ def make_pipeline(vae, text_encoder, tokenizer, unet, scaling_factor: float):
 
 def train_unet(cfg: TrainConfig, vae):
     """Stage 2. Returns the in-memory pipeline (VAE frozen; U-Net and text encoder trained)."""
-    from ldm_ui.demo import evaluate, tokenizer as demo_tokenizer
+    from ldm_ui.demo import scoring, tokenizer as demo_tokenizer
 
     tokenizer = demo_tokenizer.build_tokenizer(cfg.cache_dir / "tokenizer")
     latents, ids, scaling_factor = cache_latents(cfg, vae, tokenizer)
@@ -354,8 +354,8 @@ def train_unet(cfg: TrainConfig, vae):
             save_checkpoint(ckpt, step + 1, unet=unet, text_encoder=text_encoder, opt=opt)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
             unet.eval(), text_encoder.eval()
-            result = evaluate.evaluate(pipe, evaluate.prompts(every=3))
-            print(f"[unet] step {step + 1} mini-eval: " + evaluate.summary(result), flush=True)
+            result = scoring.evaluate(pipe, scoring.prompts(every=3))
+            print(f"[unet] step {step + 1} mini-eval: " + scoring.summary(result), flush=True)
             unet.train(), text_encoder.train()
     unet.eval(), text_encoder.eval()
     return pipe

@@ -15,19 +15,19 @@ from ldm_ui.engine.controlnet import (
     active_units, cached_controlnets, control_maps, controlnet_call_kwargs, controlnet_pipeline, fit_call_kwargs,
     unit_infotext,
 )
-from ldm_ui.engine.lora import activate_loras, status_event, strip_lora_tags
+from ldm_ui.engine.context import TaskContext
+from ldm_ui.engine.lora import activate_loras, strip_lora_tags
 
 
-def prepare_adapters(ctx, pipe, call_kwargs: dict[str, Any], width: int, height: int):
-    request = ctx.job.request
+def prepare_adapters(ctx: TaskContext, pipe, call_kwargs: dict[str, Any], width: int, height: int):
+    request = ctx.request
     infotext: dict[str, Any] = dict(activate_loras(ctx, request.prompt))
     units = active_units(getattr(request, "controlnets", ()))
     if not units or not hasattr(pipe, "components"):  # a stand-in that runs no step has nothing to control
         return pipe, call_kwargs, infotext
-    report = lambda text: ctx.job.emit(status_event(text))  # noqa: E731
-    models = cached_controlnets(ctx.model, ctx.config, units, report)
+    models = cached_controlnets(ctx.model, ctx.config, units, ctx.status)
     controlled = controlnet_pipeline(pipe, models)
-    maps = control_maps(ctx.config, units, width, height, getattr(ctx.engine, "controlnet_preprocessors", None))
+    maps = control_maps(ctx.config, units, width, height, ctx.hooks.controlnet_preprocessors)
     infotext.update(unit_infotext(units))
     call_kwargs = {**fit_call_kwargs(controlled, call_kwargs), **controlnet_call_kwargs(controlled, units, maps)}
     return controlled, call_kwargs, infotext

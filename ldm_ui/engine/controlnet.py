@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 SINGLE_FILE_SUFFIXES = (".safetensors",)
-_CACHE_PREFIX = "controlnet:"  # keys of the loaded ControlNet models in the LoadedModel's task-pipeline cache
 
 
 class ControlNetError(RequestError):
@@ -109,16 +108,16 @@ def _config_for(config: AppConfig, base_pipe) -> Path:
 
 def cached_controlnets(loaded, config: AppConfig, units: list[ControlNetUnit], report) -> list:
     """The units' ControlNet models, loaded once per base model and kept while the following jobs use them."""
-    cache: dict = loaded._task_pipes
+    cache: dict = loaded.controlnets
     wanted = []
     for unit in units:
         entry = resolve_controlnet(config, unit.model)
-        key = _CACHE_PREFIX + entry.location
+        key = entry.location
         if key not in cache:
             report(f"loading ControlNet {entry.name}")
             cache[key] = load_controlnet(config, entry, loaded.pipe, loaded.pipe.unet.dtype, loaded.device)
         wanted.append(key)
-    for key in [k for k in cache if isinstance(k, str) and k.startswith(_CACHE_PREFIX) and k not in wanted]:
+    for key in [k for k in cache if k not in wanted]:
         del cache[key]  # models this job does not use are released
     return [cache[key] for key in wanted]
 

@@ -9,13 +9,14 @@ import logging
 import queue
 import threading
 import traceback
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
 
 from ldm_ui.config import AppConfig
+from ldm_ui.engine.context import EngineHooks, JobCancelled, StepInfo, TaskContext  # noqa: F401 - re-exported
 from ldm_ui.engine.models import LoadedModel, ModelManager
+from ldm_ui.engine.registry import task_for
 from ldm_ui.requests import (
     TERMINAL_EVENTS, Cancelled, Failed, Finished, GenerationRequest, LoadModelRequest, Progress, Queued, Request,
     RequestError, Started,
@@ -24,28 +25,10 @@ from ldm_ui.requests import (
 log = logging.getLogger(__name__)
 
 
-class JobCancelled(Exception):
-    """Raised inside the worker to unwind a job the user interrupted."""
-
-
 class JobFailed(RuntimeError):
     """Raised by Job.wait() when the job ended with a Failed event."""
 
 
-@dataclass
-class StepInfo:
-    """What a step hook sees after each denoising step. Setting `stop = True` interrupts the job."""
-
-    step: int  # 0-based index of the step just done
-    steps: int
-    latents: torch.Tensor
-    x0: torch.Tensor | None
-    request: GenerationRequest
-    stop: bool = False
-
-
-StepHook = Callable[[StepInfo], None]
-PromptTransform = Callable[[str, int], str]  # (prompt, seed) -> prompt
 EventListener = Callable[["Job", Any], None]  # sees every event of every job (progress pages, the HTTP API)
 
 
@@ -54,20 +37,40 @@ class Job:
 
     _ids = itertools.count(1)
 
-    def __init__(self, request: Request, listeners: list[EventListener] | None = None):
+    def __init__(self, request: Request, listeners: list[EventListener] | None = None,
+                 on_cancel: Callable[[Job], None] | None = None):
         self.id = next(self._ids)
         self.request = request
         self._listeners = listeners if listeners is not None else []
+        self._on_cancel = on_cancel
         self._events: queue.Queue = queue.Queue()
         self._cancel = threading.Event()
+        self._skip = threading.Event()
         self.done = threading.Event()
 
     def cancel(self) -> None:
+        """Interrupt: a running job stops within a step; a queued one leaves the queue at once."""
         self._cancel.set()
+        if self._on_cancel is not None:
+            self._on_cancel(self)
+
+    def skip(self) -> None:
+        """End the image (batch, or interpolation frame) being sampled and go on with the next."""
+        self._skip.set()
 
     @property
     def cancel_requested(self) -> bool:
         return self._cancel.is_set()
+
+    def skip_requested(self) -> bool:
+        return self._skip.is_set()
+
+    def take_skip(self) -> bool:
+        """True once per skip request: the task has acted on it."""
+        if self._skip.is_set():
+            self._skip.clear()
+            return True
+        return False
 
     def emit(self, event: Any) -> None:
         self._events.put(event)
@@ -104,17 +107,26 @@ class Engine:
     def __init__(self, config: AppConfig, models: ModelManager | None = None):
         self.config = config
         self.models = models or ModelManager(config)
-        self.step_hooks: list[StepHook] = []
-        self.prompt_transforms: list[PromptTransform] = []
+        self.hooks = EngineHooks()  # what extensions add: step hooks, prompt transforms, ControlNet preprocessors
         # observers of every job's events, called on the emitting thread: keep them quick and never blocking
         self.event_listeners: list[EventListener] = []
-        # ControlNet preprocessors extensions add: name -> (PIL image) -> PIL image (ldm_ui/extensions.py)
-        self.controlnet_preprocessors: dict[str, Callable[[Any], Any]] = {}
         self._pending: list[Job] = []
         self._running: Job | None = None
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
+
+    @property
+    def step_hooks(self):
+        return self.hooks.step_hooks
+
+    @property
+    def prompt_transforms(self):
+        return self.hooks.prompt_transforms
+
+    @property
+    def controlnet_preprocessors(self):
+        return self.hooks.controlnet_preprocessors
 
     # ---- lifecycle
 
@@ -141,15 +153,10 @@ class Engine:
     # ---- submitting
 
     def submit(self, request: Request) -> Job:
-        """Queue a request. Raises RequestError at once for a model that does not exist."""
-        # any request type from ldm_ui.requests with a runner (generation, model load, latent inspection, ...)
-        if not isinstance(getattr(type(request), "task", None), str) or not hasattr(request, "model"):
-            raise RequestError(f"expected a request from ldm_ui.requests, got {type(request).__name__}")
-        from ldm_ui.engine.tasks import runner_for
-
-        runner_for(request)  # unknown task types fail here, not on the worker
-        self.models.resolve(request.model)
-        job = Job(request, self.event_listeners)
+        """Queue a request. Raises RequestError at once for an unknown request type or model."""
+        if task_for(request).requires_model:  # unknown request types fail here, not on the worker
+            self.models.resolve(request.model)
+        job = Job(request, self.event_listeners, on_cancel=self._withdraw)
         with self._cond:
             if self._thread is None:
                 raise RuntimeError("the engine is not started; call Engine.start() first")
@@ -157,6 +164,18 @@ class Engine:
             job.emit(Queued(position=len(self._pending) - 1 + (1 if self._running else 0)))
             self._cond.notify_all()
         return job
+
+    def _withdraw(self, job: Job) -> None:
+        """A cancelled job that has not started leaves the queue now; the jobs behind it move up."""
+        with self._cond:
+            if job not in self._pending:
+                return
+            index = self._pending.index(job)
+            self._pending.remove(job)
+            job.emit(Cancelled("removed from the queue"))
+            ahead = 1 if self._running else 0
+            for position, waiting in enumerate(self._pending[index:], start=index):
+                waiting.emit(Queued(position=position + ahead))
 
     def generate(self, request: GenerationRequest, timeout: float | None = None) -> Finished:
         """Submit and wait: the short way for tests, scripts and the HTTP API."""
@@ -195,21 +214,24 @@ class Engine:
                     self._running = None
 
     def _run(self, job: Job) -> None:
-        from ldm_ui.engine.tasks import TaskContext, runner_for
-
         if job.cancel_requested:
             job.emit(Cancelled("interrupted before it started"))
             return
         job.emit(Started())
+        task = task_for(job.request)
+        loading = task.requires_model
         try:
-            loaded = self.models.get(job.request.model, report=lambda message: job.emit(_status(message)))
-            outcome = runner_for(job.request)(TaskContext(self, job, loaded))
+            loaded = None
+            if task.requires_model:
+                loaded = self.models.get(job.request.model, report=lambda message: job.emit(_status(message)))
+            loading = False
+            outcome = task.run(TaskContext(job, job.request, loaded, self.config, self.hooks))
         except JobCancelled as stop:
             outcome = Cancelled(str(stop) or "interrupted")
         except RequestError as error:
             outcome = Failed(str(error))
         except Exception as error:  # noqa: BLE001 - the worker must survive any job
-            outcome = Failed(describe_failure(error, job.request))
+            outcome = Failed(describe_failure(error, job.request, loading))
             log.error("job %s failed:\n%s", job.id, traceback.format_exc())
         if not isinstance(outcome, Finished):
             # an unwound job can leave tensors in reference cycles through its traceback: free them before the
@@ -236,7 +258,10 @@ def is_out_of_memory(error: BaseException) -> bool:
     return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
 
 
-def describe_failure(error: BaseException, request: Request) -> str:
+def describe_failure(error: BaseException, request: Request, loading: bool = False) -> str:
+    if is_out_of_memory(error) and loading:
+        return (f"out of memory while loading model {getattr(request, 'model', None) or 'the default model'}; memory "
+                "was released. Restart with --medvram (or --lowvram on 4 GB cards), or pick a smaller model.")
     if is_out_of_memory(error):
         width, height = getattr(request, "width", None), getattr(request, "height", None)
         size = f"{width}x{height}" if width and height else "the model's native size"

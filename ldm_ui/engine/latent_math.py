@@ -1,15 +1,12 @@
-"""Latent-space arithmetic shared by interpolation and the latent inspector: mixing, easing, VAE encode, PSNR."""
+"""Latent-space arithmetic shared by interpolation and the latent inspector: mixing, easing, cropping, PSNR."""
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
 import torch
 from PIL import Image
-
-log = logging.getLogger(__name__)
 
 PARALLEL_DOT = 0.9995  # closer than this, slerp's sin(omega) is tiny: fall back to lerp, which is then equivalent
 
@@ -81,20 +78,6 @@ def crop_and_resize(image: Image.Image, width: int, height: int) -> Image.Image:
                            Image.Resampling.LANCZOS)
     left, top = (resized.width - width) // 2, (resized.height - height) // 2
     return resized.crop((left, top, left + width, top + height))
-
-
-def vae_encode(pipe, image: Image.Image) -> torch.Tensor:
-    """The scaled latent (what the UNet sees) of an RGB image: the mean of the VAE's posterior, so no randomness."""
-    vae = pipe.vae
-    pixels = pipe.image_processor.preprocess(image).to(pipe._execution_device)
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
-    with torch.no_grad():
-        mean = vae.encode(pixels.to(vae.dtype)).latent_dist.mean
-        if torch.isnan(mean).any() and vae.dtype != torch.float32:
-            log.warning("VAE encode gave NaN in %s; using fp32 from now on", vae.dtype)
-            vae.to(torch.float32)
-            mean = vae.encode(pixels.to(torch.float32)).latent_dist.mean
-    return (mean - shift) * vae.config.scaling_factor
 
 
 def psnr_db(original: Image.Image, reconstruction: Image.Image) -> float:

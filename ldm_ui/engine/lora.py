@@ -204,10 +204,10 @@ def loaded_adapters(pipe) -> list[str]:
 def activate_loras(ctx, prompt: str) -> dict[str, str]:
     """Make exactly the prompt's LoRAs active at their weights; return the infotext entries that record them.
 
-    Called once per job before sampling by every runner (run_batches does it for the ones that use it).
+    Called once per job before sampling by every task (the batch loop does it for the ones that use it).
     """
     _, tags = parse_lora_tags(prompt)
-    return apply_loras(ctx.config, ctx.model.pipe, tags, report=lambda text: ctx.job.emit(status_event(text)))
+    return apply_loras(ctx.config, ctx.model.pipe, tags, report=ctx.status)
 
 
 def apply_loras(config: AppConfig, pipe, tags: list[LoraTag], report=lambda text: None) -> dict[str, str]:
@@ -270,8 +270,3 @@ def describe_loaded(pipe) -> list[str]:
     active = set(pipe.get_active_adapters()) if loaded_adapters(pipe) else set()
     return [f"{name}{' (active)' if name in active else ''}" for name in loaded_adapters(pipe)]
 
-
-def status_event(message: str):
-    from ldm_ui.requests import Progress
-
-    return Progress(step=0, steps=0, batch_index=0, batch_count=1, it_per_s=0.0, eta_s=0.0, message=message)

@@ -18,6 +18,7 @@ import torch
 
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
+from ldm_ui.engine.vae import VaeCodec
 from ldm_ui.requests import RequestError
 from ldm_ui.safe_paths import check_name, is_inside
 
@@ -52,11 +53,13 @@ class LoadedModel:
     native_size: int
     model_hash: str
     base_scheduler_config: dict
+    vae: VaeCodec  # every encode and decode of this model goes through it (one NaN policy, one tiling rule)
     approx_preview: LinearPreview
     full_preview: VaePreview
     device: torch.device
     cpu_threads: int = 0  # torch threads the engine runs this model with on the CPU (0: not on the CPU)
-    _task_pipes: dict = field(default_factory=dict)
+    pipelines: dict[str, object] = field(default_factory=dict)  # task pipelines built over the same weights
+    controlnets: dict[str, object] = field(default_factory=dict)  # ControlNet models by location, kept while used
 
     @property
     def is_inpainting_model(self) -> bool:
@@ -64,11 +67,11 @@ class LoadedModel:
 
     def pipeline(self, auto_class_name: str):
         """The pipeline for a task (e.g. 'AutoPipelineForImage2Image'), built over the loaded weights once."""
-        if auto_class_name not in self._task_pipes:
+        if auto_class_name not in self.pipelines:
             import diffusers
 
-            self._task_pipes[auto_class_name] = getattr(diffusers, auto_class_name).from_pipe(self.pipe)
-        return self._task_pipes[auto_class_name]
+            self.pipelines[auto_class_name] = getattr(diffusers, auto_class_name).from_pipe(self.pipe)
+        return self.pipelines[auto_class_name]
 
 
 def pick_device(name: str) -> torch.device:
@@ -169,7 +172,8 @@ class ModelManager:
     def unload(self) -> None:
         if self.current is None:
             return
-        self.current._task_pipes.clear()
+        self.current.pipelines.clear()
+        self.current.controlnets.clear()
         self.current = None
         gc.collect()
         if torch.cuda.is_available():
@@ -223,15 +227,15 @@ class ModelManager:
             torch.set_num_threads(cpu_threads)
             torch.backends.mkldnn.enabled = not tiny  # process-wide, like the model itself
         family = model_family(pipe)
-        scaling = float(pipe.vae.config.scaling_factor)
-        shift = float(getattr(pipe.vae.config, "shift_factor", None) or 0.0)
+        codec = VaeCodec(pipe)
         return LoadedModel(
             entry=entry, pipe=pipe, family=family,
             native_size=int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor),
             model_hash=self.model_hash(entry, pipe),
             base_scheduler_config=dict(pipe.scheduler.config),
-            approx_preview=linear_preview_for(family, pipe.vae, scaling),
-            full_preview=VaePreview(pipe.vae, scaling, shift),
+            vae=codec,
+            approx_preview=linear_preview_for(family, codec),
+            full_preview=VaePreview(codec),
             device=self.device, cpu_threads=cpu_threads,
         )
 

@@ -8,6 +8,7 @@ from the `lllyasviel/Annotators` repository, placed in `models/ControlNet/annota
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -93,12 +94,17 @@ def preprocess(image: Image.Image, name: str, width: int, height: int, models_di
 
         edges = cv2.Canny(np.asarray(source), int(canny_low), int(canny_high))
         return Image.fromarray(edges).convert("RGB")
-    detector = _load_detector(name, models_dir)
+    detector = _cached_detector(name, str(models_dir))
     kwargs = {"detect_resolution": resolution, "output_type": "pil"}
     if name != "lineart_standard":
         kwargs["image_resolution"] = resolution
     result = detector(source, **kwargs)
     return result.convert("RGB").resize((width, height), Image.BILINEAR)
+
+
+@functools.lru_cache(maxsize=2)  # a detector (HED, MiDaS, ...) loads in seconds; keep the last two for the next map
+def _cached_detector(name: str, models_dir: str):
+    return _load_detector(name, Path(models_dir))
 
 
 def _load_detector(name: str, models_dir: Path):

@@ -36,17 +36,16 @@ class LinearPreview:
         return tensor_to_pils(rgb)
 
     @classmethod
-    def fit(cls, vae, scaling_factor: float, generator_seed: int = 0, pixel_size: int = 64) -> LinearPreview:
-        """Least-squares fit of 4x3 factors plus bias from VAE encodes of random colored blocks."""
+    def fit(cls, codec, generator_seed: int = 0, pixel_size: int = 64) -> LinearPreview:
+        """Least-squares fit of Cx3 factors plus bias from VAE encodes (`codec`: a VaeCodec) of random colored
+        blocks."""
         rng = np.random.default_rng(generator_seed)
-        scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        scale = codec.downscale
         size = max(pixel_size, scale * 8)
         cells = size // scale
         blocks = rng.uniform(-1, 1, size=(8, 3, cells // 2, cells // 2)).astype(np.float32)
         images = torch.from_numpy(blocks).repeat_interleave(2 * scale, -1).repeat_interleave(2 * scale, -2)
-        param = next(vae.parameters())
-        with torch.no_grad():
-            latents = vae.encode(images.to(param.device, param.dtype)).latent_dist.mean.float().cpu() * scaling_factor
+        latents = codec.encode_pixels(images).float().cpu()
         pooled = torch.nn.functional.avg_pool2d(images, scale)  # pixels averaged over each latent cell
         x = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
         y = pooled.permute(0, 2, 3, 1).reshape(-1, 3)
@@ -56,16 +55,14 @@ class LinearPreview:
 
 
 class VaePreview:
-    """Full VAE decode: exact, and as slow as the final decode."""
+    """Full VAE decode of the first image of the batch (the one the preview shows): exact, and as slow as a
+    final decode of one image. `codec`: the model's VaeCodec, so previews follow its NaN policy and devices."""
 
-    def __init__(self, vae, scaling_factor: float, shift_factor: float = 0.0):
-        self.vae, self.scaling_factor, self.shift_factor = vae, scaling_factor, shift_factor
+    def __init__(self, codec):
+        self.codec = codec
 
     def __call__(self, latents: torch.Tensor) -> list[Image.Image]:
-        param = next(self.vae.parameters())
-        with torch.no_grad():
-            z = latents.to(param.device, param.dtype) / self.scaling_factor + self.shift_factor
-            images = self.vae.decode(z).sample.float()
+        images = self.codec.decode_pixels(latents[:1])
         return tensor_to_pils(images.permute(0, 2, 3, 1))
 
 
@@ -74,9 +71,9 @@ def tensor_to_pils(rgb_bhwc: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a) for a in array]
 
 
-def linear_preview_for(family: str, vae, scaling_factor: float) -> LinearPreview:
+def linear_preview_for(family: str, codec) -> LinearPreview:
     if family in ("sd1", "sd2"):
         return LinearPreview(*SD15_LATENT_RGB)
     if family == "sdxl":
         return LinearPreview(*SDXL_LATENT_RGB)
-    return LinearPreview.fit(vae, scaling_factor)
+    return LinearPreview.fit(codec)

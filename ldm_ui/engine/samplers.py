@@ -6,6 +6,7 @@ The name table has no torch import so requests can validate sampler names cheapl
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any
 
 # name -> (diffusers scheduler class name, config overrides)
@@ -17,7 +18,7 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
                         {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
     "DPM++ 2M SDE Karras": ("DPMSolverMultistepScheduler",
                             {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
-    "DPM++ SDE Karras": ("DPMSolverSinglestepScheduler", {"use_karras_sigmas": True}),
+    "DPM++ SDE Karras": ("DPMSolverSDEScheduler", {"use_karras_sigmas": True}),  # needs torchsde
     "DDIM": ("DDIMScheduler", {"set_alpha_to_one": False}),
     "UniPC": ("UniPCMultistepScheduler", {}),
     "LMS": ("LMSDiscreteScheduler", {}),
@@ -28,18 +29,24 @@ SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLERS)
 
 # config keys that belong to one scheduler family and confuse another when carried over
 _FAMILY_KEYS = ("algorithm_type", "solver_order", "use_karras_sigmas", "set_alpha_to_one", "solver_type",
-                "lower_order_final", "predict_x0", "original_inference_steps")
+                "lower_order_final", "predict_x0", "original_inference_steps", "noise_sampler_seed")
 
 _preview_classes: dict[type, type] = {}
 
 
-def make_scheduler(name: str, base_config: Any):
-    """A fresh scheduler for `name`, keeping the model's training betas and prediction type."""
+def make_scheduler(name: str, base_config: Any, seed: int | None = None):
+    """A fresh scheduler for `name`, keeping the model's training betas and prediction type.
+
+    `seed`: the image's seed, for schedulers that draw their noise from a seed of their own instead of the
+    pipeline's generator (DPM++ SDE's Brownian tree), so the same seed gives the same image.
+    """
     import diffusers
 
     class_name, overrides = SAMPLERS[name]
     cls = _previewing_class(getattr(diffusers, class_name))
     config = {k: v for k, v in dict(base_config).items() if k not in _FAMILY_KEYS}
+    if "noise_sampler_seed" in inspect.signature(cls.__init__).parameters:
+        overrides = {**overrides, "noise_sampler_seed": seed}
     # A1111 samplers leave the timestep spacing to 'trailing'/'leading' of the base; keep the model's choice.
     return cls.from_config(config, **overrides)
 

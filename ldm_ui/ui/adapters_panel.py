@@ -13,8 +13,8 @@ import gradio as gr
 
 from ldm_ui.engine.controlnet import list_controlnets
 from ldm_ui.engine.lora import list_loras, lora_tag
-from ldm_ui.engine.preprocessors import CANNY_HIGH, CANNY_LOW, PREPROCESSOR_NAMES, describe, preprocess
-from ldm_ui.requests import MAX_CONTROL_WEIGHT, MAX_CONTROLNET_UNITS, ControlNetUnit, RequestError
+from ldm_ui.engine.preprocessors import CANNY_HIGH, CANNY_LOW, PREPROCESSOR_NAMES, describe
+from ldm_ui.requests import MAX_CONTROL_WEIGHT, MAX_CONTROLNET_UNITS, ControlMapRequest, ControlNetUnit, RequestError
 from ldm_ui.ui.inputs import Input
 
 
@@ -101,16 +101,19 @@ def units_from_values(values: dict, count: int = MAX_CONTROLNET_UNITS) -> tuple[
 
 
 def preview_map(engine, image, preprocessor, low, high, width, height):
-    """(preview image, note) for one unit: what the ControlNet will see at the tab's output size."""
+    """(preview image, note) for one unit: what the ControlNet will see at the tab's output size, made by an
+    engine job (learned detectors run on the worker's device and stay cached there)."""
     config, extra = engine.config, engine.controlnet_preprocessors
     name = preprocessor or "none"
     if image is None:
         return None, describe(name, config.models_dir) if name not in extra else f"{name} (from an extension)"
     try:
-        result = preprocess(image, name, int(width), int(height), config.models_dir, int(low), int(high), extra)
-    except Exception as error:  # noqa: BLE001 - an extension's preprocessor may fail in any way; shown, not raised
+        finished = engine.submit(ControlMapRequest(image=image, preprocessor=name, width=int(width),
+                                                   height=int(height), canny_low=int(low),
+                                                   canny_high=int(high))).wait()
+    except Exception as error:  # noqa: BLE001 - a bad value or an extension's failing preprocessor: shown, not raised
         return None, f"⚠️ {error}"
-    return result, f"{preprocessor}: {result.width}x{result.height} control map"
+    return finished.result.image, finished.summary
 
 
 def build_controlnet_panel(tab: str, engine, width: gr.Slider, height: gr.Slider) -> ControlNetPanel:

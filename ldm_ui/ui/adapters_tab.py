@@ -52,8 +52,7 @@ def loaded_summary(engine) -> str:
         return "No model loaded."
     adapters = describe_loaded(current.pipe)
     loras = ", ".join(adapters) if adapters else "none"
-    cached = [Path(k.split(":", 1)[1]).name for k in current._task_pipes
-              if isinstance(k, str) and k.startswith("controlnet:")]
+    cached = [Path(location).name for location in current.controlnets]
     controlnets = ", ".join(cached) if cached else "none"
     return (f"**Loaded on {current.entry.name}:** LoRA adapters: {loras} · ControlNet models: {controlnets}\n\n"
             "Adapters stay loaded between jobs; a job switches on only the LoRAs its prompt names, at their weights.")

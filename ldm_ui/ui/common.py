@@ -178,8 +178,10 @@ def interrupt(session: Session, tab: str = DEFAULT_TAB) -> str:
     return render_status("Interrupting…", kind="warn")
 
 
-def stream_job(engine, session: Session, make_request: Callable[[], Any], tab: str = DEFAULT_TAB) -> Iterator[tuple]:
-    """Submit a request and turn its coalesced events into (preview, status, gallery, infotext, outputs) updates.
+def stream_job(engine, session: Session, make_request: Callable[[], Any], tab: str = DEFAULT_TAB,
+               on_finished: Callable[[Finished], None] = lambda finished: None) -> Iterator[tuple]:
+    """Submit a request and turn its coalesced events into (preview, status, gallery, infotext, outputs) updates;
+    `on_finished` sees the Finished event (with its typed result) before its update is yielded.
 
     Any failure to build the request (a bad number, an upload that is not an image) is one line in the status;
     the previous results stay. While this tab already has a job, a second Generate does nothing.
@@ -207,7 +209,7 @@ def stream_job(engine, session: Session, make_request: Callable[[], Any], tab: s
                 yield skip, render_status(one_line(error), kind="error"), skip, skip, skip
                 return
             session.jobs[tab] = job
-            yield from _job_updates(job, session, urgent.event)
+            yield from _job_updates(job, session, urgent.event, on_finished)
     finally:
         if job is not None and not job.done.is_set():  # the browser went away or Gradio closed us: stop the work
             job.cancel()
@@ -220,7 +222,7 @@ def one_line(error: BaseException) -> str:
     return text if isinstance(error, RequestError) else f"{type(error).__name__}: {text}"
 
 
-def _job_updates(job, session: Session, urgent) -> Iterator[tuple]:
+def _job_updates(job, session: Session, urgent, on_finished: Callable[[Finished], None]) -> Iterator[tuple]:
     skip = gr.skip()
     outputs: list[Output] = []
     progress: Progress | None = None
@@ -245,6 +247,7 @@ def _job_updates(job, session: Session, urgent) -> Iterator[tuple]:
                 gallery, infotext, shown_outputs = [gallery_item(o) for o in outputs], event.infotext, list(outputs)
             elif isinstance(event, Finished):
                 session.history.extend(event.outputs)
+                on_finished(event)
                 preview, status = gr.update(value=None), render_status(describe_finished(event), 1.0, "ok")
                 gallery = [gallery_item(o) for o in event.outputs]
                 infotext = event.outputs[-1].infotext if event.outputs else ""
@@ -259,8 +262,7 @@ def _job_updates(job, session: Session, urgent) -> Iterator[tuple]:
 def describe_finished(event: Finished) -> str:
     seeds = sorted({o.seed for o in event.outputs})
     seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}–{seeds[-1]}" if seeds else "no seed"
-    summary = getattr(event, "summary", None) or getattr(event, "info", {}).get("summary", "")
-    return f"Done: {len(event.outputs)} image(s), {seed_text}. {summary}".strip()
+    return f"Done: {len(event.outputs)} image(s), {seed_text}. {event.summary}".strip()
 
 
 def describe_cancelled(event: Cancelled, progress: Progress | None, finished: int) -> str:

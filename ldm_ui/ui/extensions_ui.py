@@ -7,6 +7,7 @@ owner copying a folder into extensions/ (so --share and --listen users cannot ad
 from __future__ import annotations
 
 import html
+from typing import Callable
 
 import gradio as gr
 
@@ -110,3 +111,9 @@ def _setting_widget(setting, elem_id: str):
                          maximum=setting.maximum, precision=0 if isinstance(setting.default, int) else None,
                          elem_id=elem_id)
     return gr.Textbox(value=setting.value, label=setting.label, info=setting.info or None, elem_id=elem_id)
+
+
+def load_extensions(config, engine) -> list[tuple[str, Callable]]:
+    """Discover and load extensions/<name>/; returns the tabs for build_ui: theirs, then the Extensions tab."""
+    manager = ExtensionManager(config, engine).load_all()
+    return manager.tabs() + [("Extensions", build(manager))]

@@ -57,7 +57,7 @@ def inspect(engine, image, model):
     try:
         for event in job.events():
             if isinstance(event, Finished):
-                found = event.info["inspection"]
+                found = event.result
                 comparison = [(found.original, "original"), (found.reconstruction, "VAE reconstruction")]
                 channels = [(image, f"channel {i}: {s.minimum:.2f} … {s.maximum:.2f}")
                             for i, (image, s) in enumerate(zip(found.channels, found.channel_stats))]

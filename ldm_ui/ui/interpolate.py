@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
-from ldm_ui.engine.interpolate import GIF_NAME, MP4_NAME
 from ldm_ui.requests import (
-    EASINGS, INTERPOLATION_MODES, LATENT_MIXES, MAX_FPS, MAX_FRAMES, MAX_SEED, MIN_FRAMES, InterpolateRequest,
+    EASINGS, INTERPOLATION_MODES, LATENT_MIXES, MAX_FPS, MAX_FRAMES, MAX_SEED, MIN_FRAMES, Finished,
+    InterpolateRequest,
 )
+from ldm_ui.results import InterpolationResult
 from ldm_ui.ui.common import (
-    _whole, build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation,
+    _whole, build_generation_controls, build_output_panel, settings_from, stream_job, wire_generation,
 )
 from ldm_ui.ui.inputs import Input, InputTable
 
@@ -45,15 +44,6 @@ def mode_visibility(mode: str):
 
 def is_skip(value) -> bool:
     return isinstance(value, dict) and value == {"__type__": "update"}
-
-
-def animation_files(outputs) -> tuple[str, str] | None:
-    """The run's GIF and MP4, which exist only once every frame is done (an interrupted run has none)."""
-    if not outputs or not getattr(outputs[-1], "path", None):
-        return None
-    folder = Path(outputs[-1].path).parent
-    gif, mp4 = folder / GIF_NAME, folder / MP4_NAME
-    return (str(gif), str(mp4)) if gif.is_file() and mp4.is_file() else None
 
 
 def build(ui) -> None:
@@ -114,20 +104,23 @@ def build(ui) -> None:
         controls.fields(), ui.shared_fields(),
         # the images come last with a default: API callers of the other modes leave them out
         [Input("image_a", image_a, None), Input("image_b", image_b, None)])
-    frames_run = job_runner(ui, "interpolate", to_request)
 
     def interpolate(values):
         skip = gr.skip()
         latest = [None] * 5  # the newest real value of each panel output, for the final, complete update
         first = True
-        for update in frames_run(values):
+        finished: list[Finished] = []  # the run's GIF and MP4 exist only once every frame is done
+        session = values.pop("session")
+        for update in stream_job(ui.engine, session, lambda: to_request(**values), "interpolate",
+                                 on_finished=finished.append):
             latest = [old if is_skip(new) else new for old, new in zip(latest, update)]
             # a new run clears the last run's animation
             yield (*update, *((None, None, None) if first else (skip, skip, skip)))
             first = False
-        found = animation_files(latest[4])
-        if found:  # repeat everything with the animation: an API caller receives only this last update
-            yield (None, *latest[1:], found[1], found[0], list(found))
+        if finished and isinstance(finished[0].result, InterpolationResult):
+            # repeat everything with the animation: an API caller receives only this last update
+            gif_path, mp4_path = str(finished[0].result.gif), str(finished[0].result.mp4)
+            yield (None, *latest[1:], mp4_path, gif_path, [gif_path, mp4_path])
 
     wire_generation(ui, "interpolate", controls, panel, table, interpolate, "interpolate",
                     outputs=[*panel.outputs(), video, gif, files])

@@ -1,7 +1,7 @@
 """The interpolation runner: a walk through latent space from endpoint A to endpoint B, one image per frame.
 
 prompts/seeds/both: each frame is a txt2img call whose text embeddings (lerp) and initial noise (slerp) are mixed
-from the endpoints'. The noise is drawn exactly as `run_batches` draws it (a CPU generator per seed, through
+from the endpoints'. The noise is drawn exactly as the batch loop draws it (a CPU generator per seed, through
 diffusers' randn_tensor) and handed to the pipeline as `latents=`, which the pipeline scales by the scheduler's
 init_noise_sigma just as it scales noise it draws itself; so frame 0 and the last frame are pixel for pixel the
 txt2img images of the endpoints with the same settings.
@@ -12,7 +12,6 @@ with a re-noise strength, noised and denoised with the prompt by the img2img pip
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +21,13 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ldm_ui.engine.adapters import encoder_prompt, prepare_adapters
 from ldm_ui.engine.animation import animation_sequence, write_gif, write_mp4
-from ldm_ui.engine.latent_math import crop_and_resize, frame_positions, lerp, mix, slerp, vae_encode
+from ldm_ui.engine.context import ProgressClock, TaskContext
+from ldm_ui.engine.latent_math import crop_and_resize, frame_positions, lerp, mix, slerp
 from ldm_ui.engine.samplers import make_scheduler
-from ldm_ui.engine.tasks import (
-    TILING_THRESHOLD_PX, StepCallback, TaskContext, apply_prompt_transforms, decode_latents, infotext_for,
-    preview_decoder, resolve_seed, target_size,
-)
-from ldm_ui.metadata import save_png_atomically
+from ldm_ui.engine.tasks.batch import infotext_for, resolve_seed, seeded_generators, target_size
+from ldm_ui.engine.tasks.sampling import StepCallback, sample
 from ldm_ui.requests import Finished, InterpolateRequest, Output, Progress, RequestError
+from ldm_ui.results import InterpolationResult
 
 GIF_NAME, MP4_NAME = "interpolation.gif", "interpolation.mp4"
 
@@ -42,42 +40,38 @@ class Endpoint:
     noise: torch.Tensor  # unscaled initial noise, as randn_tensor draws it for this seed
 
 
-def run_interpolate(ctx: TaskContext) -> Finished:
-    request: InterpolateRequest = ctx.job.request
+def run(ctx: TaskContext) -> Finished:
+    request: InterpolateRequest = ctx.request
     model = ctx.model
     width, height = target_size(request, model)
-    if hasattr(model.pipe.vae, "enable_tiling"):
-        model.pipe.vae.enable_tiling() if width * height > TILING_THRESHOLD_PX else model.pipe.vae.disable_tiling()
     positions = frame_positions(request.frames, request.easing)
     make_frame = ImageWalk(ctx, width, height) if request.mode == "images" else TextWalk(ctx, width, height)
     # claimed only now, so a request the walk refuses leaves no empty folder behind
-    folder = new_run_folder(ctx.config.outputs_dir / "interpolate" / dt.date.today().isoformat(), request.mode)
+    folder = new_run_folder(ctx.output_folder("interpolate"), request.mode)
     outputs: list[Output] = []
     began = time.perf_counter()
     for index, t in enumerate(positions):
         ctx.check_cancel()
-        image, prompt, seed, extra = make_frame(index, t)
+        frame = make_frame(index, t)
+        if frame is None:  # skipped by the user
+            continue
+        image, prompt, seed, extra = frame
         ctx.check_cancel()  # an interrupt during the decode drops this frame
         extra = {"Interpolation": request.mode, "Interpolation frame": f"{index + 1}/{request.frames}",
                  "Interpolation weight": f"{t:.4f}", "Easing": request.easing, **extra, **make_frame.infotext}
         infotext = infotext_for(request, model, prompt, seed, width, height, extra)
-        path = save_png_atomically(image, folder, "frame", infotext)
-        output = Output(image=image, seed=seed, infotext=infotext, path=str(path))
-        outputs.append(output)
-        ctx.job.emit(output)
+        outputs.append(ctx.save(image, folder, "frame", infotext, seed))
     ctx.check_cancel()
-    ctx.job.emit(Progress(step=0, steps=0, batch_index=0, batch_count=1, it_per_s=0.0, eta_s=0.0,
-                          message="encoding the GIF and the MP4…"))
+    ctx.status("encoding the GIF and the MP4…")
     sequence = animation_sequence([o.image for o in outputs], request.ping_pong)
     gif = write_gif(sequence, folder / GIF_NAME, request.fps)
     mp4 = write_mp4(sequence, folder / MP4_NAME, request.fps)
     loop = ", ping-pong" if request.ping_pong else ""
     summary = (f"{len(outputs)} frames in {time.perf_counter() - began:.1f} s; GIF and MP4 of {len(sequence)} frames "
                f"at {request.fps:g} fps{loop} in {folder}")
-    return Finished(outputs=outputs, info={
-        "gif": str(gif), "mp4": str(mp4), "folder": str(folder), "width": width, "height": height,
-        "animation_frames": len(sequence), "positions": positions, "summary": summary,
-    })
+    result = InterpolationResult(folder=folder, gif=Path(gif), mp4=Path(mp4), width=width, height=height,
+                                 animation_frames=len(sequence), positions=tuple(positions))
+    return Finished(outputs=outputs, summary=summary, result=result)
 
 
 def new_run_folder(parent: Path, mode: str) -> Path:
@@ -99,10 +93,9 @@ class TextWalk:
 
     def __init__(self, ctx: TaskContext, width: int, height: int):
         self.ctx, self.width, self.height = ctx, width, height
-        request = ctx.job.request
+        request = ctx.request
         # LoRA tags of prompt A are activated (and stale ones dropped) exactly as txt2img does it
         self.pipe, self.call_kwargs, self.infotext = prepare_adapters(ctx, ctx.model.pipe, {}, width, height)
-        self.preview, self.preview_every = preview_decoder(ctx)
         seed_a = resolve_seed(request.seed)
         seed_b = seed_a
         if request.mode in ("seeds", "both"):
@@ -111,11 +104,11 @@ class TextWalk:
                 seed_b = resolve_seed(-1)
         text_b = request.prompt_b if request.mode in ("prompts", "both") else request.prompt
         self.guided = request.cfg_scale > 1 and getattr(self.pipe.unet.config, "time_cond_proj_dim", None) is None
-        self.a = self.endpoint(apply_prompt_transforms(ctx, request.prompt, seed_a), seed_a)
-        self.b = self.endpoint(apply_prompt_transforms(ctx, text_b, seed_b), seed_b)
+        self.a = self.endpoint(ctx.transform_prompt(request.prompt, seed_a), seed_a)
+        self.b = self.endpoint(ctx.transform_prompt(text_b, seed_b), seed_b)
 
     def endpoint(self, prompt: str, seed: int) -> Endpoint:
-        request, pipe = self.ctx.job.request, self.pipe
+        request, pipe = self.ctx.request, self.pipe
         with torch.no_grad():
             encoded = pipe.encode_prompt(prompt=[encoder_prompt(prompt)], device=pipe._execution_device,
                                          num_images_per_prompt=1, do_classifier_free_guidance=self.guided,
@@ -131,26 +124,25 @@ class TextWalk:
         pipe = self.pipe
         shape = (1, pipe.unet.config.in_channels, self.height // pipe.vae_scale_factor,
                  self.width // pipe.vae_scale_factor)
-        generator = [torch.Generator("cpu").manual_seed(seed)]
+        generator = seeded_generators([seed])
         return randn_tensor(shape, generator=generator, device=pipe._execution_device, dtype=dtype), generator
 
     def __call__(self, index: int, t: float):
-        ctx, request, pipe, a, b = self.ctx, self.ctx.job.request, self.pipe, self.a, self.b
+        ctx, request, pipe, a, b = self.ctx, self.ctx.request, self.pipe, self.a, self.b
         embeds = {name: lerp(a.embeds[name], b.embeds[name], t) for name in a.embeds}
         noise = slerp(a.noise, b.noise, t) if a.seed != b.seed else a.noise
         # ancestral samplers add fresh noise every step; it comes from the nearer endpoint's seed
         step_seed = a.seed if t < 0.5 else b.seed
         _, generator = self.noise_and_generator(step_seed, a.noise.dtype)
-        pipe.scheduler = make_scheduler(request.sampler, ctx.model.base_scheduler_config)
-        callback = StepCallback(ctx, index, self.preview, self.preview_every, batch_count=request.frames,
-                                unit="frame")
-        latents = pipe(
+        pipe.scheduler = make_scheduler(request.sampler, ctx.model.base_scheduler_config, seed=step_seed)
+        latents = sample(
+            ctx, pipe, StepCallback(ctx, index, request.frames, unit="frame"),
             **embeds, num_inference_steps=request.steps, guidance_scale=request.cfg_scale,
-            width=self.width, height=self.height, generator=generator, latents=noise, output_type="latent",
-            callback_on_step_end=callback, **self.call_kwargs,
-        ).images
-        ctx.check_cancel()
-        image = decode_latents(ctx.model, pipe, latents)[0]
+            width=self.width, height=self.height, generator=generator, latents=noise, **self.call_kwargs,
+        )
+        if latents is None:
+            return None
+        image = ctx.model.vae.decode(latents)[0]
         at_b = t == 1.0  # the last frame is endpoint B: its infotext reproduces it in txt2img
         prompt, seed = (b.prompt, b.seed) if at_b else (a.prompt, a.seed)
         extra = {}
@@ -166,10 +158,9 @@ class ImageWalk:
 
     def __init__(self, ctx: TaskContext, width: int, height: int):
         self.ctx = ctx
-        request, model = ctx.job.request, ctx.model
+        request, model = ctx.request, ctx.model
         self.seed = resolve_seed(request.seed)
-        self.prompt = apply_prompt_transforms(ctx, request.prompt, self.seed)
-        self.preview, self.preview_every = preview_decoder(ctx)
+        self.prompt = ctx.transform_prompt(request.prompt, self.seed)
         self.pipe, self.call_kwargs, self.infotext = model.pipe, {}, {}
         if request.strength > 0:
             self.pipe, self.call_kwargs, self.infotext = prepare_adapters(
@@ -177,34 +168,31 @@ class ImageWalk:
         if request.strength > 0 and int(request.steps * request.strength) < 1:
             raise RequestError(f"re-noise strength {request.strength:g} with {request.steps} steps leaves no step to "
                                f"denoise; raise the steps to at least {int(1 / request.strength) + 1} or the strength")
-        self.started = time.perf_counter()
-        with torch.no_grad():
-            self.a = vae_encode(model.pipe, crop_and_resize(request.image_a, width, height))
-            self.b = vae_encode(model.pipe, crop_and_resize(request.image_b, width, height))
+        self.clock = ProgressClock()
+        self.a = model.vae.encode(crop_and_resize(request.image_a, width, height))
+        self.b = model.vae.encode(crop_and_resize(request.image_b, width, height))
 
     def __call__(self, index: int, t: float):
-        ctx, request, model = self.ctx, self.ctx.job.request, self.ctx.model
+        ctx, request, model = self.ctx, self.ctx.request, self.ctx.model
         latents = mix(self.a, self.b, t, request.latent_mix)
         extra = {"Latent mix": request.latent_mix}
         pipe = self.pipe
         if request.strength > 0:
-            pipe.scheduler = make_scheduler(request.sampler, model.base_scheduler_config)
-            callback = StepCallback(ctx, index, self.preview, self.preview_every, batch_count=request.frames,
-                                    unit="frame")
-            latents = pipe(
+            pipe.scheduler = make_scheduler(request.sampler, model.base_scheduler_config, seed=self.seed)
+            latents = sample(
+                ctx, pipe, StepCallback(ctx, index, request.frames, unit="frame"),
                 prompt=[encoder_prompt(self.prompt)], negative_prompt=[request.negative_prompt], image=latents,
                 strength=request.strength, num_inference_steps=request.steps, guidance_scale=request.cfg_scale,
-                generator=[torch.Generator("cpu").manual_seed(self.seed)], output_type="latent",
-                callback_on_step_end=callback, **self.call_kwargs,
-            ).images
-            ctx.check_cancel()
+                generator=seeded_generators([self.seed]), **self.call_kwargs,
+            )
+            if latents is None:
+                return None
             extra["Denoising strength"] = f"{request.strength:g}"
         else:
             extra["Re-noise"] = "off (latents decoded directly)"
-        image = decode_latents(model, pipe, latents)[0]
+        image = model.vae.decode(latents)[0]
         if request.strength == 0:  # no sampler steps, so no step callback: report each decoded frame
-            elapsed = time.perf_counter() - self.started
-            rate = (index + 1) / elapsed if elapsed > 0 else 0.0
-            ctx.job.emit(Progress(step=1, steps=1, batch_index=index, batch_count=request.frames, it_per_s=rate,
-                                  eta_s=(request.frames - index - 1) / rate if rate else 0.0, unit="frame"))
+            rate, eta = self.clock.rate_and_eta(index + 1, request.frames - index - 1)
+            ctx.emit(Progress(step=1, steps=1, batch_index=index, batch_count=request.frames, it_per_s=rate,
+                              eta_s=eta, unit="frame"))
         return image, self.prompt, self.seed, extra

@@ -1,0 +1,146 @@
+"""What a task sees of the engine: its request, the loaded model, and a few typed services.
+
+Tasks import this module and never the engine, so imports point one way: engine -> registry -> tasks -> context.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+import torch
+from PIL import Image
+
+from ldm_ui.config import AppConfig
+from ldm_ui.metadata import save_png_atomically
+from ldm_ui.requests import Output, Preview, Progress
+
+if TYPE_CHECKING:
+    from ldm_ui.engine.models import LoadedModel
+
+
+class JobCancelled(Exception):
+    """Raised inside the worker to unwind a job the user interrupted."""
+
+
+@dataclass
+class StepInfo:
+    """What a step hook sees after each denoising step. Setting `stop = True` interrupts the job."""
+
+    step: int  # 0-based index of the step just done
+    steps: int
+    latents: torch.Tensor
+    x0: torch.Tensor | None
+    request: Any
+    stop: bool = False
+
+
+StepHook = Callable[[StepInfo], None]
+PromptTransform = Callable[[str, int], str]  # (prompt, seed) -> prompt
+
+
+@dataclass
+class EngineHooks:
+    """The extension points extensions fill: step hooks, prompt transforms, extra ControlNet preprocessors."""
+
+    step_hooks: list[StepHook] = field(default_factory=list)
+    prompt_transforms: list[PromptTransform] = field(default_factory=list)
+    # name -> (PIL image) -> PIL image
+    controlnet_preprocessors: dict[str, Callable[[Image.Image], Image.Image]] = field(default_factory=dict)
+
+
+class JobHandle(Protocol):
+    """The part of a Job a task may touch."""
+
+    @property
+    def cancel_requested(self) -> bool: ...
+
+    def take_skip(self) -> bool: ...
+
+    def skip_requested(self) -> bool: ...
+
+    def emit(self, event: Any) -> None: ...
+
+
+class ProgressClock:
+    """Rate and ETA over `total` units of work (steps, or frames when a frame has no steps)."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+
+    def rate_and_eta(self, done: int, remaining: int) -> tuple[float, float]:
+        elapsed = time.perf_counter() - self.started
+        rate = done / elapsed if elapsed > 0 and done > 0 else 0.0
+        return rate, (remaining / rate if rate else 0.0)
+
+
+class TaskContext:
+    """A running job as its task sees it."""
+
+    def __init__(self, job: JobHandle, request: Any, model: LoadedModel | None, config: AppConfig,
+                 hooks: EngineHooks, load_model: Callable[[str | None], LoadedModel] | None = None):
+        self.job, self.request, self.config, self.hooks = job, request, config, hooks
+        self._model = model
+        self._load_model = load_model
+        self.last_step = 0  # steps done in the current pipeline call, for "interrupted at step N"
+        self.last_steps = 0
+
+    @property
+    def model(self) -> LoadedModel:
+        if self._model is None:
+            raise RuntimeError(f"{type(self.request).__name__} runs without a diffusion model")
+        return self._model
+
+    # ---- cancel and skip
+
+    @property
+    def cancelled(self) -> bool:
+        return self.job.cancel_requested
+
+    def check_cancel(self) -> None:
+        if self.job.cancel_requested:
+            where = f" at step {self.last_step}/{self.last_steps}" if self.last_steps else ""
+            raise JobCancelled(f"interrupted{where}")
+
+    # ---- events
+
+    def status(self, message: str, step: int = 0, steps: int = 0) -> None:
+        """A status line with no sampling progress behind it (loading, encoding, writing a video)."""
+        self.job.emit(Progress(step=step, steps=steps, batch_index=0, batch_count=1, it_per_s=0.0, eta_s=0.0,
+                               message=message))
+
+    def preview(self, image: Image.Image, step: int) -> None:
+        self.job.emit(Preview(image=image, step=step))
+
+    def emit(self, event: Any) -> None:
+        self.job.emit(event)
+
+    # ---- outputs
+
+    def output_folder(self, task: str) -> Path:
+        return self.config.outputs_dir / task / dt.date.today().isoformat()
+
+    def save(self, image: Image.Image, folder: Path, stem: str, infotext: str, seed: int) -> Output:
+        """Write the PNG with its infotext (atomically) and tell the caller it exists."""
+        path = save_png_atomically(image, folder, stem, infotext)
+        output = Output(image=image, seed=seed, infotext=infotext, path=str(path))
+        self.job.emit(output)
+        return output
+
+    # ---- prompts
+
+    def transform_prompt(self, prompt: str, seed: int) -> str:
+        for transform in self.hooks.prompt_transforms:
+            prompt = transform(prompt, seed)
+        return prompt
+
+    # ---- models (only the model-loading task needs more than `model`)
+
+    def load_model(self, name: str | None) -> LoadedModel:
+        if self._load_model is None:
+            raise RuntimeError("this context cannot load models")
+        self._model = self._load_model(name)
+        return self._model

@@ -1,0 +1,1 @@
+"""One module per task; engine/registry.py maps request types to them."""

@@ -1,0 +1,79 @@
+"""img2img (SDEdit), on the pipeline `from_pipe` builds over the loaded weights.
+
+The init image is placed on the canvas (resize mode), VAE-encoded, noised to the timestep `strength` selects and
+denoised from there; a strength that leaves no step returns the input through the VAE.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ldm_ui.engine.context import TaskContext
+from ldm_ui.engine.tasks.batch import SamplingPlan, run_batches, target_size
+from ldm_ui.image_ops import resize_image
+from ldm_ui.requests import Finished, Img2ImgRequest
+
+IMG2IMG_PIPELINE = "AutoPipelineForImage2Image"
+INPAINT_PIPELINE = "AutoPipelineForInpainting"
+
+
+def task_pipeline(model, auto_class_name: str):
+    pipe = model.pipeline(auto_class_name)
+    pipe.set_progress_bar_config(disable=True)  # from_pipe does not carry the loaded pipeline's setting over
+    return pipe
+
+
+def denoising_steps(steps: int, strength: float) -> int:
+    """How many of `steps` SDEdit runs: the last `strength` fraction of the schedule (diffusers' rule)."""
+    return min(int(steps * strength), steps)
+
+
+class ReconstructionOnly:
+    """Stands in for a pipeline when the strength leaves no step to run: the latents of the init image itself.
+
+    The batch loop then decodes them as usual, so the output is the input through the VAE, saved with its infotext.
+    """
+
+    num_timesteps = 0
+
+    def __init__(self, pipe, latents: torch.Tensor):
+        self.vae, self.image_processor = pipe.vae, pipe.image_processor
+        self.scheduler = pipe.scheduler
+        self.latents = latents
+
+    def __call__(self, *, prompt: list[str], **_: Any) -> SimpleNamespace:
+        return SimpleNamespace(images=self.latents.repeat(len(prompt), 1, 1, 1))
+
+
+def steps_summary(request: Img2ImgRequest, steps_run: int) -> str:
+    if steps_run == 0:
+        return (f"Denoising strength {request.strength:g} leaves no step of {request.steps} to run: "
+                "the input went through the VAE only.")
+    return f"Denoising strength {request.strength:g}: {steps_run} of {request.steps} steps run."
+
+
+# ---- img2img
+
+
+def run(ctx: TaskContext) -> Finished:
+    request, model = ctx.request, ctx.model
+    width, height = target_size(request, model)
+    canvas = resize_image(request.init_image.convert("RGB"), width, height, request.resize_mode)
+    latents = model.vae.encode(canvas)  # encoded here, under the one VAE policy, and handed over as latents
+    extra = {"Denoising strength": f"{request.strength:g}", "Resize mode": request.resize_mode}
+    if model.is_inpainting_model:
+        # a 9-channel UNet needs a mask: all of it repainted is plain img2img
+        pipe = task_pipeline(model, INPAINT_PIPELINE)
+        call_kwargs = {"image": latents, "mask_image": Image.new("L", (width, height), 255),
+                       "masked_image_latents": torch.zeros_like(latents), "strength": request.strength}
+    else:
+        pipe = task_pipeline(model, IMG2IMG_PIPELINE)
+        call_kwargs = {"image": latents, "strength": request.strength}
+    if denoising_steps(request.steps, request.strength) == 0:
+        pipe = ReconstructionOnly(pipe, latents)
+    outputs, stats = run_batches(ctx, SamplingPlan(pipe=pipe, call_kwargs=call_kwargs, infotext=extra))
+    return Finished(outputs=outputs, summary=steps_summary(request, stats.steps_run), result=stats)
