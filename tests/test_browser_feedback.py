@@ -236,3 +236,23 @@ def test_the_page_is_served_while_the_model_loads(models_dir, tmp_path, browser)
         context.close()
         demo.close()
         engine.shutdown()
+
+
+def test_reuse_seed_takes_the_selected_images_seed_in_every_tab(app, open_page):
+    from playwright.sync_api import expect
+
+    page = open_page()
+    page.fill("#txt2img-prompt textarea", "two circles")
+    set_number(page, "#txt2img-steps input[type=number]", 2)
+    set_number(page, "#txt2img-seed input", 500)
+    set_number(page, "#txt2img-batch-size input[type=number]", 2)
+    page.click("#txt2img-generate")
+    expect(status(page)).to_contain_text("seeds 500–501")
+    page.locator("#txt2img-gallery .thumbnail-item").first.click()
+    expect(page.locator("#txt2img-infotext textarea")).to_have_value(re.compile("Seed: 500,"))
+    set_number(page, "#txt2img-seed input", -1)
+    page.click("#txt2img-reuse-seed")
+    expect(page.locator("#txt2img-seed input")).to_have_value("500")  # the selected first image, not the last
+    for tab in ("img2img", "Inpaint", "Interpolate"):
+        page.get_by_role("tab", name=tab, exact=True).click()
+        expect(page.locator(f"#{tab.lower()}-reuse-seed")).to_be_visible()

@@ -107,9 +107,18 @@ def test_interrupt_names_the_step_it_stopped_at():
 
     class Engine:
         event_listeners: list = []
+        config = None
 
         def submit(self, request):
             return job
 
     updates = list(stream_job(Engine(), session, lambda: object()))
     assert statuses(updates)[-1].endswith("Interrupted at step 21/150.</span></div>")
+
+
+def test_error_lines_name_the_app_folders_not_server_paths(engine):
+    config = engine.config
+    updates = list(stream_job(engine, Session(), lambda: Txt2ImgRequest(prompt="x", model="no-such-model")))
+    line = statuses(updates)[-1]
+    assert "unknown model 'no-such-model'" in line and "models (" in line, line
+    assert str(config.models_dir) not in line

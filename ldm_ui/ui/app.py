@@ -25,6 +25,7 @@ class UiContext:
     tabs: dict[str, tuple[GenerationControls, OutputPanel]] = field(default_factory=dict)
     send_buttons: dict[str, dict[str, gr.Button]] = field(default_factory=dict)
     tab_components: dict[str, gr.Tab] = field(default_factory=dict)
+    preset_slots: dict[str, gr.Column] = field(default_factory=dict)  # an empty column at the top of each tab
     tab_group: gr.Tabs | None = None  # an output that switches tabs: gr.Tabs(selected=<tab id>)
     # wiring that needs every tab to exist (send-to buttons); each runs once as finish(ui) after the tabs
     after_build: list = field(default_factory=list)
@@ -79,10 +80,12 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None,
             with gr.Tab("txt2img", id="txt2img") as tab:
                 from ldm_ui.ui import txt2img
 
+                ui.preset_slots["txt2img"] = gr.Column()  # presets_ui fills it: the preset row tops the tab
                 txt2img.build(ui)
             ui.tab_components["txt2img"] = tab
             for title, builder in extra_tabs or []:
                 with gr.Tab(title, id=title.lower().replace(" ", "-")) as tab:
+                    ui.preset_slots[title] = gr.Column()
                     builder(ui)
                 ui.tab_components[title] = tab
             with gr.Tab("Settings", id="settings"):
@@ -126,7 +129,8 @@ def _switch_model(engine, name: str, size_outputs: int):
     except Exception as error:  # noqa: BLE001 - shown to the user, the app keeps serving
         back = previous.entry.name if previous else None
         note = f"{back!r} is still loaded." if back else "No model is loaded."
-        return [gr.skip(), render_status(f"Could not load {name!r}: {one_line(error)} {note}", kind="error"),
+        return [gr.skip(), render_status(f"Could not load {name!r}: {one_line(error, engine.config)} {note}",
+                                         kind="error"),
                 gr.update(value=back)] + [gr.skip()] * size_outputs
     sizes = [gr.skip()] * size_outputs if loaded is previous else [loaded.native_size] * size_outputs
     return [_model_summary(loaded), "", gr.skip()] + sizes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import threading
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -80,6 +81,7 @@ class OutputPanel:
     gallery: gr.Gallery
     infotext: gr.Textbox
     outputs_state: gr.State  # the finished Outputs of this session's last job, for "send to" and infotext
+    selected: gr.State  # the gallery index the user clicked in those outputs, None until they click one
 
     def outputs(self) -> list[gr.components.Component]:
         return [self.preview, self.status, self.gallery, self.infotext, self.outputs_state]
@@ -119,7 +121,7 @@ def build_output_panel(tab: str) -> OutputPanel:
                          elem_classes=["pixelated"], format="png")
     infotext = gr.Textbox(label="Generation parameters (infotext)", lines=3, interactive=False,
                           elem_id=f"{tab}-infotext")
-    return OutputPanel(preview, status, gallery, infotext, gr.State([]))
+    return OutputPanel(preview, status, gallery, infotext, gr.State([]), gr.State(None))
 
 
 def render_status(text: str, fraction: float | None = None, kind: str = "info") -> str:
@@ -197,7 +199,7 @@ def stream_job(engine, session: Session, make_request: Callable[[], Any], tab: s
         try:
             request = make_request()
         except Exception as error:  # noqa: BLE001 - a bad value or upload is the user's to fix: one line, results kept
-            yield skip, render_status(one_line(error), kind="error"), skip, skip, skip
+            yield skip, render_status(one_line(error, engine.config), kind="error"), skip, skip, skip
             return
         if tab in session.interrupted:
             yield skip, render_status("Interrupted before it started.", kind="warn"), skip, skip, skip
@@ -206,10 +208,10 @@ def stream_job(engine, session: Session, make_request: Callable[[], Any], tab: s
             try:
                 job = engine.submit(request)
             except RequestError as error:  # an unknown model
-                yield skip, render_status(one_line(error), kind="error"), skip, skip, skip
+                yield skip, render_status(one_line(error, engine.config), kind="error"), skip, skip, skip
                 return
             session.jobs[tab] = job
-            yield from _job_updates(job, session, urgent.event, on_finished)
+            yield from _job_updates(job, session, urgent.event, on_finished, engine.config)
     finally:
         if job is not None and not job.done.is_set():  # the browser went away or Gradio closed us: stop the work
             job.cancel()
@@ -217,12 +219,23 @@ def stream_job(engine, session: Session, make_request: Callable[[], Any], tab: s
         session.interrupted.discard(tab)
 
 
-def one_line(error: BaseException) -> str:
+def one_line(error: BaseException, config=None) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
-    return text if isinstance(error, RequestError) else f"{type(error).__name__}: {text}"
+    text = text if isinstance(error, RequestError) else f"{type(error).__name__}: {text}"
+    return without_server_paths(text, config)
 
 
-def _job_updates(job, session: Session, urgent, on_finished: Callable[[Finished], None]) -> Iterator[tuple]:
+def without_server_paths(text: str, config=None) -> str:
+    """The app's folders by their short names: a user needs "models/diffusers", not where the server keeps it."""
+    if config is None:
+        return text
+    folders = [(config.models_dir, "models"), (config.outputs_dir, "outputs"), (config.cache_dir, "cache")]
+    for folder, name in sorted(folders, key=lambda pair: -len(str(pair[0]))):
+        text = text.replace(str(Path(folder).resolve()), name).replace(str(folder), name)
+    return text
+
+
+def _job_updates(job, session: Session, urgent, on_finished: Callable[[Finished], None], config) -> Iterator[tuple]:
     skip = gr.skip()
     outputs: list[Output] = []
     progress: Progress | None = None
@@ -255,7 +268,7 @@ def _job_updates(job, session: Session, urgent, on_finished: Callable[[Finished]
             elif isinstance(event, Cancelled):
                 status = render_status(describe_cancelled(event, progress, len(outputs)), kind="warn")
             elif isinstance(event, Failed):
-                status = render_status(f"Failed: {event.message}", kind="error")
+                status = render_status(f"Failed: {without_server_paths(event.message, config)}", kind="error")
         yield preview, status, gallery, infotext, shown_outputs
 
 
@@ -293,8 +306,9 @@ def wire_generation(ui, tab: str, controls: GenerationControls, panel: OutputPan
     parameters. Ctrl+Enter in the tab clicks Generate and Escape clicks Interrupt (KEYBOARD_JS)."""
     label = controls.generate.value
     controls.generate.click(
-        lambda: gr.update(interactive=False, value=f"{label} (running…)"), None, controls.generate, queue=False,
-        show_progress="hidden", api_visibility="private",
+        # a new job's results replace the ones a selection pointed into
+        lambda: (gr.update(interactive=False, value=f"{label} (running…)"), None), None,
+        [controls.generate, panel.selected], queue=False, show_progress="hidden", api_visibility="private",
     ).then(
         table.handler(run), table.components, outputs or panel.outputs(), concurrency_limit=None,
         show_progress="hidden", api_name=api_name,
@@ -307,6 +321,33 @@ def wire_generation(ui, tab: str, controls: GenerationControls, panel: OutputPan
                              api_visibility="private")
     panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False,
                          api_visibility="private")
+    panel.gallery.select(selected_index, None, panel.selected, queue=False, api_visibility="private",
+                         show_progress="hidden")
+
+
+def chosen_output(outputs: list[Output], selected: int | None) -> Output | None:
+    """The result the user clicked in the gallery, else the last one."""
+    if not outputs:
+        return None
+    if selected is not None and 0 <= selected < len(outputs):
+        return outputs[selected]
+    return outputs[-1]
+
+
+def selected_index(event: gr.SelectData) -> int:
+    return event.index
+
+
+def add_reuse_seed(tab: str, controls: GenerationControls, panel: OutputPanel) -> gr.Button:
+    """'♻ Reuse seed': the seed of the result selected in the gallery (the last one if none is) into the seed field."""
+    button = gr.Button("♻ Reuse seed", size="sm", elem_id=f"{tab}-reuse-seed")
+
+    def reuse(outputs: list[Output], index: int | None):
+        output = chosen_output(outputs, index)
+        return output.seed if output is not None else gr.skip()
+
+    button.click(reuse, [panel.outputs_state, panel.selected], controls.seed, queue=False, api_visibility="private")
+    return button
 
 
 def infotext_of_selected(outputs: list[Output], event: gr.SelectData) -> str:

@@ -9,7 +9,9 @@ from ldm_ui.image_ops import size_for_image
 from ldm_ui.images import load_image
 from ldm_ui.requests import RESIZE_MODES, Img2ImgRequest, RequestError
 from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, units_from_values
-from ldm_ui.ui.common import build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation
+from ldm_ui.ui.common import (
+    add_reuse_seed, build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation,
+)
 from ldm_ui.ui.inputs import InputTable
 from ldm_ui.ui.send_to import wire_target
 
@@ -63,6 +65,7 @@ def build(ui) -> None:
             with gr.Row():
                 send_img2img = gr.Button("Send to img2img", size="sm", elem_id="img2img-send-img2img")
                 send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="img2img-send-inpaint")
+                add_reuse_seed("img2img", controls, panel)
     ui.register_tab("img2img", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
 
     table = InputTable([("init_image", init_image), ("strength", strength), ("resize_mode", resize_mode)],

@@ -12,7 +12,9 @@ from ldm_ui.requests import (
     INPAINT_AREAS, MASKED_CONTENTS, MAX_MASK_BLUR_PX, MAX_MASK_PADDING_PX, RESIZE_MODES, InpaintRequest, RequestError,
 )
 from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, units_from_values
-from ldm_ui.ui.common import build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation
+from ldm_ui.ui.common import (
+    add_reuse_seed, build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation,
+)
 from ldm_ui.ui.inputs import InputTable
 from ldm_ui.ui.img2img import STRENGTH_INFO, size_of_input
 from ldm_ui.ui.send_to import wire_target
@@ -99,6 +101,7 @@ def build(ui) -> None:
             with gr.Row():
                 send_img2img = gr.Button("Send to img2img", size="sm", elem_id="inpaint-send-img2img")
                 send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="inpaint-send-inpaint")
+                add_reuse_seed("inpaint", controls, panel)
     ui.register_tab("inpaint", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
 
     table = InputTable([("editor", editor), ("uploaded_mask", uploaded_mask), ("strength", strength),

@@ -10,7 +10,7 @@ from ldm_ui.requests import (
 )
 from ldm_ui.results import InterpolationResult
 from ldm_ui.ui.common import (
-    _whole, build_generation_controls, build_output_panel, settings_from, stream_job, wire_generation,
+    _whole, add_reuse_seed, build_generation_controls, build_output_panel, settings_from, stream_job, wire_generation,
 )
 from ldm_ui.ui.inputs import Input, InputTable
 
@@ -96,6 +96,7 @@ def build(ui) -> None:
                                elem_id="interpolate-gif", elem_classes=["pixelated", "ldm-fill"])
             files = gr.File(label="Download the animation", file_count="multiple", interactive=False,
                             elem_id="interpolate-files")
+            add_reuse_seed("interpolate", controls, panel)
     ui.register_tab("interpolate", controls, panel)
 
     table = InputTable(

@@ -6,7 +6,9 @@ import gradio as gr
 
 from ldm_ui.requests import Txt2ImgRequest
 from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, units_from_values
-from ldm_ui.ui.common import build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation
+from ldm_ui.ui.common import (
+    add_reuse_seed, build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation,
+)
 from ldm_ui.ui.inputs import InputTable
 
 
@@ -29,10 +31,8 @@ def build(ui) -> None:
             with gr.Row():
                 send_img2img = gr.Button("Send to img2img", size="sm", elem_id="txt2img-send-img2img")
                 send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="txt2img-send-inpaint")
-                reuse_seed = gr.Button("♻ Reuse seed", size="sm", elem_id="txt2img-reuse-seed")
+                add_reuse_seed("txt2img", controls, panel)
     ui.register_tab("txt2img", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
 
     table = InputTable(controls.fields(), ui.shared_fields(), controlnet.fields())
     wire_generation(ui, "txt2img", controls, panel, table, job_runner(ui, "txt2img", to_request), "txt2img")
-    reuse_seed.click(lambda outputs: outputs[-1].seed if outputs else -1, panel.outputs_state, controls.seed,
-                     queue=False, api_name=False)
