@@ -12,6 +12,9 @@ DEMO_MODEL_NAME = "demo-shapes"
 PREVIEW_METHODS = ("approx", "full", "off")
 
 
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+
+
 @dataclass
 class AppConfig:
     models_dir: Path = PROJECT_ROOT / "models"
@@ -26,6 +29,9 @@ class AppConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     medvram: bool = False  # model CPU offload
     lowvram: bool = False  # sequential CPU offload
+    dtype: str = "auto"  # auto (fp16 on CUDA, fp32 elsewhere) | float16 | bfloat16 | float32
+    no_half_vae: bool = False  # keep the VAE in fp32 (SD1.x/SDXL VAEs can overflow to NaN in fp16)
+    compile_unet: bool = False  # torch.compile the U-Net (a warm-up on the first job of each size)
     cpu_threads: int = 0  # torch threads for CPU work; 0 = auto (engine.models.cpu_threads_for)
     allow_pickle: bool = False
     preview_method: str = "approx"
@@ -91,6 +97,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--medvram", action="store_true", help="offload whole models to the CPU between uses")
     p.add_argument("--lowvram", action="store_true", help="offload layer by layer (slowest, least VRAM)")
+    p.add_argument("--dtype", default="auto",
+                   help=f"weights' precision: {', '.join(DTYPES)} (auto: float16 on CUDA, float32 elsewhere)")
+    p.add_argument("--no-half-vae", action="store_true", help="keep the VAE in float32 (no fp16 NaN retries)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the U-Net: faster steps after a warm-up on the first image of each size")
     p.add_argument("--cpu-threads", type=int, default=0,
                    help="torch threads when running on the CPU (default 0: one for tiny models like the demo, "
                         "else torch's default)")
@@ -122,6 +133,8 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
             "Add credentials with --auth user:password or --auth-file FILE "
             "(or pass --share-without-auth if you really mean it)."
         )
+    if args.dtype not in DTYPES:
+        raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {args.dtype!r}")
     if args.preview_every < 1:
         raise ConfigError(f"--preview-every must be 1 or more, got {args.preview_every}")
     if not 0 <= args.cpu_threads <= 1024:
@@ -133,6 +146,7 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
     return AppConfig(
         models_dir=args.models_dir, outputs_dir=args.outputs_dir, ckpt_dirs=args.ckpt_dir, lora_dirs=args.lora_dir,
         default_model=args.model, device=args.device, medvram=args.medvram, lowvram=args.lowvram,
+        dtype=args.dtype, no_half_vae=args.no_half_vae, compile_unet=args.compile,
         cpu_threads=args.cpu_threads,
         allow_pickle=args.allow_pickle, preview_method=args.preview, preview_every_n_steps=args.preview_every,
         listen=args.listen, port=args.port, share=args.share, share_without_auth=args.share_without_auth,

@@ -69,7 +69,7 @@ def resolve_controlnet(config: AppConfig, name: str) -> ControlNetEntry:
                           "'lllyasviel/control_v11p_sd15_canny'")
 
 
-def load_controlnet(config: AppConfig, entry: ControlNetEntry, base_pipe, dtype, device):
+def load_controlnet(config: AppConfig, entry: ControlNetEntry, base_pipe, dtype, device, offloaded: bool = False):
     from diffusers import ControlNetModel
 
     try:
@@ -89,6 +89,13 @@ def load_controlnet(config: AppConfig, entry: ControlNetEntry, base_pipe, dtype,
             f"ControlNet {entry.name!r} was made for a model with text features of size "
             f"{model.config.cross_attention_dim}; the loaded model uses {base.cross_attention_dim} "
             "(a ControlNet only fits the model family it was trained for: SD 1.x, SD 2.x or SDXL)")
+    if offloaded:
+        # the base model is offloaded (--medvram/--lowvram): keep this one on the CPU too, streamed to the GPU
+        # layer by layer while it runs, instead of resident next to the offloaded U-Net
+        from accelerate import cpu_offload
+
+        cpu_offload(model, execution_device=device)
+        return model.eval()
     return model.to(device).eval()
 
 
@@ -115,7 +122,8 @@ def cached_controlnets(loaded, config: AppConfig, units: list[ControlNetUnit], r
         key = entry.location
         if key not in cache:
             report(f"loading ControlNet {entry.name}")
-            cache[key] = load_controlnet(config, entry, loaded.pipe, loaded.pipe.unet.dtype, loaded.device)
+            cache[key] = load_controlnet(config, entry, loaded.pipe, loaded.pipe.unet.dtype, loaded.device,
+                                         offloaded=loaded.offloaded)
         wanted.append(key)
     for key in [k for k in cache if k not in wanted]:
         del cache[key]  # models this job does not use are released

@@ -15,7 +15,7 @@ import torch
 
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.context import EngineHooks, JobCancelled, StepInfo, TaskContext  # noqa: F401 - re-exported
-from ldm_ui.engine.models import LoadedModel, ModelManager
+from ldm_ui.engine.models import LoadedModel, ModelManager, empty_device_caches
 from ldm_ui.engine.registry import task_for
 from ldm_ui.requests import (
     TERMINAL_EVENTS, Cancelled, Failed, Finished, GenerationRequest, LoadModelRequest, Progress, Queued, Request,
@@ -243,8 +243,7 @@ class Engine:
 def release_memory() -> None:
     """Collect cycles and hand cached GPU memory back; costs ~0.3 s with torch loaded, so not after every job."""
     gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    empty_device_caches()
 
 
 def _status(message: str) -> Progress:

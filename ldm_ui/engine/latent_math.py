@@ -23,14 +23,19 @@ def frame_positions(frames: int, easing: str) -> list[float]:
     return [0.0] + [ease(i / (frames - 1), easing) for i in range(1, frames - 1)] + [1.0]
 
 
+def as_float64(x: torch.Tensor) -> torch.Tensor:
+    """float64 on the CPU: MPS has no float64, and a latent is small enough to mix anywhere."""
+    return x.detach().to("cpu", torch.float64)
+
+
 def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     """Straight-line mix. Of two independent Gaussian noises it shrinks the norm (by 1/sqrt(2) at t=0.5)."""
     if t == 0.0:
         return a.clone()
     if t == 1.0:
         return b.clone()
-    mixed = (1.0 - t) * a.double() + t * b.double()
-    return mixed.to(a.dtype)
+    mixed = (1.0 - t) * as_float64(a) + t * as_float64(b)
+    return mixed.to(a.device, a.dtype)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -43,14 +48,14 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
         return a.clone()
     if t == 1.0:
         return b.clone()
-    a64, b64 = a.double().flatten(), b.double().flatten()
+    a64, b64 = as_float64(a).flatten(), as_float64(b).flatten()
     dot = torch.dot(a64, b64) / (a64.norm() * b64.norm())
     if not torch.isfinite(dot) or abs(float(dot)) > PARALLEL_DOT:
         return lerp(a, b, t)
     omega = torch.arccos(dot.clamp(-1.0, 1.0))
     sin_omega = torch.sin(omega)
     mixed = (torch.sin((1.0 - t) * omega) / sin_omega) * a64 + (torch.sin(t * omega) / sin_omega) * b64
-    return mixed.reshape(a.shape).to(a.dtype)
+    return mixed.reshape(a.shape).to(a.device, a.dtype)
 
 
 def mix(a: torch.Tensor, b: torch.Tensor, t: float, how: str) -> torch.Tensor:

@@ -58,6 +58,8 @@ class LoadedModel:
     full_preview: VaePreview
     device: torch.device
     cpu_threads: int = 0  # torch threads the engine runs this model with on the CPU (0: not on the CPU)
+    offloaded: bool = False  # --medvram/--lowvram on CUDA: weights live on the CPU between uses
+    compiled_sizes: set = field(default_factory=set)  # (width, height, batch) the compiled U-Net has warmed up for
     pipelines: dict[str, object] = field(default_factory=dict)  # task pipelines built over the same weights
     controlnets: dict[str, object] = field(default_factory=dict)  # ControlNet models by location, kept while used
 
@@ -72,6 +74,14 @@ class LoadedModel:
 
             self.pipelines[auto_class_name] = getattr(diffusers, auto_class_name).from_pipe(self.pipe)
         return self.pipelines[auto_class_name]
+
+
+def empty_device_caches() -> None:
+    """Hand memory the caching allocators keep back to the device (CUDA, Apple MPS)."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        torch.mps.empty_cache()
 
 
 def pick_device(name: str) -> torch.device:
@@ -95,9 +105,24 @@ def cpu_threads_for(tiny: bool, configured: int, default: int) -> int:
     return 1 if tiny else default
 
 
-def dtype_for(device: torch.device) -> torch.dtype:
-    # fp16 halves VRAM on CUDA; MPS and CPU stay in fp32, where fp16 is slower or less reliable
-    return torch.float16 if device.type == "cuda" else torch.float32
+def dtype_for(device: torch.device, choice: str = "auto") -> torch.dtype:
+    """auto: fp16 halves VRAM on CUDA; MPS and CPU stay in fp32, where fp16 is slower or less reliable."""
+    if choice == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[choice]
+
+
+def placement_warnings(config: AppConfig, device: torch.device, dtype: torch.dtype) -> list[str]:
+    """What the user asked for that does not do what they expect on this device (the app starts anyway)."""
+    notes = []
+    if (config.medvram or config.lowvram) and device.type != "cuda":
+        flag = "--lowvram" if config.lowvram else "--medvram"
+        notes.append(f"{flag} has no effect on {device.type}: offloading moves models between a CUDA GPU and the "
+                     "CPU; models stay where they are")
+    if device.type == "cpu" and dtype != torch.float32:
+        notes.append(f"--dtype {str(dtype).split('.')[-1]} on the CPU works but is slow: the CPU computes "
+                     "half precision much slower than float32")
+    return notes
 
 
 class ModelManager:
@@ -106,7 +131,9 @@ class ModelManager:
     def __init__(self, config: AppConfig):
         self.config = config
         self.device = pick_device(config.device)
-        self.dtype = dtype_for(self.device)
+        self.dtype = dtype_for(self.device, config.dtype)
+        for note in placement_warnings(config, self.device, self.dtype):
+            log.warning(note)
         self.current: LoadedModel | None = None
         self._default_threads = torch.get_num_threads()  # what torch chose (or the embedding program set)
         self._hash_cache_path = config.cache_dir / "model-hashes.json"
@@ -176,8 +203,7 @@ class ModelManager:
         self.current.controlnets.clear()
         self.current = None
         gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        empty_device_caches()
 
     def _load_pipeline(self, entry: ModelEntry, report: Callable[[str], None]):
         from diffusers import DiffusionPipeline
@@ -214,12 +240,16 @@ class ModelManager:
 
     def _prepare(self, entry: ModelEntry, pipe) -> LoadedModel:
         pipe.set_progress_bar_config(disable=True)
+        if self.config.no_half_vae:
+            pipe.vae.to(torch.float32)  # the codec casts latents to the VAE's dtype; pipelines never decode
         if self.device.type == "cuda" and self.config.lowvram:
-            pipe.enable_sequential_cpu_offload()
+            pipe.enable_sequential_cpu_offload(device=self.device)  # --device cuda:N is honoured under offload
         elif self.device.type == "cuda" and self.config.medvram:
-            pipe.enable_model_cpu_offload()
+            pipe.enable_model_cpu_offload(device=self.device)
         else:
             pipe.to(self.device)
+        if self.config.compile_unet:
+            compile_unet(pipe, self.device)
         cpu_threads = 0
         if self.device.type == "cpu":  # models load on the worker thread, which then runs every job
             tiny = is_tiny(pipe)
@@ -237,6 +267,7 @@ class ModelManager:
             approx_preview=linear_preview_for(family, codec),
             full_preview=VaePreview(codec),
             device=self.device, cpu_threads=cpu_threads,
+            offloaded=self.device.type == "cuda" and (self.config.lowvram or self.config.medvram),
         )
 
     # ---- hashes (AUTOMATIC1111's: first 10 hex digits of the file's sha256), cached by path, size and mtime
@@ -281,6 +312,14 @@ def _main_weights_file(pipe) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def compile_unet(pipe, device: torch.device) -> None:
+    """torch.compile the U-Net in place (channels_last first on CUDA, where convolutions prefer it); the first
+    image of each size then waits for compilation, later ones run faster."""
+    if device.type == "cuda":
+        pipe.unet.to(memory_format=torch.channels_last)
+    pipe.unet.compile(fullgraph=False, dynamic=False)
 
 
 def model_family(pipe) -> str:

@@ -121,18 +121,19 @@ def _model_summary(loaded) -> str:
 def _switch_model(engine, name: str, size_outputs: int):
     """Load the picked model; sizes follow its native size only when the model really changed. On failure the
     selector goes back to the loaded model, so later jobs keep using it."""
-    previous = engine.models.current
-    if not name or (previous is not None and name == previous.entry.name):
+    # the name only: holding the loaded model here would keep its weights alive while the next one loads
+    previous = engine.models.current.entry.name if engine.models.current else None
+    if not name or name == previous:
         return [gr.skip()] * (3 + size_outputs)  # includes the selector being set back after a failure
     try:
         loaded = engine.switch_model(name)
     except Exception as error:  # noqa: BLE001 - shown to the user, the app keeps serving
-        back = previous.entry.name if previous else None
+        back = engine.models.current.entry.name if engine.models.current else None
         note = f"{back!r} is still loaded." if back else "No model is loaded."
         return [gr.skip(), render_status(f"Could not load {name!r}: {one_line(error, engine.config)} {note}",
                                          kind="error"),
                 gr.update(value=back)] + [gr.skip()] * size_outputs
-    sizes = [gr.skip()] * size_outputs if loaded is previous else [loaded.native_size] * size_outputs
+    sizes = [gr.skip()] * size_outputs if loaded.entry.name == previous else [loaded.native_size] * size_outputs
     return [_model_summary(loaded), "", gr.skip()] + sizes
 
 

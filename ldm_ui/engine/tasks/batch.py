@@ -84,6 +84,9 @@ def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], Sam
         prompts = [ctx.transform_prompt(request.prompt, seed) for seed in seeds]
         pipe.scheduler = make_scheduler(request.sampler, model.base_scheduler_config, seed=seeds[0])
         callback = StepCallback(ctx, batch_index, request.batch_count)
+        if ctx.config.compile_unet and (width, height, len(seeds)) not in model.compiled_sizes:
+            model.compiled_sizes.add((width, height, len(seeds)))
+            ctx.status(f"compiling the U-Net for {width}x{height} (first image at this size; later ones are faster)…")
         began = time.perf_counter()
         latents = sample(
             ctx, pipe, callback,
