@@ -8,7 +8,9 @@ from typing import Any
 import gradio as gr
 
 from ldm_ui.config import PREVIEW_METHODS
-from ldm_ui.ui.common import GenerationControls, OutputPanel, new_session_state, one_line, render_status
+from ldm_ui.ui.common import (
+    GenerationControls, OutputPanel, new_session_state, one_line, render_status, without_server_paths,
+)
 from ldm_ui.ui.startup import guess_native_size
 
 
@@ -67,7 +69,7 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None,
             model_status = gr.Markdown(f"⏳ Loading model **{loading}**…" if loading else _model_summary(current),
                                        elem_id="model-status")
         # errors get the page's full width: a long message squeezed into the header column is unreadable
-        model_error = gr.HTML("", elem_id="model-error")
+        model_error = gr.HTML("", elem_id="model-error", visible=False)
         ui = UiContext(engine=engine, native_size=native, model=model, session=new_session_state())
         # settings widgets are created first (unrendered) so every tab can take them as inputs
         ui.preview_method = gr.Radio(list(PREVIEW_METHODS), value=config.preview_method, render=False,
@@ -103,7 +105,8 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None,
                       api_name=False)
         size_targets = [c.width for c, _ in ui.tabs.values()] + [c.height for c, _ in ui.tabs.values()]
         header = [model_status, model_error, model]
-        model.change(lambda name: _switch_model(engine, name, len(size_targets)), model, [*header, *size_targets],
+        # input, not change: setting the selector back after a failed load must not start another load
+        model.input(lambda name: _switch_model(engine, name, len(size_targets)), model, [*header, *size_targets],
                      concurrency_limit=None, api_name=False, show_progress="hidden")
         if loading:
             demo.load(lambda *sizes: _after_startup(ui.startup, native, sizes), size_targets,
@@ -128,21 +131,26 @@ def _switch_model(engine, name: str, size_outputs: int):
     try:
         loaded = engine.switch_model(name)
     except Exception as error:  # noqa: BLE001 - shown to the user, the app keeps serving
-        back = engine.models.current.entry.name if engine.models.current else None
-        note = f"{back!r} is still loaded." if back else "No model is loaded."
-        return [gr.skip(), render_status(f"Could not load {name!r}: {one_line(error, engine.config)} {note}",
-                                         kind="error"),
+        loaded = engine.models.current.entry.name if engine.models.current else None
+        back = loaded or previous  # the engine may have unloaded the old model first, to make room
+        note = (f"{back!r} is still loaded." if loaded else
+                f"{back!r} stays selected and loads again with the next job." if back else "No model is loaded.")
+        return [gr.skip(), _error(f"Could not load {name!r}: {one_line(error, engine.config)} {note}"),
                 gr.update(value=back)] + [gr.skip()] * size_outputs
     sizes = [gr.skip()] * size_outputs if loaded.entry.name == previous else [loaded.native_size] * size_outputs
-    return [_model_summary(loaded), "", gr.skip()] + sizes
+    return [_model_summary(loaded), gr.update(value="", visible=False), gr.skip()] + sizes
 
 
 def _after_startup(startup, guessed_size: int, sizes: tuple):
     """Once the first model is in: its summary (or why it failed), and its native size where the guess was wrong."""
     startup.wait()
     if startup.error:
-        return ["No model loaded.", render_status(f"Could not load {startup.model!r}: {startup.error}",
-                                                   kind="error"), gr.skip()] + [gr.skip()] * len(sizes)
+        message = f"Could not load {startup.model!r}: {without_server_paths(startup.error, startup.engine.config)}"
+        return ["No model loaded.", _error(message), gr.skip()] + [gr.skip()] * len(sizes)
     loaded = startup.engine.models.current
     fix = [loaded.native_size if size == guessed_size != loaded.native_size else gr.skip() for size in sizes]
-    return [_model_summary(loaded), "", gr.skip()] + fix
+    return [_model_summary(loaded), gr.update(value="", visible=False), gr.skip()] + fix
+
+
+def _error(text: str):
+    return gr.update(value=render_status(text, kind="error"), visible=True)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
+from ldm_ui.engine.engine import JobFailed
 from ldm_ui.engine.samplers import SAMPLER_NAMES
 from ldm_ui.requests import (
     MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_CFG, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, Cancelled, Failed, Finished,
@@ -221,7 +222,7 @@ def stream_job(engine, session: Session, make_request: Callable[[], Any], tab: s
 
 def one_line(error: BaseException, config=None) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
-    text = text if isinstance(error, RequestError) else f"{type(error).__name__}: {text}"
+    text = text if isinstance(error, (RequestError, JobFailed)) else f"{type(error).__name__}: {text}"
     return without_server_paths(text, config)
 
 
