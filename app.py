@@ -36,18 +36,35 @@ def create_app(config, banner: str | None = None, engine=None):
     return engine, demo
 
 
-def launch_kwargs(config) -> dict:
+def create_api(config, engine, demo):
+    """The /sdapi/v1 app (--api) over the same engine; None without --api. Mounted by launch_kwargs."""
+    if not config.api:
+        return None
+    from ldm_ui.api import create_api as create
+
+    # Gradio's app exists once launched; the API reads its session logins from it
+    return create(config, engine, gradio_app=lambda: getattr(demo, "server_app", None))
+
+
+def launch_kwargs(config, api=None) -> dict:
     from ldm_ui.access import file_access_kwargs
     from ldm_ui.login_page import login_page_middleware
     from ldm_ui.ui.common import CSS, KEYBOARD_JS
 
+    app_kwargs = {"openapi_url": None, "docs_url": None, "redoc_url": None, "middleware": login_page_middleware()}
+    if api is not None:
+        from starlette.routing import Mount
+
+        from ldm_ui.api import PREFIX
+
+        app_kwargs["routes"] = [Mount(PREFIX, app=api)]  # FastAPI's routes argument: served from the first request
     # run_history=False: our own history is per session; Gradio's adds routes that skip the login (SECURITY.md)
     return dict(
         server_name=config.host, server_port=config.port, share=config.share,
         auth=config.auth or None, **file_access_kwargs(config), css=CSS, js=KEYBOARD_JS, show_error=True,
         run_history=False,
         # no unauthenticated route map, and no API description on the login page (ldm_ui/login_page.py)
-        app_kwargs={"openapi_url": None, "docs_url": None, "redoc_url": None, "middleware": login_page_middleware()},
+        app_kwargs=app_kwargs,
     )
 
 
@@ -76,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ldm-ui: cannot start with model {config.default_model!r}: {error}", file=sys.stderr)
         return 2
     demo.queue(default_concurrency_limit=None)
-    demo.launch(**launch_kwargs(config))
+    api = create_api(config, engine, demo)
+    if api is not None:
+        log.info("AUTOMATIC1111 API on: http://%s:%s/sdapi/v1 (routes: /sdapi/v1/docs)", config.host, config.port)
+    demo.launch(**launch_kwargs(config, api))
     engine.shutdown()
     return 0
 

@@ -46,6 +46,9 @@ class AppConfig:
     preset: str | None = None
     disable_extensions: bool = False
     max_file_size_mb: int = 20
+    # the AUTOMATIC1111-compatible HTTP API under /sdapi/v1 (ldm_ui/api); off unless --api
+    api: bool = False
+    api_auth: list[tuple[str, str]] = field(default_factory=list)  # HTTP Basic logins; empty: the --auth ones
 
     @property
     def host(self) -> str:
@@ -119,6 +122,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="preset name from presets/ to start with")
     p.add_argument("--disable-extensions", action="store_true", help="load no extensions")
     p.add_argument("--max-file-size-mb", type=int, default=20, help="upload size limit in MB")
+    p.add_argument("--api", action="store_true",
+                   help="serve the AUTOMATIC1111-compatible HTTP API under /sdapi/v1 (off by default)")
+    p.add_argument("--api-auth", action="append", default=[], metavar="USER:PASS",
+                   help="HTTP Basic login for /sdapi/v1 (repeatable; default: the --auth logins)")
     return p
 
 
@@ -135,6 +142,15 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         )
     if args.dtype not in DTYPES:
         raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {args.dtype!r}")
+    api_auth = [parse_auth_pair(a, "--api-auth") for a in args.api_auth]
+    if args.api_auth and not args.api:
+        raise ConfigError("--api-auth sets the logins of the HTTP API, which is off: add --api")
+    if args.api and (args.share or args.listen) and not (auth or api_auth):
+        raise ConfigError(
+            f"--api with {'--share' if args.share else '--listen'} would let anyone who reaches this machine "
+            "generate through /sdapi/v1 without a login. Add credentials with --api-auth user:password or "
+            "--auth user:password (or --auth-file FILE)."
+        )
     if args.preview_every < 1:
         raise ConfigError(f"--preview-every must be 1 or more, got {args.preview_every}")
     if not 0 <= args.cpu_threads <= 1024:
@@ -151,5 +167,5 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         allow_pickle=args.allow_pickle, preview_method=args.preview, preview_every_n_steps=args.preview_every,
         listen=args.listen, port=args.port, share=args.share, share_without_auth=args.share_without_auth,
         auth=auth, auth_file=args.auth_file, preset=args.preset, disable_extensions=args.disable_extensions,
-        max_file_size_mb=args.max_file_size_mb,
+        max_file_size_mb=args.max_file_size_mb, api=args.api, api_auth=api_auth,
     )

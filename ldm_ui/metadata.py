@@ -206,3 +206,28 @@ def generation_fields(info: Infotext) -> tuple[dict[str, Any], list[str]]:
     if settings.get("Model"):
         fields["model"] = settings["Model"]
     return fields, notes
+
+
+EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
+
+
+def exif_user_comment(image: Image.Image) -> str | None:
+    """The EXIF UserComment, where A1111 puts the parameters of the JPEG and WebP files it saves."""
+    raw = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
+    if isinstance(raw, str):
+        return raw
+    if not isinstance(raw, bytes):
+        return None
+    prefix, body = raw[:8], raw[8:]
+    if prefix == b"UNICODE\0":  # the EXIF spec leaves the byte order open; writers use big-endian (piexif)
+        text = max((body.decode(order, "replace") for order in ("utf-16-be", "utf-16-le")), key=_ascii_count)
+    elif prefix.startswith(b"ASCII"):
+        text = body.decode("ascii", "replace")
+    else:
+        text = raw.decode("utf-8", "replace")
+    return text.rstrip("\0") or None
+
+
+def _ascii_count(text: str) -> int:
+    """ASCII characters in a decoding: the right byte order turns 'Steps: 20' into ASCII, the wrong one into CJK."""
+    return sum(ch.isascii() for ch in text)

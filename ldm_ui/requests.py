@@ -129,6 +129,9 @@ class GenerationRequest:
     # extra name/value pairs written into the infotext (extensions, presets)
     extra_infotext: dict[str, str] = field(default_factory=dict)
     controlnets: tuple[ControlNetUnit, ...] = ()
+    # False: the images come back in the job's events only, nothing is written to outputs/ (the HTTP API's
+    # save_images=false, AUTOMATIC1111's default there)
+    save_images: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -156,6 +159,8 @@ class GenerationRequest:
             raise RequestError(f"controlnets must be a tuple of ControlNetUnit, got {self.controlnets!r:.80}")
         if len(self.controlnets) > MAX_CONTROLNET_UNITS:
             raise RequestError(f"at most {MAX_CONTROLNET_UNITS} ControlNet units per job, got {len(self.controlnets)}")
+        if not isinstance(self.save_images, bool):
+            raise RequestError(f"save images must be true or false, got {self.save_images!r}")
 
     def with_changes(self, **changes: Any) -> GenerationRequest:
         return replace(self, **changes)

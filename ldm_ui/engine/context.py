@@ -124,9 +124,11 @@ class TaskContext:
         return self.config.outputs_dir / task / dt.date.today().isoformat()
 
     def save(self, image: Image.Image, folder: Path, stem: str, infotext: str, seed: int) -> Output:
-        """Write the PNG with its infotext (atomically) and tell the caller it exists."""
-        path = save_png_atomically(image, folder, stem, infotext)
-        output = Output(image=image, seed=seed, infotext=infotext, path=str(path))
+        """Write the PNG with its infotext (atomically; not when the request says save_images=False, as API
+        callers may) and tell the caller the image exists."""
+        keep = getattr(self.request, "save_images", True)
+        path = save_png_atomically(image, folder, stem, infotext) if keep else None
+        output = Output(image=image, seed=seed, infotext=infotext, path=str(path) if path else None)
         self.job.emit(output)
         return output
 

@@ -15,13 +15,12 @@ from typing import Any
 import gradio as gr
 from PIL import Image, UnidentifiedImageError
 
-from ldm_ui.metadata import WIDGET_KEYS, generation_fields, parse_infotext, read_png_parameters
+from ldm_ui.metadata import WIDGET_KEYS, exif_user_comment, generation_fields, parse_infotext, read_png_parameters
 from ldm_ui.requests import MAX_SIZE, MIN_SIZE
 
 log = logging.getLogger(__name__)
 
 SEND_TARGETS = ("txt2img", "img2img", "inpaint")
-EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
 NO_METADATA = "This image has no generation parameters (no `parameters` text chunk), so there is nothing to read."
 
 
@@ -38,28 +37,6 @@ def read_parameters(path: str | None) -> tuple[str | None, str]:
     if not text or not text.strip():
         return None, NO_METADATA
     return text, ""
-
-
-def exif_user_comment(image: Image.Image) -> str | None:
-    """The EXIF UserComment, where A1111 puts the parameters of the JPEG and WebP files it saves."""
-    raw = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
-    if isinstance(raw, str):
-        return raw
-    if not isinstance(raw, bytes):
-        return None
-    prefix, body = raw[:8], raw[8:]
-    if prefix == b"UNICODE\0":  # the EXIF spec leaves the byte order open; writers use big-endian (piexif)
-        text = max((body.decode(order, "replace") for order in ("utf-16-be", "utf-16-le")), key=_ascii_count)
-    elif prefix.startswith(b"ASCII"):
-        text = body.decode("ascii", "replace")
-    else:
-        text = raw.decode("utf-8", "replace")
-    return text.rstrip("\0") or None
-
-
-def _ascii_count(text: str) -> int:
-    """ASCII characters in a decoding: the right byte order turns 'Steps: 20' into ASCII, the wrong one into CJK."""
-    return sum(ch.isascii() for ch in text)
 
 
 def render_parameters(text: str) -> str:

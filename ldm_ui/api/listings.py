@@ -1,0 +1,114 @@
+"""What the GET listings of /sdapi/v1 return, in AUTOMATIC1111's shapes, from what ldm-ui really has.
+
+Features not built yet in ldm-ui (upscalers, latent upscale modes, styles, embeddings, VAE choice) list
+nothing: an empty list is the truth, and clients already handle it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ldm_ui.engine.samplers import SAMPLER_NAMES
+from ldm_ui.metadata import parse_infotext
+
+from ldm_ui.api.translate import SAMPLER_ALIASES, SCHEDULERS
+
+# cmd-flags never shows these: logins and the login file's path
+SECRET_FLAGS = ("auth", "api_auth", "auth_file")
+
+
+def sd_models(engine) -> list[dict[str, Any]]:
+    current = engine.models.current
+    items = []
+    for entry in engine.models.list_models():
+        short_hash = current.model_hash if current and current.entry == entry and current.model_hash else None
+        items.append({"title": entry.name, "model_name": entry.name.rsplit(".", 1)[0] if entry.kind == "single_file"
+                      else entry.name, "hash": short_hash, "sha256": None, "filename": entry.location,
+                      "config": None})
+    return items
+
+
+def samplers() -> list[dict[str, Any]]:
+    return [{"name": name, "aliases": SAMPLER_ALIASES.get(name, []), "options": {}} for name in SAMPLER_NAMES]
+
+
+def schedulers() -> list[dict[str, Any]]:
+    return [{"name": name, "label": name.capitalize(), "aliases": None, "default_rho": None,
+             "need_inner_model": False} for name in SCHEDULERS]
+
+
+def loras(config) -> list[dict[str, Any]]:
+    from ldm_ui.engine.lora import list_loras
+
+    return [{"name": e.name, "alias": e.name, "path": str(e.path), "metadata": {}} for e in list_loras(config)]
+
+
+def cmd_flags(config) -> dict[str, Any]:
+    flags: dict[str, Any] = {}
+    for key, value in vars(config).items():
+        if key in SECRET_FLAGS:
+            continue
+        if isinstance(value, list):
+            value = [str(v) for v in value]
+        elif value is not None and not isinstance(value, (bool, int, float, str)):
+            value = str(value)
+        flags[key] = value
+    return flags
+
+
+def memory() -> dict[str, Any]:
+    import psutil
+    import torch
+
+    ram = psutil.virtual_memory()
+    result: dict[str, Any] = {"ram": {"free": ram.available, "used": ram.total - ram.available, "total": ram.total}}
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        stats = torch.cuda.memory_stats()
+        result["cuda"] = {
+            "system": {"free": free, "used": total - free, "total": total},
+            "active": {"current": stats.get("active_bytes.all.current", 0), "peak": stats.get("active_bytes.all.peak", 0)},
+            "allocated": {"current": stats.get("allocated_bytes.all.current", 0),
+                          "peak": stats.get("allocated_bytes.all.peak", 0)},
+            "reserved": {"current": stats.get("reserved_bytes.all.current", 0),
+                         "peak": stats.get("reserved_bytes.all.peak", 0)},
+            "inactive": {"current": stats.get("inactive_split_bytes.all.current", 0),
+                         "peak": stats.get("inactive_split_bytes.all.peak", 0)},
+            "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)},
+        }
+    else:
+        result["cuda"] = {"error": "unavailable"}
+    return result
+
+
+def options(engine) -> dict[str, Any]:
+    """The settings ldm-ui has, under AUTOMATIC1111's option names."""
+    config, current = engine.config, engine.models.current
+    return {
+        "sd_model_checkpoint": current.entry.name if current else config.default_model,
+        "sd_checkpoint_hash": current.model_hash if current else None,
+        "sd_vae": "Automatic",
+        "CLIP_stop_at_last_layers": 1,
+        "live_previews_enable": config.preview_method != "off",
+        "show_progress_every_n_steps": config.preview_every_n_steps,
+        "live_preview_content": "Prompt",
+        "show_progress_type": {"approx": "Approx cheap", "full": "Full", "off": "None"}[config.preview_method],
+        "samples_save": True,
+        "samples_format": "png",
+        "outdir_samples": "",
+        "outdir_txt2img_samples": str(config.outputs_dir / "txt2img"),
+        "outdir_img2img_samples": str(config.outputs_dir / "img2img"),
+    }
+
+
+def png_info(text: str | None, other: dict[str, Any]) -> dict[str, Any]:
+    """/png-info's answer: the infotext, the image's other text items, and the parsed settings."""
+    if not text:
+        return {"info": "", "items": other, "parameters": {}}
+    parsed = parse_infotext(text)
+    parameters: dict[str, Any] = {"Prompt": parsed.prompt, "Negative prompt": parsed.negative_prompt,
+                                  **parsed.settings}
+    size = parsed.size()
+    if size:
+        parameters["Size-1"], parameters["Size-2"] = str(size[0]), str(size[1])
+    return {"info": text, "items": other, "parameters": parameters}

@@ -1,0 +1,112 @@
+"""Request and response bodies of the /sdapi/v1 routes, with AUTOMATIC1111's field names and defaults.
+
+Unknown fields are ignored, as AUTOMATIC1111 does, so clients written for its newer or older versions work.
+Values are range-checked when they become typed requests (ldm_ui/api/translate.py), whose messages name the
+value and what is allowed; here only the JSON types are checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+
+class GenerationBody(_Body):
+    """The fields txt2img and img2img share (AUTOMATIC1111's StableDiffusionProcessing)."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: list[str] | None = Field(default=None, description="prompt styles (not built yet in ldm-ui: ignored)")
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_h: int = -1
+    seed_resize_from_w: int = -1
+    sampler_name: str | None = None
+    sampler_index: str | None = "Euler"  # used when sampler_name is not given
+    scheduler: str | None = None
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: int = 50
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    restore_faces: bool | None = None
+    tiling: bool | None = None
+    do_not_save_samples: bool = False
+    do_not_save_grid: bool = False
+    eta: float | None = None
+    denoising_strength: float | None = None
+    override_settings: dict[str, Any] | None = None
+    override_settings_restore_afterwards: bool = True
+    script_name: str | None = None
+    script_args: list = Field(default_factory=list)
+    send_images: bool = True
+    save_images: bool = False
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+    force_task_id: str | None = None
+    infotext: str | None = None
+
+
+class Txt2ImgBody(GenerationBody):
+    # hires fix: accepted for compatibility; not built yet in ldm-ui, so enable_hr is reported as ignored
+    enable_hr: bool = False
+    firstphase_width: int = 0
+    firstphase_height: int = 0
+    hr_scale: float = 2.0
+    hr_upscaler: str | None = None
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    hr_checkpoint_name: str | None = None
+    hr_sampler_name: str | None = None
+    hr_scheduler: str | None = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
+
+
+class Img2ImgBody(GenerationBody):
+    init_images: list[str] | None = None
+    resize_mode: int = 0  # 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale
+    denoising_strength: float = 0.75
+    image_cfg_scale: float | None = None
+    mask: str | None = None
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_blur: int | None = None
+    inpainting_fill: int = 0  # 0 fill, 1 original, 2 latent noise, 3 latent nothing
+    inpaint_full_res: bool = True  # True: only the masked area (plus padding) is worked on
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0
+    initial_noise_multiplier: float | None = None
+    include_init_images: bool = False
+
+
+class GenerationResponse(_Body):
+    images: list[str] | None = Field(default=None, description="base64 PNGs, each with its `parameters` chunk")
+    parameters: dict
+    info: str = Field(description="a JSON string: seed, all_seeds, infotexts, ...")
+
+
+class ProgressResponse(_Body):
+    progress: float = Field(description="0..1 over the caller's current job")
+    eta_relative: float
+    state: dict
+    current_image: str | None = Field(default=None, description="the latest live preview, base64 PNG")
+    textinfo: str | None = None
+    current_task: str | None = None
+
+
+class PNGInfoBody(_Body):
+    image: str = Field(description="a base64 image (a data: URL works too)")
+
+
+class PNGInfoResponse(_Body):
+    info: str
+    items: dict
+    parameters: dict
