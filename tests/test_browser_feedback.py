@@ -94,6 +94,27 @@ def status(page, tab: str = "txt2img"):
     return page.locator(f"#{tab}-status")
 
 
+def test_a_second_user_sees_the_queue_and_interrupt_removes_the_queued_job(app, open_page):
+    from playwright.sync_api import expect
+
+    url, engine = app
+    first, second = open_page(), open_page()
+    with held_at_step(engine, "first user", 2) as release:
+        first.fill("#txt2img-prompt textarea", "first user")
+        set_number(first, "#txt2img-steps input[type=number]", 4)
+        first.click("#txt2img-generate")
+        expect(status(first)).to_contain_text("step 1/4")
+        second.fill("#txt2img-prompt textarea", "second user")
+        second.click("#txt2img-generate")
+        expect(status(second)).to_contain_text("Queued: 1 job(s) ahead.")
+        expect(status(first)).not_to_contain_text("Queued")
+        second.click("#txt2img-interrupt")
+        expect(status(second)).to_contain_text(re.compile("removed from the queue", re.IGNORECASE))
+        release.set()
+        expect(status(first)).to_contain_text("Done: 1 image(s)")
+    assert second.locator("#txt2img-gallery img").count() == 0
+
+
 def test_interrupt_is_shown_at_once_and_stops_the_counter_and_a_double_click_runs_one_job(app, open_page):
     from playwright.sync_api import expect
 
@@ -257,3 +278,21 @@ def test_reuse_seed_takes_the_selected_images_seed_in_every_tab(app, open_page):
     for tab in ("img2img", "Inpaint", "Interpolate"):
         page.get_by_role("tab", name=tab, exact=True).click()
         expect(page.locator(f"#{tab.lower()}-reuse-seed")).to_be_visible()
+
+
+def test_skip_ends_the_current_image_and_the_batch_goes_on(app, open_page):
+    from playwright.sync_api import expect
+
+    url, engine = app
+    page = open_page()
+    page.fill("#txt2img-prompt textarea", "skip one")
+    set_number(page, "#txt2img-steps input[type=number]", 4)
+    set_number(page, "#txt2img-batch-count input[type=number]", 3)
+    with held_at_step(engine, "skip one", 2) as release:
+        page.click("#txt2img-generate")
+        expect(status(page)).to_contain_text("batch 1/3 · step 1/4")
+        page.click("#txt2img-skip")
+        expect(status(page)).to_contain_text("Skipping the current image")
+        release.set()
+        expect(status(page)).to_contain_text("Done: 2 image(s)")
+    expect(page.locator("#txt2img-gallery .thumbnail-item")).to_have_count(2)

@@ -45,6 +45,7 @@ class GenerationControls:
     batch_size: gr.Slider
     generate: gr.Button
     interrupt: gr.Button
+    skip: gr.Button
 
     def fields(self) -> list[tuple[str, gr.components.Component]]:
         """(name, widget) rows for a tab's InputTable, named as `generation_settings` takes them."""
@@ -96,7 +97,9 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
             negative = gr.Textbox("", label="Negative prompt", lines=2, elem_id=f"{tab}-negative-prompt")
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button(generate_label, variant="primary", size="lg", elem_id=f"{tab}-generate")
-            interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{tab}-interrupt")
+            with gr.Row():
+                interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{tab}-interrupt", min_width=70)
+                skip = gr.Button("Skip", variant="secondary", elem_id=f"{tab}-skip", min_width=70)
     with gr.Row():
         sampler = gr.Dropdown(list(SAMPLER_NAMES), value="Euler a", label="Sampler", elem_id=f"{tab}-sampler")
         steps = gr.Slider(1, MAX_STEPS, value=20, step=1, label="Sampling steps", elem_id=f"{tab}-steps")
@@ -111,7 +114,7 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
         batch_count = gr.Slider(1, MAX_BATCH_COUNT, value=1, step=1, label="Batch count", elem_id=f"{tab}-batch-count")
         batch_size = gr.Slider(1, MAX_BATCH_SIZE, value=1, step=1, label="Batch size", elem_id=f"{tab}-batch-size")
     return GenerationControls(prompt, negative, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
-                              generate, interrupt)
+                              generate, interrupt, skip)
 
 
 def build_output_panel(tab: str) -> OutputPanel:
@@ -179,6 +182,15 @@ def interrupt(session: Session, tab: str = DEFAULT_TAB) -> str:
     else:
         job.cancel()
     return render_status("Interrupting…", kind="warn")
+
+
+def skip_image(session: Session, tab: str = DEFAULT_TAB) -> str:
+    """End the image being sampled (a batch, a frame) and go on with the next; the job itself goes on."""
+    job = session.jobs.get(tab)
+    if job is None or job is CLAIMED:
+        return gr.skip()
+    job.skip()
+    return render_status("Skipping the current image…", kind="warn")
 
 
 def stream_job(engine, session: Session, make_request: Callable[[], Any], tab: str = DEFAULT_TAB,
@@ -320,6 +332,8 @@ def wire_generation(ui, tab: str, controls: GenerationControls, panel: OutputPan
     )
     controls.interrupt.click(lambda session: interrupt(session, tab), ui.session, panel.status, queue=False,
                              api_visibility="private")
+    controls.skip.click(lambda session: skip_image(session, tab), ui.session, panel.status, queue=False,
+                        api_visibility="private")
     panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False,
                          api_visibility="private")
     panel.gallery.select(selected_index, None, panel.selected, queue=False, api_visibility="private",
