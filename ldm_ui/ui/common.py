@@ -174,14 +174,25 @@ def new_session_state() -> gr.State:
 
 
 def interrupt(session: Session, tab: str = DEFAULT_TAB) -> str:
-    job = session.jobs.get(tab)
-    if job is None:
-        return render_status("Nothing is running.")
-    if job is CLAIMED:
-        session.interrupted.add(tab)  # stops the job before it is submitted
-    else:
-        job.cancel()
+    """Stop this session's job in `tab`. An Interrupt that comes before the Generate handler has claimed the tab
+    (Generate's queued step has not run yet) is remembered and stops that job as soon as it exists; the next
+    Generate click clears it (`begin_generate`), so a stale Interrupt never stops a later job."""
+    with _claim_lock:
+        job = session.jobs.get(tab)
+        if job is None or job is CLAIMED:
+            session.interrupted.add(tab)  # stops the job before it is submitted, or right after
+            if job is None:
+                return render_status("Interrupting… (stops the job as soon as it starts)", kind="warn")
+            return render_status("Interrupting…", kind="warn")
+    job.cancel()
     return render_status("Interrupting…", kind="warn")
+
+
+def begin_generate(session: Session, tab: str = DEFAULT_TAB) -> None:
+    """The Generate click's first, unqueued step: an Interrupt from before this click does not stop the new job."""
+    with _claim_lock:
+        if session.jobs.get(tab) is None:
+            session.interrupted.discard(tab)
 
 
 def skip_image(session: Session, tab: str = DEFAULT_TAB) -> str:
@@ -205,8 +216,7 @@ def stream_job(engine, session: Session, make_request: Callable[[], Any], tab: s
     with _claim_lock:
         if session.jobs.get(tab) is not None:
             return
-        session.jobs[tab] = CLAIMED
-        session.interrupted.discard(tab)  # from here on, Interrupt stops this job
+        session.jobs[tab] = CLAIMED  # an Interrupt since this Generate click (session.interrupted) stops this job
     job = None
     try:
         try:
@@ -223,7 +233,11 @@ def stream_job(engine, session: Session, make_request: Callable[[], Any], tab: s
             except RequestError as error:  # an unknown model
                 yield skip, render_status(one_line(error, engine.config), kind="error"), skip, skip, skip
                 return
-            session.jobs[tab] = job
+            with _claim_lock:
+                session.jobs[tab] = job
+                interrupted = tab in session.interrupted
+            if interrupted:  # Interrupt came while the request was being built or submitted
+                job.cancel()
             yield from _job_updates(job, session, urgent.event, on_finished, engine.config)
     finally:
         if job is not None and not job.done.is_set():  # the browser went away or Gradio closed us: stop the work
@@ -320,7 +334,7 @@ def wire_generation(ui, tab: str, controls: GenerationControls, panel: OutputPan
     label = controls.generate.value
     controls.generate.click(
         # a new job's results replace the ones a selection pointed into
-        lambda: (gr.update(interactive=False, value=f"{label} (running…)"), None), None,
+        lambda session: _busy_button(session, tab, label), ui.session,
         [controls.generate, panel.selected], queue=False, show_progress="hidden", api_visibility="private",
     ).then(
         table.handler(run), table.components, outputs or panel.outputs(), concurrency_limit=None,
@@ -338,6 +352,11 @@ def wire_generation(ui, tab: str, controls: GenerationControls, panel: OutputPan
                          api_visibility="private")
     panel.gallery.select(selected_index, None, panel.selected, queue=False, api_visibility="private",
                          show_progress="hidden")
+
+
+def _busy_button(session: Session, tab: str, label: str) -> tuple:
+    begin_generate(session, tab)
+    return gr.update(interactive=False, value=f"{label} (running…)"), None
 
 
 def chosen_output(outputs: list[Output], selected: int | None) -> Output | None:
