@@ -6,6 +6,7 @@ import logging
 import sys
 
 log = logging.getLogger("ldm_ui")
+UPLOAD_MAX_AGE = (3600, 24 * 3600)  # (check every hour, delete files older than a day)
 
 
 def create_app(config, banner: str | None = None, engine=None):
@@ -14,17 +15,23 @@ def create_app(config, banner: str | None = None, engine=None):
     The load runs on the engine's worker while the page is built and served: the header says "Loading model…"
     until it is in, and jobs submitted meanwhile wait behind it in the engine's queue.
     """
-    from ldm_ui.engine.engine import Engine
+    from ldm_ui.backends import create_engine
     from ldm_ui.ui.app import build_ui
     from ldm_ui.ui.startup import StartupLoad
     from ldm_ui.ui.tabs import extra_tabs
 
-    from ldm_ui.access import exposure_banner
-
+    from ldm_ui.access import exposure_banner, use_private_gradio_folder
+    from ldm_ui.images import install_decode_limit
+    from ldm_ui.ownership import OutputOwners
     from ldm_ui.ui.extensions_ui import load_extensions
     from ldm_ui.presets import startup_model
 
-    engine = engine if engine is not None else Engine(config)  # tests pass one with their listeners attached
+    install_decode_limit()  # one pixel limit for every decode in the process, Pillow's included
+    use_private_gradio_folder()  # before any component exists: each one reads the folder when it is made
+    owners = OutputOwners()
+    # the local engine, or engine replicas on Ray Serve (--backend ray); tests pass one with their listeners attached
+    engine = engine if engine is not None else create_engine(config)
+    engine.event_listeners.append(owners.listener)
     model = startup_model(config, engine.models)  # --preset: an unknown name stops here, its model loads first
     engine.models.resolve(model)  # an unknown model raises RequestError here, before anything is served
     engine.start()
@@ -33,6 +40,8 @@ def create_app(config, banner: str | None = None, engine=None):
     demo = build_ui(engine, banner=banner, extra_tabs=extra_tabs() + extension_tabs, loading_model=model)
     # queued only now: diffusers' lazy imports are not safe while this thread is still importing the UI's modules
     demo.ldm_ui.startup = StartupLoad(engine, model)
+    demo.ldm_owners = owners  # the file route asks it whose a saved image is (ldm_ui/guard.py)
+    demo.delete_cache = UPLOAD_MAX_AGE  # Gradio deletes this app's uploads and copies after a day
     return engine, demo
 
 
@@ -40,7 +49,7 @@ def create_api(config, engine, demo):
     """The /sdapi/v1 app (--api) over the same engine; None without --api. Mounted by launch_kwargs."""
     if not config.api:
         return None
-    from ldm_ui.api import create_api as create
+    from ldm_ui.api.routes import create_api as create
 
     # Gradio's app exists once launched; the API reads its session logins from it
     return create(config, engine, gradio_app=lambda: getattr(demo, "server_app", None))
@@ -48,14 +57,18 @@ def create_api(config, engine, demo):
 
 def launch_kwargs(config, api=None) -> dict:
     from ldm_ui.access import file_access_kwargs
+    from ldm_ui.guard import guard_middleware
     from ldm_ui.login_page import login_page_middleware
     from ldm_ui.ui.common import CSS, KEYBOARD_JS
 
-    app_kwargs = {"openapi_url": None, "docs_url": None, "redoc_url": None, "middleware": login_page_middleware()}
+    # no unauthenticated route map; Host/Origin/login-before-read/body caps/file owners (ldm_ui/guard.py); no
+    # API description on the login page (ldm_ui/login_page.py)
+    app_kwargs = {"openapi_url": None, "docs_url": None, "redoc_url": None,
+                  "middleware": [*guard_middleware(config), *login_page_middleware()]}
     if api is not None:
         from starlette.routing import Mount
 
-        from ldm_ui.api import PREFIX
+        from ldm_ui.api.routes import PREFIX
 
         app_kwargs["routes"] = [Mount(PREFIX, app=api)]  # FastAPI's routes argument: served from the first request
     # run_history=False: our own history is per session; Gradio's adds routes that skip the login (SECURITY.md)
@@ -63,7 +76,6 @@ def launch_kwargs(config, api=None) -> dict:
         server_name=config.host, server_port=config.port, share=config.share,
         auth=config.auth or None, **file_access_kwargs(config), css=CSS, js=KEYBOARD_JS, show_error=True,
         run_history=False,
-        # no unauthenticated route map, and no API description on the login page (ldm_ui/login_page.py)
         app_kwargs=app_kwargs,
     )
 
@@ -88,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         engine, demo = create_app(config)
     except PresetError as error:
         print(f"ldm-ui: --preset: {error}", file=sys.stderr)
+        return 2
+    except ConfigError as error:  # e.g. --backend ray asking for more GPUs than the Ray cluster has
+        print(f"ldm-ui: {error}", file=sys.stderr)
         return 2
     except RequestError as error:
         print(f"ldm-ui: cannot start with model {config.default_model!r}: {error}", file=sys.stderr)

@@ -22,6 +22,7 @@ from typing import Iterable
 from ldm_ui.config import PROJECT_ROOT, AppConfig
 
 log = logging.getLogger(__name__)
+PRIVATE_TEMP_PREFIX = "ldm-ui-gradio-"
 
 SHARE_WITHOUT_AUTH_BANNER = (
     "⚠️ This app is shared publicly without a login: anyone with the link can use this GPU and see what it makes."
@@ -48,6 +49,22 @@ def exposure_warnings(config: AppConfig) -> list[str]:
     return warnings
 
 
+def admins(config: AppConfig) -> list[str] | None:
+    """The logins that may change app-wide state; None means everyone (no login configured)."""
+    if not config.auth:
+        return None
+    return list(config.admins) or [config.auth[0][0]]
+
+
+def is_admin(config: AppConfig, user: str | None) -> bool:
+    allowed = admins(config)
+    return allowed is None or user in allowed
+
+
+def not_admin_message(what: str) -> str:
+    return f"Only an admin can {what}; the app's owner names admins with --admin."
+
+
 def gradio_folders() -> list[Path]:
     """Where Gradio keeps uploads and the copies of results it serves (GRADIO_TEMP_DIR or <tmp>/gradio)."""
     return [Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")]
@@ -60,7 +77,8 @@ def allowed_paths(config: AppConfig) -> list[str]:
 def blocked_paths(config: AppConfig, keep: Iterable[Path] | None = None) -> list[str]:
     """Folders and files Gradio must never serve, whatever else allows them; never one that holds `keep`."""
     keep = [_real(p) for p in (keep if keep is not None else [config.outputs_dir, *gradio_folders()])]
-    secret = [config.models_dir, config.cache_dir, *config.checkpoint_dirs(), *config.lora_dirs, _hf_cache()]
+    secret = [config.models_dir, config.cache_dir, *config.checkpoint_dirs(), *config.lora_dirs,
+              *config.embeddings_dirs, _hf_cache()]
     auth_file = getattr(config, "auth_file", None)
     if auth_file:
         secret.append(Path(auth_file))
@@ -117,3 +135,37 @@ def _inside(path: Path, folder: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+def use_private_gradio_folder() -> Path:
+    """Point Gradio's upload and cache folder at a new folder only this user can open (0700), not the
+    <tmp>/gradio folder every Gradio app on the machine shares and serves from."""
+    current = os.environ.get("GRADIO_TEMP_DIR")
+    if current and Path(current).name.startswith(PRIVATE_TEMP_PREFIX) and Path(current).is_dir():
+        return Path(current)  # already ours (a second app in this process)
+    folder = Path(tempfile.mkdtemp(prefix=PRIVATE_TEMP_PREFIX))  # mkdtemp makes it 0700
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
+
+
+def basic_auth_user(header: str, logins: list[tuple[str, str]]) -> str | None:
+    """The user an HTTP Basic `Authorization` header signs in as, or None. Every login is compared in constant
+    time, so the timing tells nothing about which part was wrong."""
+    import base64
+    import binascii
+    import secrets
+
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        user, sep, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    found = None
+    for known_user, known_password in logins:
+        user_ok = secrets.compare_digest(user.encode(), known_user.encode())
+        password_ok = secrets.compare_digest(password.encode(), known_password.encode())
+        if sep and user_ok and password_ok:
+            found = known_user
+    return found

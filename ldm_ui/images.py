@@ -1,6 +1,9 @@
-"""Open uploaded images safely: one loader every tab uses for files that strangers send.
+"""Open uploaded images safely: the one gate every decode of a file that strangers send goes through.
 
-It refuses decompression bombs before decoding a pixel, refuses truncated files and non-images with a clear
+`install_decode_limit()` (called by app.create_app at start-up, never at import) makes Pillow itself refuse
+any image over the same pixel limit, so a decode this module does not do (Gradio's image editor, a library)
+is stopped too. `load_image` checks the size from the header before decoding a pixel; it also
+refuses decompression bombs before decoding a pixel, refuses truncated files and non-images with a clear
 message, applies the EXIF orientation a phone wrote, and turns every mode (CMYK, palette, LA, 16-bit, float)
 into 8-bit RGB (or RGBA / L when asked), so the pipelines downstream see one kind of image.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,23 @@ OUTPUT_MODES = ("RGB", "RGBA", "L")
 
 class ImageUploadError(RequestError):
     """An upload that is not an image we can use; the message names it and says what is allowed."""
+
+
+def install_decode_limit(max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    """Make every Pillow decode in the process refuse images over `max_pixels`.
+
+    Pillow raises DecompressionBombError above twice its MAX_IMAGE_PIXELS and only warns between one and two
+    times, so it is set to half our limit and its warning (which `load_image` makes redundant) is silenced.
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels // 2
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def check_image_file(source: Any, name: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image file read from its header only; refuses bombs, non-images and data: URLs."""
+    with _open(source, name, max_pixels) as image:
+        _check_size(image, name, max_pixels)
+        return image.size
 
 
 def load_image(source: Any, name: str = "image", mode: str = "RGB", max_pixels: int = MAX_IMAGE_PIXELS,
@@ -84,7 +105,10 @@ def _to_8bit_gray(image: Image.Image) -> Image.Image:
 
 def _open(source: Any, name: str, max_pixels: int) -> Image.Image:
     if isinstance(source, dict):  # a Gradio FileData-like dict
-        source = source.get("path") or source.get("name")
+        source = source.get("url") if str(source.get("url") or "").startswith("data:") else (
+            source.get("path") or source.get("name"))
+    if isinstance(source, str) and source.startswith("data:"):
+        raise ImageUploadError(f"{name}: data: URLs are not accepted; upload the image file instead")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -98,10 +122,11 @@ def _open(source: Any, name: str, max_pixels: int) -> Image.Image:
         raise ImageUploadError(f"{name} must be an image file, got {type(source).__name__}")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # _check_size applies our limit
             return Image.open(stream)  # lazy: reads the header only, so the size check below costs nothing
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise _bomb(name, max_pixels, str(error)) from error
+    except Image.DecompressionBombError as error:  # Pillow's own limit (install_decode_limit) stopped the open
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        raise _bomb(name, max_pixels, f"{int(found[1]):,} pixels" if found else str(error)) from error
     except UnidentifiedImageError as error:
         raise ImageUploadError(
             f"{name}: the file is not an image Pillow can read; upload a PNG, JPEG, WebP, BMP, GIF or TIFF file"

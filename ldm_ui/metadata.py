@@ -22,6 +22,8 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from ldm_ui.requests import MAX_SEED, HiresFix, RequestError
+
 NEGATIVE_PREFIX = "Negative prompt:"
 # one `Key: value` pair of the settings line; a value is a JSON string or runs to the next comma
 _PAIR = re.compile(r'\s*([A-Za-z][\w \-/().]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
@@ -77,13 +79,22 @@ class Infotext:
         return (int(match[1]), int(match[2])) if match else None
 
 
+_KEYLESS = re.compile(r'\s*(?:"(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')  # a value with no key before it, up to its comma
+_TRAILING_KEY = re.compile(r"([A-Za-z][\w \-/().]*?):\s?(.*)")
+
+
 def parse_settings_line(line: str) -> dict[str, str]:
+    """`Key: value` pairs; a value without a key (civitai writes some that way) is skipped, not the end."""
     settings: dict[str, str] = {}
     pos = 0
     while pos < len(line):
         match = _PAIR.match(line, pos)
         if not match or match.end() == pos:
-            break
+            skipped = _KEYLESS.match(line, pos)
+            if not skipped or skipped.end() == pos:
+                break
+            pos = skipped.end()
+            continue
         settings[match[1].strip()] = unquote(match[2])
         pos = match.end()
     return settings
@@ -93,11 +104,28 @@ def _is_settings_line(line: str) -> bool:
     return len(parse_settings_line(line)) >= 3 and re.match(r"\s*[A-Za-z][\w \-/().]*?:", line) is not None
 
 
+def _split_settings(lines: list[str]) -> dict[str, str]:
+    """Pop the settings line and any `Key: value` lines after it (Dynamic Prompts adds `Template: ...`) off `lines`."""
+    found = next((i for i in range(len(lines) - 1, -1, -1) if _is_settings_line(lines[i])), None)
+    after = lines[found + 1:] if found is not None else []
+    if found is None or (after and not _TRAILING_KEY.fullmatch(after[0])):  # prompt text follows: not settings
+        return {}
+    settings = parse_settings_line(lines[found])
+    key = None
+    for line in lines[found + 1:]:
+        match = _TRAILING_KEY.fullmatch(line)
+        if match:
+            key = match[1].strip()
+            settings[key] = match[2]
+        elif key is not None:  # a template that runs over several lines
+            settings[key] += "\n" + line
+    del lines[found:]
+    return settings
+
+
 def parse_infotext(text: str) -> Infotext:
     lines = text.replace("\r\n", "\n").replace("\r", "\n").strip().split("\n")
-    settings: dict[str, str] = {}
-    if lines and _is_settings_line(lines[-1]):
-        settings = parse_settings_line(lines.pop())
+    settings = _split_settings(lines)
     prompt_lines, negative_lines, in_negative = [], [], False
     for line in lines:
         if not in_negative and line.startswith(NEGATIVE_PREFIX):
@@ -158,8 +186,11 @@ def _next_number(folder: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
+HIRES_KEYS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler", "Hires sampler", "Hires prompt",
+              "Hires negative prompt", "Denoising strength")
 # settings that map onto a generation tab's widgets; everything else in an infotext is shown, not applied
-WIDGET_KEYS = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size")
+WIDGET_KEYS = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Clip skip", *HIRES_KEYS,
+               "Variation seed", "Variation seed strength", "Seed resize from")
 
 
 def sampler_from_infotext(settings: dict[str, str]) -> str | None:
@@ -176,8 +207,9 @@ def sampler_from_infotext(settings: dict[str, str]) -> str | None:
 def generation_fields(info: Infotext) -> tuple[dict[str, Any], list[str]]:
     """Request field values that `info` names, and notes on the settings that could not be used.
 
-    Keys: prompt, negative_prompt, sampler, steps, cfg_scale, seed, width, height, model (each only when present
-    and readable).
+    Keys: prompt, negative_prompt, sampler, steps, cfg_scale, seed, width, height, model, clip_skip, hires (each only
+    when present and readable; an infotext without `Clip skip` means 1, as AUTOMATIC1111 omits it at 1; hires is a
+    HiresFix when the infotext has a `Hires upscaler`).
     """
     fields: dict[str, Any] = {"prompt": info.prompt, "negative_prompt": info.negative_prompt}
     notes: list[str] = []
@@ -197,6 +229,11 @@ def generation_fields(info: Infotext) -> tuple[dict[str, Any], list[str]]:
                 notes.append(f"{key} {settings[key]!r} is not a number; left unchanged")
             else:
                 fields[name] = value
+    seed = fields.get("seed")
+    if seed is not None and not -1 <= seed <= MAX_SEED:
+        fields["seed"] = seed % (MAX_SEED + 1)
+        notes.append(f"Seed {seed} is outside 0-{MAX_SEED} (a 64-bit seed from another tool); using {fields['seed']} "
+                     f"(the seed modulo 2^32), so the image will differ")
     if "Size" in settings:
         size = info.size()
         if size:
@@ -205,7 +242,62 @@ def generation_fields(info: Infotext) -> tuple[dict[str, Any], list[str]]:
             notes.append(f"Size {settings['Size']!r} is not WIDTHxHEIGHT; left unchanged")
     if settings.get("Model"):
         fields["model"] = settings["Model"]
+    clip_skip = info.get_int("Clip skip", 1)
+    if clip_skip is not None and 1 <= clip_skip <= 12:
+        fields["clip_skip"] = clip_skip
+    else:
+        notes.append(f"Clip skip {settings['Clip skip']!r} is not a whole number from 1 to 12; left unchanged")
+    if "Hires upscaler" in settings:
+        hires, note = hires_from_infotext(info)
+        if hires is not None:
+            fields["hires"] = hires
+        else:
+            notes.append(note)
+    variation_fields(info, fields, notes)
     return fields, notes
+
+
+def variation_fields(info: Infotext, fields: dict[str, Any], notes: list[str]) -> None:
+    """`Variation seed`, `Variation seed strength` and `Seed resize from` (AUTOMATIC1111's keys) into `fields`."""
+    for key, name, read in (("Variation seed", "variation_seed", info.get_int),
+                            ("Variation seed strength", "variation_strength", info.get_float)):
+        if key in info.settings:
+            value = read(key)
+            if value is None:
+                notes.append(f"{key} {info.settings[key]!r} is not a number; left unchanged")
+            else:
+                fields[name] = value
+    if "Seed resize from" in info.settings:
+        match = re.fullmatch(r"(\d+)x(\d+)", info.settings["Seed resize from"].strip())
+        if match:
+            fields["resize_from_width"], fields["resize_from_height"] = int(match[1]), int(match[2])
+        else:
+            notes.append(f"Seed resize from {info.settings['Seed resize from']!r} is not WIDTHxHEIGHT; "
+                         "left unchanged")
+
+
+def hires_from_infotext(info: Infotext) -> tuple[HiresFix | None, str]:
+    """The hires fix an A1111 txt2img infotext describes (absent keys take A1111's meaning), or None and why."""
+    settings = info.settings
+    try:
+        values: dict[str, Any] = {"upscaler": settings["Hires upscaler"]}
+        if "Hires upscale" in settings:
+            values["scale"] = float(settings["Hires upscale"])
+        resize = re.fullmatch(r"(\d+)x(\d+)", settings.get("Hires resize", ""))
+        if resize:
+            values["resize_width"], values["resize_height"] = int(resize[1]), int(resize[2])
+        if "Hires steps" in settings:
+            values["steps"] = int(settings["Hires steps"])
+        if "Denoising strength" in settings:
+            values["denoising_strength"] = float(settings["Denoising strength"])
+        if "Hires sampler" in settings:
+            values["sampler"] = sampler_from_infotext({"Sampler": settings["Hires sampler"],
+                                                        "Schedule type": settings.get("Hires schedule type", "")})
+        values["prompt"] = settings.get("Hires prompt", "")
+        values["negative_prompt"] = settings.get("Hires negative prompt", "")
+        return HiresFix(**values), ""
+    except (ValueError, RequestError) as error:
+        return None, f"the hires fix settings could not be used ({error}); hires fix left unchanged"
 
 
 EXIF_IFD, USER_COMMENT = 0x8769, 0x9286

@@ -32,11 +32,12 @@ from typing import Any
 from ldm_ui.config import PREVIEW_METHODS
 from ldm_ui.engine.samplers import SAMPLER_NAMES
 from ldm_ui.requests import MAX_CFG, MAX_PROMPT_CHARS, MAX_SIZE, MAX_STEPS, MIN_SIZE, RequestError
-from ldm_ui.safe_paths import is_inside
+from ldm_ui.safe_paths import check_name, is_inside
 
 log = logging.getLogger(__name__)
 
 PRESET_SUFFIX = ".json"
+USERS_FOLDER = "users"  # presets/users/<login>/: what each signed-in user saved
 MAX_PRESET_NAME_CHARS = 64
 MAX_PRESET_FILE_BYTES = 64 * 1024
 MAX_LORA_WEIGHT = 5.0  # A1111 accepts any number; beyond +-5 a LoRA only produces noise
@@ -275,26 +276,50 @@ class PresetLibrary:
                 self.errors.append(str(error))
                 log.warning("%s", error)
 
-    def names(self) -> list[str]:
-        return list(self.presets)
+    def names(self, user: str | None = None) -> list[str]:
+        """The shared presets, then `user`'s own (presets/users/<user>/) that do not share a name with one."""
+        own = [n for n in self._user_names(user) if n not in self.presets]
+        return list(self.presets) + own
 
-    def get(self, name: str) -> Preset:
-        if name not in self.presets:
-            known = ", ".join(self.presets) or "none"
-            raise PresetError(f"unknown preset {name!r}; presets in {self.folder}: {known}")
-        return self.presets[name]
+    def get(self, name: str, user: str | None = None) -> Preset:
+        if name in self.presets:
+            return self.presets[name]
+        if user is not None and name in self._user_names(user):
+            return read_preset(self.user_folder(user) / f"{name}{PRESET_SUFFIX}")
+        known = ", ".join(self.names(user)) or "none"
+        raise PresetError(f"unknown preset {name!r}; known presets: {known}")
 
-    def save(self, preset: Preset, overwrite: bool = False) -> Path:
-        """Write presets/<name>.json; an existing file is replaced only with overwrite=True."""
+    def user_folder(self, user: str) -> Path:
+        if "/" in user or "\\" in user:
+            raise PresetError(f"login name {user!r} cannot name a presets folder (it contains a slash)")
+        return self.folder / USERS_FOLDER / check_name(user, "user")
+
+    def _user_names(self, user: str | None) -> list[str]:
+        if user is None:
+            return []
+        folder = self.user_folder(user)
+        if not folder.is_dir():
+            return []
+        return sorted((p.stem for p in folder.glob(f"*{PRESET_SUFFIX}") if is_inside(p, folder)), key=str.lower)
+
+    def save(self, preset: Preset, overwrite: bool = False, user: str | None = None) -> Path:
+        """Write presets/<name>.json, or presets/users/<user>/<name>.json for a signed-in user; an existing file
+        is replaced only with overwrite=True, and a user never replaces a shared (shipped) preset."""
         name = check_preset_name(preset.name)
-        path = self.folder / f"{name}{PRESET_SUFFIX}"
+        folder = self.folder
+        if user is not None:
+            if name in self.presets:
+                raise PresetError(f"preset {name!r} is a shared preset of this app and cannot be replaced; "
+                                  "save yours under another name")
+            folder = self.user_folder(user)
+        path = folder / f"{name}{PRESET_SUFFIX}"
         if path.exists() and not overwrite:
             raise PresetError(f"preset {name!r} already exists ({path.name}); confirm overwriting to replace it")
         if path.is_symlink():
             raise PresetError(f"preset {path.name} is a link; replace it by hand if you mean to")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         text = json.dumps(preset.to_json(), indent=2, ensure_ascii=False) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=".saving-", suffix=PRESET_SUFFIX, dir=self.folder)
+        fd, tmp = tempfile.mkstemp(prefix=".saving-", suffix=PRESET_SUFFIX, dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)

@@ -21,6 +21,7 @@ MAX_BATCH_SIZE = 8
 MAX_BATCH_COUNT = 100
 MAX_PROMPT_CHARS = 4000
 MAX_SEED = 2**32 - 1
+MAX_CLIP_SKIP = 12
 MAX_IMAGE_PIXELS = 4096 * 4096
 RESIZE_MODES = ("just resize", "crop and resize", "resize and fill")
 
@@ -129,6 +130,8 @@ class GenerationRequest:
     # extra name/value pairs written into the infotext (extensions, presets)
     extra_infotext: dict[str, str] = field(default_factory=dict)
     controlnets: tuple[ControlNetUnit, ...] = ()
+    # the text-encoder layer counted from the end (AUTOMATIC1111's Clip skip); None: the app's setting
+    clip_skip: int | None = None
     # False: the images come back in the job's events only, nothing is written to outputs/ (the HTTP API's
     # save_images=false, AUTOMATIC1111's default there)
     save_images: bool = True
@@ -155,6 +158,8 @@ class GenerationRequest:
             raise RequestError(f"preview method must be approx, full or off, got {self.preview_method!r}")
         if self.preview_every_n_steps is not None:
             _check_int("preview every N steps", self.preview_every_n_steps, 1, MAX_STEPS)
+        if self.clip_skip is not None:
+            _check_int("clip skip", self.clip_skip, 1, MAX_CLIP_SKIP)
         if not isinstance(self.controlnets, tuple) or not all(isinstance(u, ControlNetUnit) for u in self.controlnets):
             raise RequestError(f"controlnets must be a tuple of ControlNetUnit, got {self.controlnets!r:.80}")
         if len(self.controlnets) > MAX_CONTROLNET_UNITS:
@@ -171,9 +176,134 @@ class GenerationRequest:
                 if not isinstance(getattr(self, f.name), Image.Image)}
 
 
+MAX_HIRES_SCALE = 4.0
+
+
+def upscale_sizes(width: int, height: int, scale: float, resize_width: int, resize_height: int,
+                  multiple: int = 1) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(size to upscale to, size after a centre crop) for "upscale by `scale`" or, when either is set, "resize to
+    resize_width x resize_height" (0 on one side keeps the aspect; both: cover the size, then crop to it), with
+    every side a multiple of `multiple` (hires: 8, for whole latent cells)."""
+    floor = lambda value: max(multiple, int(value) // multiple * multiple)  # noqa: E731
+    ceil = lambda value: -(-int(math.ceil(value)) // multiple) * multiple  # noqa: E731
+    rw, rh = resize_width, resize_height
+    if not (rw or rh):
+        size = (floor(width * scale), floor(height * scale))
+        return size, size
+    if not rh:
+        return ((rw, floor(rw * height / width)),) * 2
+    if not rw:
+        return ((floor(rh * width / height), rh),) * 2
+    if width / height < rw / rh:
+        return (rw, max(rh, ceil(rw * height / width))), (rw, rh)
+    return (max(rw, ceil(rh * width / height)), rh), (rw, rh)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HiresFix:
+    """txt2img's second pass: upscale each first-pass image, then denoise it again at the larger size (img2img).
+
+    The target is `scale` times the first pass, or resize_width x resize_height (0 on one side keeps the aspect;
+    both set: upscaled to cover that size, then centre-cropped to it). `upscaler` is a latent mode ("Latent",
+    "Latent (bicubic)", ...) or a pixel upscaler (Lanczos, Nearest, a learned model); the name is checked on the
+    worker, which knows the installed models. steps 0: as many as the first pass.
+    """
+
+    upscaler: str = "Latent"
+    scale: float = 2.0
+    resize_width: int = 0
+    resize_height: int = 0
+    steps: int = 0
+    denoising_strength: float = 0.7
+    sampler: str | None = None  # None: the first pass's sampler
+    prompt: str = ""  # "": the first pass's prompt
+    negative_prompt: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.upscaler, str) or not self.upscaler.strip():
+            raise RequestError(f"hires upscaler must be an upscaler name such as 'Latent' or 'Lanczos', "
+                               f"got {self.upscaler!r}")
+        _check_float("hires upscale factor", self.scale, 1.0, MAX_HIRES_SCALE)
+        for name in ("resize_width", "resize_height"):
+            value = getattr(self, name)
+            if value != 0:
+                check_size(f"hires {name.replace('_', ' ')} (0 = from the upscale factor)", value)
+        _check_int("hires steps", self.steps, 0, MAX_STEPS, " (0 = same as the first pass)")
+        _check_float("hires denoising strength", self.denoising_strength, 0.0, 1.0)
+        if self.sampler is not None and self.sampler not in SAMPLER_NAMES:
+            raise RequestError(f"unknown hires sampler {self.sampler!r}; choose one of: {', '.join(SAMPLER_NAMES)}")
+        check_prompt("hires prompt", self.prompt)
+        check_prompt("hires negative prompt", self.negative_prompt)
+
+    @property
+    def resizes(self) -> bool:
+        return bool(self.resize_width or self.resize_height)
+
+    def sizes(self, width: int, height: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((width, height) the first pass is upscaled to, (width, height) after the centre crop), in multiples
+        of 8; raises RequestError past MAX_SIZE."""
+        upscaled, final = upscale_sizes(width, height, self.scale, self.resize_width, self.resize_height, 8)
+        for what, (w, h) in (("hires size", final), ("hires upscaled size", upscaled)):
+            if not (MIN_SIZE <= w <= MAX_SIZE and MIN_SIZE <= h <= MAX_SIZE):
+                raise RequestError(f"{what} would be {w}x{h} from {width}x{height}; each side must be between "
+                                   f"{MIN_SIZE} and {MAX_SIZE} px (lower the upscale factor or the resize size)")
+        return upscaled, final
+
+    def steps_for(self, first_pass_steps: int) -> int:
+        return self.steps or first_pass_steps
+
+
+@dataclass(frozen=True, kw_only=True)
+class VariationSeed:
+    """AUTOMATIC1111's "Extra" seed settings: a second seed whose noise is mixed in, and a seed-resize size.
+
+    strength 0 is the seed's noise alone, 1 the variation seed's; `seed` -1 picks a random one per job.
+    resize_from_width/height: the size the seed's noise is made at and centred in the image (0 x 0: off).
+    """
+
+    seed: int = -1
+    strength: float = 0.0
+    resize_from_width: int = 0
+    resize_from_height: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("variation seed", self.seed, -1, MAX_SEED, " (-1 picks a random seed)")
+        _check_float("variation strength", self.strength, 0.0, 1.0)
+        for name, value in (("width", self.resize_from_width), ("height", self.resize_from_height)):
+            if isinstance(value, bool) or not isinstance(value, int) or (
+                    value != 0 and (value % 8 or not MIN_SIZE <= value <= MAX_SIZE)):
+                raise RequestError(f"resize seed from {name} must be 0 (off) or a multiple of 8 between {MIN_SIZE} "
+                                   f"and {MAX_SIZE}, got {value!r}")
+        if (self.resize_from_width == 0) != (self.resize_from_height == 0):
+            raise RequestError(f"resize seed from needs both a width and a height (or both 0 for off), got "
+                               f"{self.resize_from_width}x{self.resize_from_height}")
+
+    @property
+    def resize_from(self) -> tuple[int, int] | None:
+        return (self.resize_from_width, self.resize_from_height) if self.resize_from_width else None
+
+    @property
+    def active(self) -> bool:
+        return self.strength > 0 or self.resize_from is not None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Txt2ImgRequest(GenerationRequest):
     task: ClassVar[str] = "txt2img"
+
+    hires: HiresFix | None = None  # a second, larger pass after each batch (None: off)
+    variation: VariationSeed | None = None  # variation seed / strength / resize seed from (None: off)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.variation is not None and not isinstance(self.variation, VariationSeed):
+            raise RequestError(f"variation must be a VariationSeed, got {self.variation!r:.80}")
+        if self.hires is None:
+            return
+        if not isinstance(self.hires, HiresFix):
+            raise RequestError(f"hires must be a HiresFix or None, got {type(self.hires).__name__}")
+        if self.width is not None and self.height is not None:  # otherwise the worker checks at the model's size
+            self.hires.sizes(self.width, self.height)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -291,6 +421,23 @@ class LoadModelRequest:
             raise RequestError(f"model must be a model name, got {self.model!r}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class SetVaeRequest:
+    """Decode with another VAE (Automatic, None, or a name from models/VAE), on the worker between jobs; the
+    checkpoint stays loaded. The choice stays when the model changes."""
+
+    task: ClassVar[str] = "set-vae"
+
+    vae: str
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.vae, str) or not self.vae.strip():
+            raise RequestError(f"VAE must be Automatic, None or a VAE name, got {self.vae!r}")
+        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
+            raise RequestError(f"model must be a model name, got {self.model!r}")
+
+
 Request = GenerationRequest | LoadModelRequest
 
 
@@ -317,6 +464,7 @@ class Progress:
     eta_s: float
     message: str = ""
     unit: str = "batch"  # what batch_index counts, as the status line names it ("batch", "frame")
+    phase: str = ""  # which pass of a job with several ("hires"), shown before the step count
 
     @property
     def fraction(self) -> float:
@@ -460,3 +608,105 @@ class ControlMapRequest:
             raise RequestError(f"preprocessor must be a preprocessor name, got {self.preprocessor!r}")
         _check_int("Canny low threshold", self.canny_low, 0, 255)
         _check_int("Canny high threshold", self.canny_high, 0, 255)
+
+
+MAX_UPSCALE_FACTOR = 4.0
+MAX_UPSCALED_SIDE = 4096
+MAX_UPSCALE_IMAGES = 100
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class UpscaleRequest:
+    """The Extras tab: upscale images (uploaded, or every image in a folder inside the outputs) by a factor or to
+    a size, with one pixel upscaler or two blended (`upscaler_2_visibility` of the second, as AUTOMATIC1111 does).
+    Upscaler names are checked on the worker, which knows the installed models."""
+
+    task: ClassVar[str] = "extras"
+
+    images: tuple[Image.Image, ...] = ()
+    folder: str | None = None  # instead of images: a folder inside the outputs, e.g. "txt2img/2026-12-01"
+    upscaler: str = "Lanczos"
+    scale: float = 2.0
+    resize_width: int = 0  # either set: resize to that size instead of by `scale` (see upscale_sizes)
+    resize_height: int = 0
+    upscaler_2: str = "None"
+    upscaler_2_visibility: float = 0.0
+    model: None = None  # needs no diffusion model
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, tuple):
+            raise RequestError(f"images must be a tuple of images, got {type(self.images).__name__}")
+        if bool(self.images) == bool(self.folder):
+            raise RequestError("give either images to upscale or a folder inside the outputs, not "
+                               + ("both" if self.images else "neither"))
+        if len(self.images) > MAX_UPSCALE_IMAGES:
+            raise RequestError(f"at most {MAX_UPSCALE_IMAGES} images per job, got {len(self.images)}")
+        for index, image in enumerate(self.images):
+            check_loaded_image(f"image {index + 1}", image)
+        if self.folder is not None and (not isinstance(self.folder, str) or not self.folder.strip()):
+            raise RequestError(f"folder must be a folder name inside the outputs, got {self.folder!r}")
+        for name in ("upscaler", "upscaler_2"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise RequestError(f"{name.replace('_', ' ')} must be an upscaler name, got {getattr(self, name)!r}")
+        _check_float("upscale factor", self.scale, 1.0, MAX_UPSCALE_FACTOR)
+        for name in ("resize_width", "resize_height"):
+            _check_int(name.replace("_", " "), getattr(self, name), 0, MAX_UPSCALED_SIDE, " px (0 = by the factor)")
+        _check_float("upscaler 2 visibility", self.upscaler_2_visibility, 0.0, 1.0)
+        for image in self.images:
+            self.sizes(*image.size)
+
+    def sizes(self, width: int, height: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(size to upscale to, size after the centre crop) for an image; raises RequestError past the limit."""
+        upscaled, final = upscale_sizes(width, height, self.scale, self.resize_width, self.resize_height)
+        if max(upscaled) > MAX_UPSCALED_SIDE:
+            raise RequestError(f"upscaling {width}x{height} would make {upscaled[0]}x{upscaled[1]}; each side must "
+                               f"be at most {MAX_UPSCALED_SIDE} px (lower the factor or the size)")
+        return upscaled, final
+
+
+OUTPAINT_FILLS = ("edge stretch", "blurred mirror", "latent noise")
+MAX_OUTPAINT_PX = 512
+MAX_OUTPAINT_OVERLAP_PX = 128
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutpaintRequest(GenerationRequest):
+    """Extend `init_image` by left/right/up/down pixels and inpaint the new area plus `overlap_px` of the original.
+
+    The new area starts from `fill`: the border pixels stretched outwards, a blurred mirror of the image, or
+    latent noise. Pixels of the original further than `overlap_px` from a new edge come back unchanged (the mask
+    blur is kept inside the overlap). width/height None: work at the extended canvas' own size.
+    """
+
+    task: ClassVar[str] = "outpaint"
+
+    init_image: Image.Image
+    left: int = 0
+    right: int = 0
+    up: int = 0
+    down: int = 0
+    fill: str = "edge stretch"
+    overlap_px: int = 16
+    mask_blur_px: int = 4
+    strength: float = 0.9
+
+    def validate(self) -> None:
+        super().validate()
+        check_loaded_image("init image", self.init_image)
+        for side in ("left", "right", "up", "down"):
+            _check_int(f"outpaint {side}", getattr(self, side), 0, MAX_OUTPAINT_PX, " px")
+        if not (self.left or self.right or self.up or self.down):
+            raise RequestError("outpainting needs at least one side to extend: set left, right, up or down above 0")
+        if self.fill not in OUTPAINT_FILLS:
+            raise RequestError(f"outpaint fill must be one of {', '.join(OUTPAINT_FILLS)}, got {self.fill!r}")
+        _check_int("overlap", self.overlap_px, 0, MAX_OUTPAINT_OVERLAP_PX, " px")
+        _check_int("mask blur", self.mask_blur_px, 0, MAX_MASK_BLUR_PX, " px")
+        _check_float("denoising strength", self.strength, 0.0, 1.0)
+        width, height = self.canvas_size
+        if width > MAX_SIZE or height > MAX_SIZE:
+            raise RequestError(f"the extended image would be {width}x{height}; each side must be at most {MAX_SIZE} px")
+
+    @property
+    def canvas_size(self) -> tuple[int, int]:
+        w, h = self.init_image.size
+        return w + self.left + self.right, h + self.up + self.down

@@ -88,4 +88,11 @@ class ControlMap:
     preprocessor: str
 
 
-TaskResult = SamplingStats | InterpolationResult | ModelLoaded | LatentInspection | ControlMap
+@dataclass(frozen=True)
+class VaeChanged:
+    choice: str  # what was picked: Automatic, None or a VAE name
+    vae: str | None  # the VAE file in use; None for the checkpoint's own
+    vae_hash: str
+
+
+TaskResult = SamplingStats | InterpolationResult | ModelLoaded | LatentInspection | ControlMap | VaeChanged

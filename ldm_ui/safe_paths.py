@@ -11,6 +11,7 @@ import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterable
 
+from ldm_ui.config import PROJECT_ROOT
 from ldm_ui.requests import RequestError
 
 MAX_NAME_CHARS = 255
@@ -39,6 +40,18 @@ def check_name(name: object, kind: str) -> str:
     return name
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as messages may show it to users: relative to the app's folder (models/Lora) or the home folder
+    (~/sd/models), else its last two parts (…/ckpts/Lora); never the full path of the server's disk."""
+    absolute = Path(os.path.abspath(os.path.expanduser(str(path))))
+    for root, prefix in ((PROJECT_ROOT, ""), (Path.home(), "~/")):
+        try:
+            return prefix + absolute.relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return "…/" + "/".join(absolute.parts[-2:])
+
+
 def is_inside(path: Path, folder: Path) -> bool:
     """True when `path` (symlinks resolved) lies in `folder` (symlinks resolved) or is the folder itself."""
     try:
@@ -65,7 +78,8 @@ def resolve_inside(folder: Path, name: str, allowed_suffixes: Iterable[str] = ()
     for candidate in candidates:
         if not is_inside(candidate, folder):  # also catches a linked sub-folder on the way to a new file
             raise UnsafeNameError(
-                f"{kind} {name!r} is a link that points outside {folder}; links must stay inside the {kind} folder"
+                f"{kind} {name!r} is a link that points outside {shown_path(folder)}; links must stay inside the "
+                f"{kind} folder"
             )
         if candidate.is_dir() if directory else candidate.is_file():
             return Path(os.path.realpath(candidate))
@@ -73,7 +87,7 @@ def resolve_inside(folder: Path, name: str, allowed_suffixes: Iterable[str] = ()
         return Path(os.path.realpath(candidates[0]))
     if suffixes and (folder / name).exists():
         raise UnsafeNameError(f"{kind} {name!r} has an unsupported type; allowed: {', '.join(suffixes)}")
-    raise UnsafeNameError(f"{kind} {name!r} was not found in {folder}")
+    raise UnsafeNameError(f"{kind} {name!r} was not found in {shown_path(folder)}")
 
 
 def list_inside(folder: Path, allowed_suffixes: Iterable[str], recursive: bool = True) -> list[str]:
@@ -88,3 +102,18 @@ def list_inside(folder: Path, allowed_suffixes: Iterable[str], recursive: bool =
         if path.suffix.lower() in suffixes and path.is_file() and is_inside(path, folder):
             names.append(path.relative_to(folder).as_posix())
     return names
+
+
+PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def pickle_only_weights(folder: Path) -> list[str]:
+    """The parts of a diffusers folder (its sub-folders, or the folder itself) whose weights are pickle files
+    with no .safetensors beside them: loading those runs code from the file, so only --allow-pickle may."""
+    folder = Path(folder)
+    parts = []
+    for part in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())] if folder.is_dir() else []:
+        files = [p.name.lower() for p in part.iterdir() if p.is_file()]
+        if any(f.endswith(PICKLE_WEIGHT_SUFFIXES) for f in files) and not any(f.endswith(".safetensors") for f in files):
+            parts.append("." if part == folder else part.name)
+    return parts

@@ -11,25 +11,33 @@ import pytest
 from ldm_ui.ui.inputs import Input, InputTable
 
 GENERATION = ["prompt", "negative_prompt", "sampler", "steps", "cfg_scale", "width", "height", "seed", "batch_count",
-              "batch_size"]
+              "batch_size", "clip_skip"]
+VARIATION = ["variation_seed", "variation_strength", "resize_seed_from_width", "resize_seed_from_height"]
+HIRES = ["hires_enabled", "hires_upscaler", "hires_scale", "hires_resize_width", "hires_resize_height", "hires_steps",
+         "hires_denoising_strength", "hires_sampler", "hires_prompt", "hires_negative_prompt"]
 SHARED = ["model", "preview_method", "preview_every"]
 UNIT = ["enabled", "image", "preprocessor", "model", "weight", "guidance_start", "guidance_end", "canny_low",
         "canny_high"]
 CONTROLNET = [f"controlnet{index}_{name}" for index in (1, 2, 3) for name in UNIT]
 EXPECTED = {
-    "/txt2img": GENERATION + SHARED + CONTROLNET,
+    "/txt2img": GENERATION + VARIATION + SHARED + HIRES + CONTROLNET,
     "/img2img": ["init_image", "strength", "resize_mode"] + GENERATION + SHARED + CONTROLNET,
     "/inpaint": ["editor", "uploaded_mask", "strength", "resize_mode", "mask_blur", "invert_mask", "masked_content",
                  "inpaint_area", "padding"] + GENERATION + SHARED + CONTROLNET,
     "/interpolate": ["mode", "prompt_b", "seed_b", "frames", "easing", "fps", "ping_pong", "latent_mix",
                      "strength"] + GENERATION + SHARED + ["image_a", "image_b"],
     "/inspect_latents": ["picture", "model"],
+    "/outpaint": ["image", "left", "right", "up", "down", "fill", "overlap", "mask_blur", "strength"] + GENERATION
+                 + SHARED,
+    "/extras": ["source", "image", "files", "folder", "resize_mode", "scale", "width", "height", "upscaler",
+                "upscaler_2", "visibility"],
     "/pnginfo": ["path"],
     "/xyplot": ["prompt_text", "negative_text", "x_name", "x_text", "y_name", "y_text", "sampler_name",
                 "steps_value", "cfg_value", "width_value", "height_value", "seed_value", "model"],
+    "/set_vae": ["name", "model_name"],
 }
 # parameters a script may leave out because the handler's signature gives them a default
-OPTIONAL = {"/txt2img": CONTROLNET, "/img2img": CONTROLNET, "/inpaint": CONTROLNET,
+OPTIONAL = {"/txt2img": HIRES + CONTROLNET, "/img2img": CONTROLNET, "/inpaint": CONTROLNET,
             "/interpolate": ["image_a", "image_b"]}
 
 
@@ -57,6 +65,9 @@ def test_optional_parameters_keep_their_defaults(api_info, endpoint):
     parameters = {p["parameter_name"]: p for p in api_info[endpoint]["parameters"]}
     for name in OPTIONAL[endpoint]:
         assert parameters[name]["parameter_has_default"], name
+    if endpoint == "/txt2img":
+        assert parameters["hires_enabled"]["parameter_default"] is False
+        assert parameters["hires_upscaler"]["parameter_default"] == "Latent"
     if endpoint != "/interpolate":
         assert parameters["controlnet1_enabled"]["parameter_default"] is False
         assert parameters["controlnet2_preprocessor"]["parameter_default"] == "canny"

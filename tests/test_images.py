@@ -34,7 +34,9 @@ def test_decompression_bomb_is_refused_before_decoding_with_the_limit_named():
     with pytest.raises(ImageUploadError) as refused:
         load_image(bomb, "input image")
     message = str(refused.value)
-    assert "input image" in message and "5000x5000" in message and f"{MAX_IMAGE_PIXELS:,}" in message
+    # the size from the header, or its pixel count when Pillow's own limit (set at app start-up) refused first
+    assert "input image" in message and ("5000x5000" in message or "25,000,000 pixels" in message)
+    assert f"{MAX_IMAGE_PIXELS:,}" in message
 
 
 def test_bomb_beyond_pillows_own_limit_gets_the_same_clear_message():

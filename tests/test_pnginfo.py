@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from ldm_ui.metadata import build_infotext, generation_fields, parse_infotext, read_png_parameters
-from ldm_ui.requests import Txt2ImgRequest
+from ldm_ui.requests import HiresFix, Txt2ImgRequest
 from ldm_ui.ui.pnginfo import NO_METADATA, read_parameters, render_parameters, send_updates
 
 A1111 = (
@@ -46,8 +46,13 @@ def test_a1111_infotext_with_hires_lora_hashes_quotes_and_multiline_prompts():
     fields, notes = generation_fields(info)
     assert fields == {"prompt": info.prompt, "negative_prompt": info.negative_prompt, "sampler": "DPM++ 2M Karras",
                       "steps": 28, "cfg_scale": 6.5, "seed": 1234567890, "width": 512, "height": 768,
-                      "model": "v1-5-pruned-emaonly"}
+                      "model": "v1-5-pruned-emaonly", "clip_skip": 1,  # absent means 1, as AUTOMATIC1111 reads it
+                      "hires": HiresFix(upscaler="4x-UltraSharp", scale=2, steps=15, denoising_strength=0.45)}
     assert notes == []
+    fields, notes = generation_fields(parse_infotext(A1111.replace("Steps: 28,", "Steps: 28, Clip skip: 2,")))
+    assert fields["clip_skip"] == 2 and notes == []
+    fields, notes = generation_fields(parse_infotext(A1111.replace("Steps: 28,", "Steps: 28, Clip skip: 40,")))
+    assert "clip_skip" not in fields and notes == ["Clip skip '40' is not a whole number from 1 to 12; left unchanged"]
 
 
 @pytest.mark.parametrize("text, prompt, negative, settings", [
@@ -104,13 +109,14 @@ def test_png_info_reads_ours_a1111s_and_says_when_there_is_nothing(tmp_path):
     assert read_parameters(str(junk))[1].startswith("⚠️ Could not read this file as an image")
 
 
-def test_send_fills_prompt_with_lora_tags_negative_sampler_steps_cfg_size_and_seed():
+def test_send_fills_prompt_with_lora_tags_negative_sampler_steps_cfg_size_seed_and_clip_skip():
     updates, note = send_updates(A1111, "old prompt")
-    prompt, negative, sampler, steps, cfg, width, height, seed = updates
+    prompt, negative, sampler, steps, cfg, width, height, seed, clip_skip = updates
     assert "<lora:add_detail:0.8>" in prompt and prompt.endswith('"quoted words"')
     assert negative.endswith("easynegative")
     assert (sampler, steps, cfg, width, height, seed) == ("DPM++ 2M Karras", 28, 6.5, 512, 768, 1234567890)
-    assert note == ""
+    assert clip_skip == 1 and note == ""
+    assert send_updates(A1111.replace("Steps: 28,", "Steps: 28, Clip skip: 2,"), "")[0][8] == 2
     odd = "x\nSteps: 20, Sampler: Restart, CFG scale: 7, Seed: 1, Size: 4000x100"
     updates, note = send_updates(odd, "")
     skip = gr.skip()
@@ -128,3 +134,32 @@ def test_a1111_jpeg_and_webp_parameters_in_exif_are_read(tmp_path, suffix, byte_
     text, message = read_parameters(str(path))
     assert text == A1111 and message == ""
     assert send_updates(text, "")[0][3] == 28
+
+
+def test_a_value_without_a_key_does_not_end_the_settings():
+    """civitai writes some values without a key; every key after one must still be read."""
+    text = ('a cat\nSteps: 20, Sampler: Euler a, "add_detail: 7c6bad76eb54, more: 01", CFG scale: 6, loose, '
+            'Seed: 5, Size: 64x64, Model: m')
+    info = parse_infotext(text)
+    assert info.settings["CFG scale"] == "6" and info.settings["Seed"] == "5" and info.settings["Model"] == "m"
+    assert info.prompt == "a cat"
+
+
+def test_lines_after_the_settings_line_stay_out_of_the_negative_prompt():
+    text = ("a red cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64\n"
+            "Template: a {red|blue} cat\nNegative Template: blurry")
+    info = parse_infotext(text)
+    assert (info.prompt, info.negative_prompt) == ("a red cat", "blurry")
+    assert info.settings["Seed"] == "1" and info.settings["Template"] == "a {red|blue} cat"
+    assert info.settings["Negative Template"] == "blurry"
+
+
+def test_a_64_bit_seed_is_converted_with_a_note():
+    seed = 2**32 + 7
+    fields, notes = generation_fields(parse_infotext(f"x\nSteps: 20, Sampler: Euler a, Seed: {seed}, Size: 64x64"))
+    assert fields["seed"] == 7
+    assert notes == [f"Seed {seed} is outside 0-4294967295 (a 64-bit seed from another tool); using 7 (the seed "
+                     "modulo 2^32), so the image will differ"]
+    updates, note = send_updates(f"x\nSteps: 20, Sampler: Euler a, Seed: {seed}, Size: 64x64", "")
+    assert updates[7] == 7 and "64-bit seed" in note
+    Txt2ImgRequest(prompt="x", seed=updates[7])  # the converted seed makes a valid request

@@ -55,7 +55,7 @@ def server(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("sdapi")
     models = root / "models"
-    for part in ("diffusers/demo-shapes", "Lora", "ControlNet/demo-canny"):
+    for part in ("diffusers/demo-shapes", "Lora", "ControlNet/demo-canny", "embeddings"):
         shutil.copytree(PROJECT_ROOT / "models" / part, models / part)
     build_tiny_sd(models / "diffusers" / "tiny-sd")
     config = AppConfig(models_dir=models, outputs_dir=root / "outputs", cache_dir=root / "cache", api=True,
@@ -103,6 +103,18 @@ def test_txt2img_draws_the_prompt_and_answers_like_automatic1111(api, server):
     paths = json.loads(saved["info"])["saved_paths"]
     assert len(paths) == 1 and Path(paths[0]).parent.parent.parent == config.outputs_dir
     assert "Seed: 3," in Image.open(paths[0]).info["parameters"]
+
+
+def test_clip_skip_override_and_weighted_prompt(api):
+    plain = api.post("/txt2img", json={"prompt": PROMPT, "seed": 4, **SMALL}).json()
+    skipped = api.post("/txt2img", json={"prompt": PROMPT, "seed": 4, **SMALL,
+                                         "override_settings": {"CLIP_stop_at_last_layers": 2}}).json()
+    info = json.loads(skipped["info"])
+    assert info["clip_skip"] == 2 and "Clip skip: 2" in info["infotexts"][0] and info["ignored"] == []
+    assert json.loads(plain["info"])["clip_skip"] == 1
+    assert not np.array_equal(pixels(decode(plain["images"][0])), pixels(decode(skipped["images"][0])))
+    same = api.post("/txt2img", json={"prompt": PROMPT.replace("red", "(red:1.0)"), "seed": 4, **SMALL}).json()
+    assert np.array_equal(pixels(decode(plain["images"][0])), pixels(decode(same["images"][0])))
 
 
 def test_same_seed_gives_the_same_image_as_the_browsers_txt2img(api, server):
@@ -276,6 +288,7 @@ def test_stream_sends_progress_previews_and_results_without_polling(api, monkeyp
     ({"sampler_name": "Euler", "scheduler": "karras"}, 404, "'karras'"),
     ({"override_settings": {"sd_model_checkpoint": "no-such-model"}}, 404, "'no-such-model'"),
     ({"seed": 2**33}, 422, str(2**33)),
+    ({"override_settings": {"CLIP_stop_at_last_layers": 13}}, 422, "clip skip must be between 1 and 12, got 13"),
     ({"steps": "many"}, 422, "steps"),
     ({"prompt": "a red circle <lora:no-such-lora:1>"}, 500, "'no-such-lora'"),  # fails on the worker
 ])
@@ -336,9 +349,12 @@ def test_listings_show_what_ldm_ui_has(api):
     assert "Euler a" in [s["name"] for s in api.get("/samplers").json()]
     assert [s["name"] for s in api.get("/schedulers").json()] == ["automatic", "karras"]
     assert [lora["name"] for lora in api.get("/loras").json()] == ["demo-outline"]
-    for path in ("/upscalers", "/latent-upscale-modes", "/sd-vae", "/prompt-styles"):
-        assert api.get(path).json() == [], path  # not built yet: nothing is pretended
-    assert api.get("/embeddings").json() == {"loaded": {}, "skipped": {}}
+    assert [u["name"] for u in api.get("/upscalers").json()][:2] == ["Lanczos", "Nearest"]
+    modes = [m["name"] for m in api.get("/latent-upscale-modes").json()]
+    assert modes[0] == "Latent" and "Latent (nearest-exact)" in modes
+    assert "demo-redcircle" in api.get("/embeddings").json()["loaded"]
+    for path in ("/sd-vae", "/prompt-styles"):
+        assert api.get(path).json() == [], path  # not wired to the API yet: nothing is pretended
     flags = api.get("/cmd-flags")
     assert flags.json()["api"] is True and BOT_PASSWORD not in flags.text and APP_PASSWORD not in flags.text
     assert api.get("/memory").json()["ram"]["total"] > 0
@@ -407,7 +423,8 @@ def test_png_info_reads_an_image_the_app_saved(api, server):
 def test_a_body_over_the_limit_is_refused_before_it_is_read(api):
     too_big = b"{" + b" " * (4 * 1024 * 1024 + 10) + b"}"  # the limit is 4 x --max-file-size-mb (1 MB here)
     response = api.post("/img2img", content=too_big, headers={"content-type": "application/json"})
-    assert response.status_code == 413 and "4,194,304" in response.text
+    # the app's guard (ldm_ui/guard.py) refuses it from Content-Length, with the API's own limit for /sdapi/
+    assert response.status_code == 413 and "4194304 bytes" in response.text
 
 
 def test_api_flags(tmp_path):
@@ -421,3 +438,15 @@ def test_api_flags(tmp_path):
         config_from_args(["--api-auth", "a:b"])
     with pytest.raises(ConfigError, match="expected 'user:password'"):
         config_from_args(["--api", "--api-auth", "nocolon"])
+
+
+def test_txt2img_hires_fields_run_the_second_pass(api):
+    body = api.post("/txt2img", json={"prompt": PROMPT, "seed": 3, "steps": 6, "width": 64, "height": 64,
+                                      "enable_hr": True, "hr_scale": 2,
+                                      "hr_upscaler": "Latent", "hr_second_pass_steps": 3,
+                                      "denoising_strength": 0.5}).json()
+    image = decode(body["images"][0])
+    info = json.loads(body["info"])
+    assert image.size == (128, 128)  # the demo model's 64px, upscaled twice
+    assert "Hires upscale: 2" in info["infotexts"][0] and "Hires upscaler: Latent" in info["infotexts"][0]
+    assert not any("enable_hr" in item for item in info.get("ignored", []))

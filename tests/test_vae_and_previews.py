@@ -107,7 +107,6 @@ def test_previews_show_the_predicted_clean_latent(engine, method):
     seen, previews = _record_steps(engine, method)
     model = engine.models.current
     decode = model.approx_preview if method == "approx" else model.full_preview
-    final = seen[-1][0]
     assert len(previews) == len(seen) == 6
     for (latents, x0), preview in zip(seen, previews):
         assert x0 is not None, "the sampler did not report its x0"

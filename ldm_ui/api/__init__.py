@@ -8,7 +8,3 @@ listings.py   the GET listings, options and png-info in A1111's shapes
 auth.py       HTTP Basic logins and the app's session login; the request body limit
 routes.py     the FastAPI app that app.py mounts at /sdapi/v1
 """
-
-from ldm_ui.api.routes import PREFIX, create_api
-
-__all__ = ["PREFIX", "create_api"]

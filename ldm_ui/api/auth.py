@@ -8,12 +8,11 @@ reads them), so a signed-in browser page can call the API too.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import secrets
 from typing import Callable
 
 from fastapi import HTTPException, Request
+
+from ldm_ui.access import basic_auth_user
 
 UNAUTHORIZED = {"WWW-Authenticate": 'Basic realm="ldm-ui API"'}
 
@@ -39,20 +38,7 @@ class ApiAuth:
         return user
 
     def _basic_user(self, header: str) -> str | None:
-        scheme, _, encoded = header.partition(" ")
-        if scheme.lower() != "basic" or not encoded:
-            return None
-        try:
-            user, sep, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            return None
-        found = None
-        for known_user, known_password in self.logins:  # every login is compared, so timing tells nothing
-            user_ok = secrets.compare_digest(user.encode(), known_user.encode())
-            password_ok = secrets.compare_digest(password.encode(), known_password.encode())
-            if sep and user_ok and password_ok:
-                found = known_user
-        return found
+        return basic_auth_user(header, self.logins)
 
     def _session_user(self, request: Request) -> str | None:
         app = self.gradio_app() if self.app_logins_on else None

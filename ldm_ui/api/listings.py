@@ -6,10 +6,12 @@ nothing: an empty list is the truth, and clients already handle it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ldm_ui.engine.samplers import SAMPLER_NAMES
 from ldm_ui.metadata import parse_infotext
+from ldm_ui.safe_paths import shown_path
 
 from ldm_ui.api.translate import SAMPLER_ALIASES, SCHEDULERS
 
@@ -88,7 +90,7 @@ def options(engine) -> dict[str, Any]:
         "sd_model_checkpoint": current.entry.name if current else config.default_model,
         "sd_checkpoint_hash": current.model_hash if current else None,
         "sd_vae": "Automatic",
-        "CLIP_stop_at_last_layers": 1,
+        "CLIP_stop_at_last_layers": config.clip_skip,
         "live_previews_enable": config.preview_method != "off",
         "show_progress_every_n_steps": config.preview_every_n_steps,
         "live_preview_content": "Prompt",
@@ -112,3 +114,31 @@ def png_info(text: str | None, other: dict[str, Any]) -> dict[str, Any]:
     if size:
         parameters["Size-1"], parameters["Size-2"] = str(size[0]), str(size[1])
     return {"info": text, "items": other, "parameters": parameters}
+
+
+def upscalers(engine) -> list[dict[str, Any]]:
+    """The pixel upscalers the hires fix and Extras offer (Lanczos, Nearest and the learned models found)."""
+    library = getattr(engine, "upscalers", None)
+    names = library.pixel_upscalers() if library is not None else []
+    files = library.learned_files() if library is not None else {}
+    return [{"name": name, "model_name": name if name in files else None,
+             "model_path": shown_path(files[name].path) if name in files else None, "model_url": None,
+             "scale": None} for name in names]
+
+
+def latent_upscale_modes() -> list[dict[str, str]]:
+    from ldm_ui.engine.upscalers import LATENT_UPSCALE_MODES
+
+    return [{"name": name} for name in LATENT_UPSCALE_MODES]
+
+
+def embeddings(engine) -> dict[str, Any]:
+    """AUTOMATIC1111's shape: loaded name -> its vectors and width; skipped files with why."""
+    library = getattr(engine, "embeddings", None)
+    if library is None:
+        return {"loaded": {}, "skipped": {}}
+    found = library.scan()
+    loaded = {name: {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None,
+                     "shape": max(e.vectors), "vectors": int(next(iter(e.vectors.values())).shape[0])}
+              for name, e in found.items()}
+    return {"loaded": loaded, "skipped": {shown_path(Path(path)): why for path, why in library.problems.items()}}

@@ -58,7 +58,7 @@ def generation_info(request: GenerationRequest, outputs: list[Output], ignored: 
         "infotexts": [o.infotext for o in outputs],
         "styles": [],
         "job_timestamp": dt.datetime.now().strftime("%Y%m%d%H%M%S"),
-        "clip_skip": 1,
+        "clip_skip": int(settings.get("Clip skip", 1)),
         "is_using_inpainting_conditioning": False,
         "version": API_VERSION,
         # beyond AUTOMATIC1111: what was asked but not done, and whether the job was interrupted

@@ -115,9 +115,11 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
     api.get("/loras")(lambda: listings.loras(engine.config))
     api.get("/cmd-flags")(lambda: listings.cmd_flags(engine.config))
     api.get("/memory")(listings.memory)
-    for path in ("/upscalers", "/latent-upscale-modes", "/sd-vae", "/prompt-styles"):
+    api.get("/upscalers")(lambda: listings.upscalers(engine))
+    api.get("/latent-upscale-modes")(listings.latent_upscale_modes)
+    api.get("/embeddings")(lambda: listings.embeddings(engine))
+    for path in ("/sd-vae", "/prompt-styles"):
         api.get(path)(lambda: [])
-    api.get("/embeddings")(lambda: {"loaded": {}, "skipped": {}})
 
     @api.post("/refresh-checkpoints")
     def refresh_checkpoints() -> None:

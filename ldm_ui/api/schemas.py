@@ -54,7 +54,7 @@ class GenerationBody(_Body):
 
 
 class Txt2ImgBody(GenerationBody):
-    # hires fix: accepted for compatibility; not built yet in ldm-ui, so enable_hr is reported as ignored
+    # hires fix (ldm_ui/engine/tasks/hires.py): AUTOMATIC1111's fields, turned into a HiresFix by translate.py
     enable_hr: bool = False
     firstphase_width: int = 0
     firstphase_height: int = 0

@@ -19,7 +19,7 @@ from PIL import Image
 from ldm_ui.engine.samplers import SAMPLER_NAMES
 from ldm_ui.images import load_image
 from ldm_ui.requests import (
-    ControlNetUnit, GenerationRequest, Img2ImgRequest, InpaintRequest, RequestError, Txt2ImgRequest,
+    ControlNetUnit, GenerationRequest, HiresFix, Img2ImgRequest, InpaintRequest, RequestError, Txt2ImgRequest,
 )
 
 from ldm_ui.api.schemas import GenerationBody, Img2ImgBody, Txt2ImgBody
@@ -111,9 +111,8 @@ def common_fields(body: GenerationBody, engine, ignored: list[str]) -> dict[str,
     model = current.entry.name if current else None
     if overrides.get("sd_model_checkpoint"):
         model = resolve_model(engine, overrides.pop("sd_model_checkpoint"))
-    clip_skip = overrides.pop("CLIP_stop_at_last_layers", 1)
-    if clip_skip not in (1, None):
-        ignored.append(f"CLIP_stop_at_last_layers={clip_skip}: CLIP skip is not built yet; the full text encoder ran")
+    # a value outside 1-12 is refused by the request, with the range named
+    clip_skip = overrides.pop("CLIP_stop_at_last_layers", None)
     vae = overrides.pop("sd_vae", None)
     if vae not in (None, "Automatic", "None"):
         ignored.append(f"sd_vae={vae!r}: VAE choice is not built yet; the model's own VAE ran")
@@ -132,6 +131,7 @@ def common_fields(body: GenerationBody, engine, ignored: list[str]) -> dict[str,
         sampler=sampler_name(body.sampler_name or body.sampler_index or "Euler", body.scheduler),
         steps=body.steps, cfg_scale=body.cfg_scale, width=body.width, height=body.height, seed=body.seed,
         batch_count=body.n_iter, batch_size=body.batch_size, save_images=bool(body.save_images),
+        clip_skip=clip_skip,
     )
 
 
@@ -190,12 +190,25 @@ def _number(value: Any, name: str, kind: type = float) -> Any:
     return kind(value)
 
 
+def hires_fix(body: Txt2ImgBody, ignored: list[str]) -> HiresFix:
+    """AUTOMATIC1111's hr_* fields as our HiresFix (its defaults: Latent, x2, the first pass's steps, 0.7)."""
+    if body.hr_checkpoint_name not in (None, "", "Use same checkpoint"):
+        ignored.append(f"hr_checkpoint_name={body.hr_checkpoint_name!r}: the hires pass uses the loaded model")
+    strength = body.denoising_strength if body.denoising_strength is not None else 0.7
+    sampler = sampler_name(body.hr_sampler_name, body.hr_scheduler) if body.hr_sampler_name else None
+    return HiresFix(upscaler=body.hr_upscaler or "Latent", scale=_number(body.hr_scale, "hr_scale"),
+                    resize_width=_number(body.hr_resize_x, "hr_resize_x", int),
+                    resize_height=_number(body.hr_resize_y, "hr_resize_y", int),
+                    steps=_number(body.hr_second_pass_steps, "hr_second_pass_steps", int),
+                    denoising_strength=_number(strength, "denoising_strength"), sampler=sampler,
+                    prompt=body.hr_prompt or "", negative_prompt=body.hr_negative_prompt or "")
+
+
 def txt2img_request(body: Txt2ImgBody, engine) -> Translation:
     ignored: list[str] = []
     fields = common_fields(body, engine, ignored)
-    if body.enable_hr:
-        ignored.append("enable_hr: hires fix is not built yet; the image was made at width x height")
-    request = Txt2ImgRequest(**fields, controlnets=controlnet_units(body, engine, ignored))
+    hires = hires_fix(body, ignored) if body.enable_hr else None
+    request = Txt2ImgRequest(**fields, controlnets=controlnet_units(body, engine, ignored), hires=hires)
     return Translation(request, ignored)
 
 

@@ -17,6 +17,7 @@ from ldm_ui.engine.controlnet import (
 )
 from ldm_ui.engine.context import TaskContext
 from ldm_ui.engine.lora import activate_loras, strip_lora_tags
+from ldm_ui.requests import RequestError
 
 
 def prepare_adapters(ctx: TaskContext, pipe, call_kwargs: dict[str, Any], width: int, height: int):
@@ -25,6 +26,9 @@ def prepare_adapters(ctx: TaskContext, pipe, call_kwargs: dict[str, Any], width:
     units = active_units(getattr(request, "controlnets", ()))
     if not units or not hasattr(pipe, "components"):  # a stand-in that runs no step has nothing to control
         return pipe, call_kwargs, infotext
+    if getattr(pipe, "unet", None) is None:
+        raise RequestError(f"ControlNet units work with U-Net models (SD 1.x, 2.x, SDXL); {ctx.model.entry.name} is a "
+                           f"{ctx.model.family} model: switch the units off or pick another model")
     models = cached_controlnets(ctx.model, ctx.config, units, ctx.status)
     controlled = controlnet_pipeline(pipe, models)
     maps = control_maps(ctx.config, units, width, height, ctx.hooks.controlnet_preprocessors)

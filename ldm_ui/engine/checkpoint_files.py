@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ldm_ui.engine.models import ModelError
+from ldm_ui.engine.model_types import ModelError
 
 # bytes per element of every byte-aligned dtype the safetensors format defines
 SAFETENSORS_DTYPE_SIZES = {

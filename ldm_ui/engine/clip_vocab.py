@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from ldm_ui.engine.models import ModelError
+from ldm_ui.engine.model_types import ModelError
 
 CLIP_VOCAB_SIZE = 49408
 _MERGE_COUNT = CLIP_VOCAB_SIZE - 2 * 256 - 2  # 48,894 merges after the 512 byte symbols, before 2 specials

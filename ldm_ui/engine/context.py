@@ -16,10 +16,12 @@ from PIL import Image
 
 from ldm_ui.config import AppConfig
 from ldm_ui.metadata import save_png_atomically
+from ldm_ui.prompts.embeddings import Embedding, EmbeddingLibrary
 from ldm_ui.requests import Output, Preview, Progress
 
 if TYPE_CHECKING:
     from ldm_ui.engine.models import LoadedModel
+    from ldm_ui.engine.upscalers import UpscalerLibrary
 
 
 class JobCancelled(Exception):
@@ -40,6 +42,9 @@ class StepInfo:
 
 StepHook = Callable[[StepInfo], None]
 PromptTransform = Callable[[str, int], str]  # (prompt, seed) -> prompt
+# (image, folder, stem, infotext) -> where it went: saves a finished image; a remote worker plugs in one that
+# only names the place, and its front process writes the file (ldm_ui/backends/outputs.py)
+SaveImage = Callable[[Image.Image, Path, str, str], Any]
 
 
 @dataclass
@@ -81,18 +86,36 @@ class TaskContext:
     """A running job as its task sees it."""
 
     def __init__(self, job: JobHandle, request: Any, model: LoadedModel | None, config: AppConfig,
-                 hooks: EngineHooks, load_model: Callable[[str | None], LoadedModel] | None = None):
+                 hooks: EngineHooks, load_model: Callable[[str | None], LoadedModel] | None = None,
+                 embeddings: EmbeddingLibrary | None = None, save_image: SaveImage = save_png_atomically,
+                 upscalers: UpscalerLibrary | None = None):
         self.job, self.request, self.config, self.hooks = job, request, config, hooks
+        self._save_image = save_image
+        self._upscalers = upscalers
         self._model = model
+        self._embeddings = embeddings
         self._load_model = load_model
         self.last_step = 0  # steps done in the current pipeline call, for "interrupted at step N"
         self.last_steps = 0
+
+    def embeddings(self) -> dict[str, Embedding]:
+        """The textual inversions a prompt may name (re-read when a file changed)."""
+        return self._embeddings.scan() if self._embeddings is not None else {}
 
     @property
     def model(self) -> LoadedModel:
         if self._model is None:
             raise RuntimeError(f"{type(self.request).__name__} runs without a diffusion model")
         return self._model
+
+    @property
+    def upscalers(self) -> UpscalerLibrary:
+        """The engine's upscalers (one per engine, so a learned model stays loaded between jobs)."""
+        if self._upscalers is None:
+            from ldm_ui.engine.upscalers import UpscalerLibrary  # a context built outside an engine (tests)
+
+            self._upscalers = UpscalerLibrary(self.config)
+        return self._upscalers
 
     # ---- cancel and skip
 
@@ -125,9 +148,9 @@ class TaskContext:
 
     def save(self, image: Image.Image, folder: Path, stem: str, infotext: str, seed: int) -> Output:
         """Write the PNG with its infotext (atomically; not when the request says save_images=False, as API
-        callers may) and tell the caller the image exists."""
+        callers may; on a Ray replica, by the front) and tell the caller the image exists."""
         keep = getattr(self.request, "save_images", True)
-        path = save_png_atomically(image, folder, stem, infotext) if keep else None
+        path = self._save_image(image, folder, stem, infotext) if keep else None
         output = Output(image=image, seed=seed, infotext=infotext, path=str(path) if path else None)
         self.job.emit(output)
         return output

@@ -17,7 +17,7 @@ from typing import Any
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.preprocessors import PreprocessorError, preprocess
 from ldm_ui.requests import ControlNetUnit, RequestError
-from ldm_ui.safe_paths import check_name, is_inside
+from ldm_ui.safe_paths import check_name, is_inside, shown_path
 from ldm_ui.safe_paths import is_inside
 
 log = logging.getLogger(__name__)
@@ -65,24 +65,31 @@ def resolve_controlnet(config: AppConfig, name: str) -> ControlNetEntry:
         return ControlNetEntry(name, "hub", name)
     known = ", ".join(e.name for e in list_controlnets(config)) or "none found"
     raise ControlNetError(f"unknown ControlNet model {name!r}: put a diffusers folder or a .safetensors file in "
-                          f"{controlnet_dir(config)} ({known}), or type a hub id such as "
+                          f"{shown_path(controlnet_dir(config))} ({known}), or type a hub id such as "
                           "'lllyasviel/control_v11p_sd15_canny'")
 
 
 def load_controlnet(config: AppConfig, entry: ControlNetEntry, base_pipe, dtype, device, offloaded: bool = False):
     from diffusers import ControlNetModel
 
+    safetensors_only = None if config.allow_pickle else True  # .bin (pickle) weights only with --allow-pickle
+    if entry.kind == "diffusers":
+        from ldm_ui.engine.models import refuse_pickle_folder
+
+        refuse_pickle_folder(entry.name, Path(entry.location), config.allow_pickle, "ControlNet")
     try:
         if entry.kind == "diffusers":
-            model = ControlNetModel.from_pretrained(entry.location, torch_dtype=dtype, local_files_only=True)
+            model = ControlNetModel.from_pretrained(entry.location, torch_dtype=dtype, local_files_only=True,
+                                                    use_safetensors=safetensors_only)
         elif entry.kind == "single_file":
             model = ControlNetModel.from_single_file(entry.location, config=str(_config_for(config, base_pipe)),
                                                      torch_dtype=dtype, local_files_only=True)
         else:
             offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-            model = ControlNetModel.from_pretrained(entry.location, torch_dtype=dtype, local_files_only=offline)
+            model = ControlNetModel.from_pretrained(entry.location, torch_dtype=dtype, local_files_only=offline,
+                                                    use_safetensors=safetensors_only)
     except Exception as error:  # noqa: BLE001 - every load failure means the same to a user
-        raise ControlNetError(f"could not load ControlNet {entry.name!r} from {entry.location}: {error}") from error
+        raise ControlNetError(f"could not load ControlNet {entry.name!r}: {error}") from error
     base = base_pipe.unet.config
     if model.config.cross_attention_dim != base.cross_attention_dim:
         raise ControlNetError(

@@ -14,9 +14,14 @@ from typing import Any, Callable, Iterator
 import torch
 
 from ldm_ui.config import AppConfig
-from ldm_ui.engine.context import EngineHooks, JobCancelled, StepInfo, TaskContext  # noqa: F401 - re-exported
-from ldm_ui.engine.models import LoadedModel, ModelManager, empty_device_caches
+from ldm_ui.engine.context import (  # noqa: F401 - re-exported
+    EngineHooks, JobCancelled, SaveImage, StepInfo, TaskContext,
+)
+from ldm_ui.engine.models import LoadedModel, ModelManager, empty_device_caches, pick_device
+from ldm_ui.engine.upscalers import UpscalerLibrary
 from ldm_ui.engine.registry import task_for
+from ldm_ui.engine.samplers import SamplerMismatch
+from ldm_ui.prompts.embeddings import EmbeddingLibrary
 from ldm_ui.requests import (
     TERMINAL_EVENTS, Cancelled, Failed, Finished, GenerationRequest, LoadModelRequest, Progress, Queued, Request,
     RequestError, Started,
@@ -104,12 +109,18 @@ class Job:
 class Engine:
     """Owns the model and a queue of jobs. Start it explicitly; nothing runs at import."""
 
-    def __init__(self, config: AppConfig, models: ModelManager | None = None):
+    concurrency = 1  # jobs it runs at once (EngineBackend)
+
+    def __init__(self, config: AppConfig, models: ModelManager | None = None, save_image: SaveImage | None = None):
         self.config = config
+        self._save_image = save_image  # None: tasks write their PNGs under config.outputs_dir
         self.models = models or ModelManager(config)
+        self.upscalers = UpscalerLibrary(config, pick_device(config.device))  # loads nothing until used
         self.hooks = EngineHooks()  # what extensions add: step hooks, prompt transforms, ControlNet preprocessors
         # observers of every job's events, called on the emitting thread: keep them quick and never blocking
         self.event_listeners: list[EventListener] = []
+        # textual inversions in models/embeddings and --embeddings-dir, re-read when a file changes
+        self.embeddings = EmbeddingLibrary(config.embedding_dirs())
         self._pending: list[Job] = []
         self._running: Job | None = None
         self._cond = threading.Condition()
@@ -225,10 +236,12 @@ class Engine:
             if task.requires_model:
                 loaded = self.models.get(job.request.model, report=lambda message: job.emit(_status(message)))
             loading = False
-            outcome = task.run(TaskContext(job, job.request, loaded, self.config, self.hooks))
+            extra = {"save_image": self._save_image} if self._save_image else {}
+            outcome = task.run(TaskContext(job, job.request, loaded, self.config, self.hooks,
+                                           embeddings=self.embeddings, upscalers=self.upscalers, **extra))
         except JobCancelled as stop:
             outcome = Cancelled(str(stop) or "interrupted")
-        except RequestError as error:
+        except (RequestError, SamplerMismatch) as error:
             outcome = Failed(str(error))
         except Exception as error:  # noqa: BLE001 - the worker must survive any job
             outcome = Failed(describe_failure(error, job.request, loading))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ldm_ui.config import AppConfig
 from ldm_ui.requests import RequestError
-from ldm_ui.safe_paths import check_name, is_inside
+from ldm_ui.safe_paths import check_name, is_inside, shown_path
 from ldm_ui.safe_paths import is_inside  # a link out of the LoRA folder is not offered
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def find_lora(config: AppConfig, name: str) -> LoraEntry:
         if entry.name.lower() == name.lower():
             return entry
     known = ", ".join(e.name for e in entries) or "none found"
-    folders = ", ".join(str(d) for d in lora_dirs(config))
+    folders = ", ".join(shown_path(d) for d in lora_dirs(config))
     raise LoraError(f"unknown LoRA {name!r} in <lora:{name}:…>: put {name}.safetensors in {folders} "
                     f"(available: {known})")
 

@@ -17,15 +17,16 @@ from typing import Callable
 import torch
 
 from ldm_ui.config import AppConfig
+from ldm_ui.engine.model_types import PICKLE_SUFFIXES, SINGLE_FILE_SUFFIXES, ModelError
 from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
+from ldm_ui.engine.samplers import samplers_for
+from ldm_ui.engine.single_file import CONFIGS_DIR, load_single_file
 from ldm_ui.engine.vae import VaeCodec
-from ldm_ui.requests import RequestError
-from ldm_ui.safe_paths import check_name, is_inside
+from ldm_ui.engine.vae_choice import reapply_after_load
+from ldm_ui.safe_paths import check_name, is_inside, pickle_only_weights, shown_path
 
 log = logging.getLogger(__name__)
 
-SINGLE_FILE_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".bin", ".pth")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 # Below this many U-Net parameters every op is so small that fixed per-call costs dominate on the CPU: splitting
 # an op across threads, and oneDNN's convolution setup (~270 us per call, against ~60 us for PyTorch's own
@@ -34,8 +35,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 TINY_UNET_PARAMS = 20_000_000
 
 
-class ModelError(RequestError):
-    """A model that cannot be found or loaded; the message names it and says what is allowed."""
+__all__ = ["ModelError", "ModelManager", "LoadedModel", "ModelEntry"]  # ModelError re-exported for callers
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class ModelEntry:
 class LoadedModel:
     entry: ModelEntry
     pipe: object  # the txt2img pipeline; other tasks' pipelines share its components
-    family: str  # sd1 | sd2 | sdxl | other
+    family: str  # sd1 | sd2 | sdxl | sd3 | flux | pixart | other
     native_size: int
     model_hash: str
     base_scheduler_config: dict
@@ -62,10 +62,22 @@ class LoadedModel:
     compiled_sizes: set = field(default_factory=set)  # (width, height, batch) the compiled U-Net has warmed up for
     pipelines: dict[str, object] = field(default_factory=dict)  # task pipelines built over the same weights
     controlnets: dict[str, object] = field(default_factory=dict)  # ControlNet models by location, kept while used
+    vae_selection: object = None  # engine/vae_choice.py's VaeSelection: the VAE in use and the checkpoint's own
+
+    @property
+    def denoiser(self):
+        """The U-Net, or the transformer of a DiT family (SD3, Flux, PixArt)."""
+        return denoiser_of(self.pipe)
+
+    @property
+    def sampler_names(self) -> tuple[str, ...]:
+        """The samplers that fit this model (flow-matching models: Euler, Euler a, Heun), for the UI's list."""
+        return samplers_for(self.base_scheduler_config)
 
     @property
     def is_inpainting_model(self) -> bool:
-        return self.pipe.unet.config.in_channels == 9
+        unet = getattr(self.pipe, "unet", None)
+        return unet is not None and unet.config.in_channels == 9
 
     def pipeline(self, auto_class_name: str):
         """The pipeline for a task (e.g. 'AutoPipelineForImage2Image'), built over the loaded weights once."""
@@ -94,8 +106,18 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def denoiser_of(pipe):
+    return pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
+
+
+def native_size_of(pipe) -> int:
+    """Pixels per side the model was trained at; Flux's transformer config has no sample size, its pipeline has."""
+    latent = getattr(denoiser_of(pipe).config, "sample_size", None) or getattr(pipe, "default_sample_size", 64)
+    return int(latent) * int(pipe.vae_scale_factor)
+
+
 def is_tiny(pipe) -> bool:
-    return sum(p.numel() for p in pipe.unet.parameters()) < TINY_UNET_PARAMS
+    return sum(p.numel() for p in denoiser_of(pipe).parameters()) < TINY_UNET_PARAMS
 
 
 def cpu_threads_for(tiny: bool, configured: int, default: int) -> int:
@@ -138,6 +160,7 @@ class ModelManager:
         self._default_threads = torch.get_num_threads()  # what torch chose (or the embedding program set)
         self._hash_cache_path = config.cache_dir / "model-hashes.json"
         self._lock = threading.Lock()
+        self.single_file_configs = CONFIGS_DIR  # one diffusers config folder per family variant (tests use tiny ones)
 
     # ---- discovery
 
@@ -177,7 +200,7 @@ class ModelManager:
             )
         known = ", ".join(self.model_names()) or "none found"
         raise ModelError(
-            f"unknown model {name!r}: pick one of the models in {self.config.models_dir} ({known}) "
+            f"unknown model {name!r}: pick one of the models in {shown_path(self.config.models_dir)} ({known}) "
             "or type a hub id such as 'stable-diffusion-v1-5/stable-diffusion-v1-5'"
         )
 
@@ -188,11 +211,13 @@ class ModelManager:
         with self._lock:
             if self.current and self.current.entry == entry:
                 return self.current
+            vae_choice = self.current.vae_selection.choice if self.current and self.current.vae_selection else None
             self.unload()
             report(f"loading {entry.name}")
             started = time.perf_counter()
-            pipe = self._load_pipeline(entry, report)
-            self.current = self._prepare(entry, pipe)
+            pipe, family = self._load_pipeline(entry, report)
+            self.current = self._prepare(entry, pipe, family)
+            reapply_after_load(self.current, vae_choice, self.config)  # the VAE picked stays picked
             log.info("loaded %s (%s) in %.1f s", entry.name, self.current.family, time.perf_counter() - started)
             return self.current
 
@@ -205,19 +230,21 @@ class ModelManager:
         gc.collect()
         empty_device_caches()
 
-    def _load_pipeline(self, entry: ModelEntry, report: Callable[[str], None]):
+    def _load_pipeline(self, entry: ModelEntry, report: Callable[[str], None]) -> tuple[object, str | None]:
+        """The pipeline, and its family when the loader knows it (a single file's recognized variant)."""
         from diffusers import DiffusionPipeline
 
-        common = {"torch_dtype": self.dtype}
+        # pickle weights (.bin) only with --allow-pickle: diffusers then refuses a folder without .safetensors
+        common = {"torch_dtype": self.dtype, "use_safetensors": None if self.config.allow_pickle else True}
         if entry.kind == "diffusers":
+            refuse_pickle_folder(entry.name, Path(entry.location), self.config.allow_pickle, "model")
             pipe = DiffusionPipeline.from_pretrained(entry.location, local_files_only=True, **common)
         elif entry.kind == "single_file":
-            from ldm_ui.engine.single_file import load_single_file
-
-            pipe = load_single_file(Path(entry.location), self.config, self.dtype)
+            pipe, variant = load_single_file(Path(entry.location), self.config, self.dtype, self.single_file_configs)
+            return pipe, variant.family
         else:
             pipe = self._load_from_hub(entry.location, report, common)
-        return pipe
+        return pipe, None
 
     def _load_from_hub(self, repo_id: str, report: Callable[[str], None], common: dict):
         from diffusers import DiffusionPipeline
@@ -229,7 +256,7 @@ class ModelManager:
             if offline:
                 raise ModelError(
                     f"model {repo_id!r} is not downloaded and the app is offline (HF_HUB_OFFLINE=1): download it on "
-                    f"a machine with network access, or put a diffusers folder in {self.config.diffusers_dir()}"
+                    f"a machine with network access, or put a diffusers folder in {shown_path(self.config.diffusers_dir())}"
                 ) from error
         watcher = _DownloadWatcher(repo_id, report)
         try:
@@ -238,7 +265,7 @@ class ModelManager:
         except Exception as error:  # noqa: BLE001 - hub failures come in many types; all mean the same to a user
             raise ModelError(f"could not download model {repo_id!r} from the hub: {error}") from error
 
-    def _prepare(self, entry: ModelEntry, pipe) -> LoadedModel:
+    def _prepare(self, entry: ModelEntry, pipe, family: str | None) -> LoadedModel:
         pipe.set_progress_bar_config(disable=True)
         if self.config.no_half_vae:
             pipe.vae.to(torch.float32)  # the codec casts latents to the VAE's dtype; pipelines never decode
@@ -256,11 +283,11 @@ class ModelManager:
             cpu_threads = cpu_threads_for(tiny, self.config.cpu_threads, self._default_threads)
             torch.set_num_threads(cpu_threads)
             torch.backends.mkldnn.enabled = not tiny  # process-wide, like the model itself
-        family = model_family(pipe)
+        family = family or model_family(pipe)
         codec = VaeCodec(pipe)
         return LoadedModel(
             entry=entry, pipe=pipe, family=family,
-            native_size=int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor),
+            native_size=native_size_of(pipe),
             model_hash=self.model_hash(entry, pipe),
             base_scheduler_config=dict(pipe.scheduler.config),
             vae=codec,
@@ -302,8 +329,15 @@ class ModelManager:
         return cache[key]
 
 
+def refuse_pickle_folder(name: str, folder: Path, allow_pickle: bool, kind: str) -> None:
+    parts = [] if allow_pickle else pickle_only_weights(folder)
+    if parts:
+        raise ModelError(f"{kind} {name!r} has only pickle weights (.bin/.pt) in {', '.join(parts)}; pickle files "
+                         "can run code when loaded. Convert them to .safetensors, or start with --allow-pickle")
+
+
 def _main_weights_file(pipe) -> Path | None:
-    folder = getattr(pipe.unet.config, "_name_or_path", None) or pipe.config.get("_name_or_path")
+    folder = getattr(denoiser_of(pipe).config, "_name_or_path", None) or pipe.config.get("_name_or_path")
     if not folder:
         return None
     for candidate in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
@@ -315,14 +349,22 @@ def _main_weights_file(pipe) -> Path | None:
 
 
 def compile_unet(pipe, device: torch.device) -> None:
-    """torch.compile the U-Net in place (channels_last first on CUDA, where convolutions prefer it); the first
-    image of each size then waits for compilation, later ones run faster."""
+    """torch.compile the denoiser in place (channels_last first on CUDA, where convolutions prefer it); the
+    first image of each size then waits for compilation, later ones run faster."""
+    denoiser = denoiser_of(pipe)
     if device.type == "cuda":
-        pipe.unet.to(memory_format=torch.channels_last)
-    pipe.unet.compile(fullgraph=False, dynamic=False)
+        denoiser.to(memory_format=torch.channels_last)
+    denoiser.compile(fullgraph=False, dynamic=False)
+
+
+# DiT families by their transformer class
+TRANSFORMER_FAMILIES = {"SD3Transformer2DModel": "sd3", "FluxTransformer2DModel": "flux",
+                        "PixArtTransformer2DModel": "pixart"}
 
 
 def model_family(pipe) -> str:
+    if getattr(pipe, "unet", None) is None:
+        return TRANSFORMER_FAMILIES.get(type(pipe.transformer).__name__, "other")
     unet_config = pipe.unet.config
     if getattr(unet_config, "addition_embed_type", None) == "text_time":
         return "sdxl"

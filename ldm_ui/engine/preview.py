@@ -38,7 +38,7 @@ class LinearPreview:
     @classmethod
     def fit(cls, codec, generator_seed: int = 0, pixel_size: int = 64) -> LinearPreview:
         """Least-squares fit of Cx3 factors plus bias from VAE encodes (`codec`: a VaeCodec) of random colored
-        blocks."""
+        blocks, taken as the pipeline sees latents: (mean - shift) * scaling (SD3 and Flux VAEs shift)."""
         rng = np.random.default_rng(generator_seed)
         scale = codec.downscale
         size = max(pixel_size, scale * 8)
@@ -72,8 +72,11 @@ def tensor_to_pils(rgb_bhwc: torch.Tensor) -> list[Image.Image]:
 
 
 def linear_preview_for(family: str, codec) -> LinearPreview:
-    if family in ("sd1", "sd2"):
+    """Published factors for the 4-channel SD latents; any other latent family (the demo's, SD3's and Flux's
+    16 channels) is fitted against its own VAE (through the codec, so shifted latents too) when the model loads."""
+    vae = codec.vae
+    if family in ("sd1", "sd2") and vae.config.latent_channels == 4:
         return LinearPreview(*SD15_LATENT_RGB)
-    if family == "sdxl":
+    if family == "sdxl" and vae.config.latent_channels == 4:
         return LinearPreview(*SDXL_LATENT_RGB)
     return LinearPreview.fit(codec)

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ldm_ui.engine.context import TaskContext
-from ldm_ui.engine.tasks import control_map, img2img, inpaint, inspect_latents, interpolate, load_model, txt2img
+from ldm_ui.engine.tasks import (
+    control_map, img2img, inpaint, inspect_latents, interpolate, load_model, outpaint, set_vae, txt2img, upscale,
+)
 from ldm_ui.requests import (
     ControlMapRequest, Finished, Img2ImgRequest, InpaintRequest, InspectLatentsRequest, InterpolateRequest,
-    LoadModelRequest, RequestError, Txt2ImgRequest,
+    LoadModelRequest, OutpaintRequest, RequestError, SetVaeRequest, Txt2ImgRequest, UpscaleRequest,
 )
 
 
@@ -31,7 +33,10 @@ TASKS: dict[type, Task] = {
     InterpolateRequest: Task(interpolate.run),
     InspectLatentsRequest: Task(inspect_latents.run),
     LoadModelRequest: Task(load_model.run),
+    SetVaeRequest: Task(set_vae.run),
     ControlMapRequest: Task(control_map.run, requires_model=False),
+    UpscaleRequest: Task(upscale.run, requires_model=False),
+    OutpaintRequest: Task(outpaint.run),
 }
 
 

@@ -26,23 +26,48 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "LCM": ("LCMScheduler", {}),
 }
 SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLERS)
+# Flow-matching models (SD3, Flux) learn a velocity along a straight noise->image path: only schedulers that
+# integrate that path fit them. The same user-facing names, so presets and infotexts keep working.
+FLOW_MATCH_SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Euler": ("FlowMatchEulerDiscreteScheduler", {}),
+    "Euler a": ("FlowMatchEulerDiscreteScheduler", {"stochastic_sampling": True}),  # re-noised every step
+    "Heun": ("FlowMatchHeunDiscreteScheduler", {}),
+}
 
 # config keys that belong to one scheduler family and confuse another when carried over
 _FAMILY_KEYS = ("algorithm_type", "solver_order", "use_karras_sigmas", "set_alpha_to_one", "solver_type",
-                "lower_order_final", "predict_x0", "original_inference_steps", "noise_sampler_seed")
+                "lower_order_final", "predict_x0", "original_inference_steps", "noise_sampler_seed",
+                "stochastic_sampling")
 
 _preview_classes: dict[type, type] = {}
 
 
+class SamplerMismatch(ValueError):
+    """A sampler name that exists but does not fit the loaded model (this module sits below ldm_ui.requests)."""
+
+
+def is_flow_matching(base_config: Any) -> bool:
+    return str(dict(base_config).get("_class_name", "")).startswith("FlowMatch")
+
+
+def samplers_for(base_config: Any) -> tuple[str, ...]:
+    """The sampler names that fit a model, from its own scheduler's config."""
+    return tuple(FLOW_MATCH_SAMPLERS) if is_flow_matching(base_config) else SAMPLER_NAMES
+
+
 def make_scheduler(name: str, base_config: Any, seed: int | None = None):
-    """A fresh scheduler for `name`, keeping the model's training betas and prediction type.
+    """A fresh scheduler for `name`, keeping the model's training betas (or flow shift) and prediction type.
 
     `seed`: the image's seed, for schedulers that draw their noise from a seed of their own instead of the
     pipeline's generator (DPM++ SDE's Brownian tree), so the same seed gives the same image.
     """
     import diffusers
 
-    class_name, overrides = SAMPLERS[name]
+    table = FLOW_MATCH_SAMPLERS if is_flow_matching(base_config) else SAMPLERS
+    if name not in table:
+        raise SamplerMismatch(f"sampler {name!r} does not fit this model's flow-matching training; choose one of: "
+                           f"{', '.join(table)}")
+    class_name, overrides = table[name]
     cls = _previewing_class(getattr(diffusers, class_name))
     config = {k: v for k, v in dict(base_config).items() if k not in _FAMILY_KEYS}
     if "noise_sampler_seed" in inspect.signature(cls.__init__).parameters:
@@ -62,8 +87,9 @@ def _previewing_class(base: type) -> type:
         @functools.wraps(base.step)
         def step(self, model_output, timestep, sample, *args, **kwargs):
             return_dict = kwargs.pop("return_dict", True)
+            flow_x0 = _flow_match_x0(self, model_output, timestep, sample)
             out = base.step(self, model_output, timestep, sample, *args, return_dict=True, **kwargs)
-            x0 = getattr(out, "pred_original_sample", None)
+            x0 = flow_x0 if flow_x0 is not None else getattr(out, "pred_original_sample", None)
             if x0 is None:
                 x0 = getattr(out, "denoised", None)
             if x0 is None and getattr(self, "model_outputs", None) and _outputs_are_x0(self):
@@ -73,6 +99,16 @@ def _previewing_class(base: type) -> type:
 
         _preview_classes[base] = type(f"Previewing{base.__name__}", (base,), {"step": step, "last_x0": None})
     return _preview_classes[base]
+
+
+def _flow_match_x0(scheduler, model_output, timestep, sample):
+    """x0 of a flow-matching step: the path is x_t = (1 - sigma) x0 + sigma noise and the model predicts
+    noise - x0, so x0 = x_t - sigma * prediction (flow-matching schedulers report no x0 themselves)."""
+    if not type(scheduler).__name__.startswith("PreviewingFlowMatch"):
+        return None
+    index = scheduler.step_index if scheduler.step_index is not None else scheduler.index_for_timestep(timestep)
+    sigma = scheduler.sigmas[index].to(sample.device, sample.dtype)
+    return sample - sigma * model_output
 
 
 def _outputs_are_x0(scheduler) -> bool:

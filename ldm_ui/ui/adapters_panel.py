@@ -14,6 +14,7 @@ import gradio as gr
 from ldm_ui.engine.controlnet import list_controlnets
 from ldm_ui.engine.lora import list_loras, lora_tag
 from ldm_ui.engine.preprocessors import CANNY_HIGH, CANNY_LOW, PREPROCESSOR_NAMES, describe
+from ldm_ui.images import load_image
 from ldm_ui.requests import MAX_CONTROL_WEIGHT, MAX_CONTROLNET_UNITS, ControlMapRequest, ControlNetUnit, RequestError
 from ldm_ui.ui.inputs import Input
 
@@ -93,10 +94,10 @@ def units_from_values(values: dict, count: int = MAX_CONTROLNET_UNITS) -> tuple[
             raise RequestError(f"ControlNet unit {index + 1} is enabled but has no model; pick one from "
                                "models/ControlNet or type a hub id")
         units.append(ControlNetUnit(
-            model=str(unit["model"]), image=unit["image"], preprocessor=unit["preprocessor"] or "none",
-            weight=float(unit["weight"]), guidance_start=float(unit["guidance_start"]),
-            guidance_end=float(unit["guidance_end"]), canny_low=int(unit["canny_low"]),
-            canny_high=int(unit["canny_high"])))
+            model=str(unit["model"]), image=load_image(unit["image"], f"ControlNet unit {index + 1} image"),
+            preprocessor=unit["preprocessor"] or "none", weight=float(unit["weight"]),
+            guidance_start=float(unit["guidance_start"]), guidance_end=float(unit["guidance_end"]),
+            canny_low=int(unit["canny_low"]), canny_high=int(unit["canny_high"])))
     return tuple(units)
 
 
@@ -108,6 +109,7 @@ def preview_map(engine, image, preprocessor, low, high, width, height):
     if image is None:
         return None, describe(name, config.models_dir) if name not in extra else f"{name} (from an extension)"
     try:
+        image = load_image(image, "control image")
         finished = engine.submit(ControlMapRequest(image=image, preprocessor=name, width=int(width),
                                                    height=int(height), canny_low=int(low),
                                                    canny_high=int(high))).wait()
@@ -129,8 +131,8 @@ def build_controlnet_panel(tab: str, engine, width: gr.Slider, height: gr.Slider
                 with gr.Tab(f"Unit {index + 1}", id=prefix):
                     enabled = gr.Checkbox(False, label="Enable", elem_id=f"{prefix}-enable")
                     with gr.Row():
-                        image = gr.Image(label="Control image", type="pil", sources=["upload", "clipboard"],
-                                         height=200, elem_id=f"{prefix}-image",
+                        image = gr.Image(label="Control image", type="filepath", image_mode=None,
+                                         sources=["upload", "clipboard"], height=200, elem_id=f"{prefix}-image",
                                          elem_classes=["pixelated", "ldm-fill"])
                         preview = gr.Image(label="Preprocessed (what the ControlNet sees)", type="pil",
                                            interactive=False, height=200, elem_id=f"{prefix}-preview",

@@ -50,6 +50,8 @@ def loaded_summary(engine) -> str:
     current = engine.models.current
     if current is None:
         return "No model loaded."
+    if not hasattr(current, "pipe"):  # the ray backend: the weights live on the engine replicas
+        return f"**{current.entry.name}** runs on engine replicas; their LoRA and ControlNet caches stay there."
     adapters = describe_loaded(current.pipe)
     loras = ", ".join(adapters) if adapters else "none"
     cached = [Path(location).name for location in current.controlnets]

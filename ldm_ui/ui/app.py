@@ -11,7 +11,9 @@ from ldm_ui.config import PREVIEW_METHODS
 from ldm_ui.ui.common import (
     GenerationControls, OutputPanel, new_session_state, one_line, render_status, without_server_paths,
 )
+from ldm_ui.ui import settings_panel
 from ldm_ui.ui.startup import guess_native_size
+from ldm_ui.ui.vae_picker import build_vae_picker, wire_vae_picker
 
 
 @dataclass
@@ -33,6 +35,8 @@ class UiContext:
     after_build: list = field(default_factory=list)
     image_inputs: dict[str, Any] = field(default_factory=dict)  # target tab -> the image input "Send to" fills
     startup: Any = None  # the StartupLoad of the first model (ldm_ui/ui/startup.py), or None
+    hires_panel: Any = None  # txt2img's hires fix widgets (ui/hires_panel.py), for PNG info's "Send to"
+    seed_extras: dict[str, Any] = field(default_factory=dict)  # tab -> its SeedExtras (PNG info fills them)
 
     def shared_fields(self) -> list[tuple[str, Any]]:
         """The InputTable rows every generation tab ends with (the session is no API parameter)."""
@@ -65,9 +69,12 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None,
             model = gr.Dropdown(engine.models.model_names(), value=selected,
                                 label="Model (or type a hub id)", allow_custom_value=True, scale=4,
                                 elem_id="model-select")
+            vae, vae_status = build_vae_picker(engine)
             refresh = gr.Button("↻ Refresh list", size="sm", scale=0, min_width=120, elem_id="model-refresh")
-            model_status = gr.Markdown(f"⏳ Loading model **{loading}**…" if loading else _model_summary(current),
-                                       elem_id="model-status")
+            with gr.Column(scale=2):
+                model_status = gr.Markdown(f"⏳ Loading model **{loading}**…" if loading else _model_summary(current),
+                                           elem_id="model-status")
+                vae_status.render()
         # errors get the page's full width: a long message squeezed into the header column is unreadable
         model_error = gr.HTML("", elem_id="model-error", visible=False)
         ui = UiContext(engine=engine, native_size=native, model=model, session=new_session_state())
@@ -93,6 +100,7 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None,
             with gr.Tab("Settings", id="settings"):
                 ui.preview_method.render()
                 ui.preview_every.render()
+                settings_widgets = settings_panel.build(ui)
                 gr.Markdown(f"Outputs are saved under `{config.outputs_dir}`. Models are read from "
                             f"`{config.models_dir}`.")
 
@@ -101,8 +109,10 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None,
         presets_ui.attach_from_config(ui, config)
         for finish in ui.after_build:
             finish(ui)
+        settings_panel.wire(ui, demo, settings_widgets)
         refresh.click(lambda: gr.update(choices=engine.models.model_names()), None, model, queue=False,
                       api_name=False)
+        wire_vae_picker(engine, vae, vae_status, refresh, model, model_status)
         size_targets = [c.width for c, _ in ui.tabs.values()] + [c.height for c, _ in ui.tabs.values()]
         header = [model_status, model_error, model]
         # input, not change: setting the selector back after a failed load must not start another load

@@ -16,10 +16,12 @@ import gradio as gr
 
 from ldm_ui.engine.engine import JobFailed
 from ldm_ui.engine.samplers import SAMPLER_NAMES
+from ldm_ui.ui.seed_extras import seed_buttons, wire_seed_buttons
 from ldm_ui.requests import (
-    MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_CFG, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, Cancelled, Failed, Finished,
-    Output, Preview, Progress, Queued, RequestError, Started,
+    MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_CFG, MAX_CLIP_SKIP, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, Cancelled,
+    Failed, Finished, Output, Preview, Progress, Queued, RequestError, Started,
 )
+from ldm_ui.ui import prompt_tools
 from ldm_ui.ui.inputs import InputTable
 from ldm_ui.ui.job_stream import UrgentEvents, event_batches
 
@@ -28,7 +30,7 @@ DEFAULT_TAB = "txt2img"
 
 
 GENERATION_FIELDS = ("prompt", "negative_prompt", "sampler", "steps", "cfg_scale", "width", "height", "seed",
-                     "batch_count", "batch_size")  # the public API's parameter names and order, shared by the tabs
+                     "batch_count", "batch_size", "clip_skip")  # the public API's parameter names and order
 
 
 @dataclass
@@ -43,9 +45,14 @@ class GenerationControls:
     seed: gr.Number
     batch_count: gr.Slider
     batch_size: gr.Slider
+    clip_skip: gr.Slider
     generate: gr.Button
     interrupt: gr.Button
     skip: gr.Button
+    seed_random: gr.Button | None = None  # 🎲 and ♻ beside the seed box
+    seed_reuse: gr.Button | None = None
+    styles: gr.Dropdown | None = None  # the styles picker (ui/styles_panel.py); Generate applies what it holds
+    styles_file: Any = None
 
     def fields(self) -> list[tuple[str, gr.components.Component]]:
         """(name, widget) rows for a tab's InputTable, named as `generation_settings` takes them."""
@@ -53,12 +60,13 @@ class GenerationControls:
 
 
 def generation_settings(*, prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count,
-                        batch_size) -> dict[str, Any]:
+                        batch_size, clip_skip=None) -> dict[str, Any]:
     """Widget values -> request fields, with the numeric widgets' floats made whole."""
     return dict(prompt=prompt or "", negative_prompt=negative_prompt or "", sampler=sampler,
                 steps=_whole(steps, "steps"), cfg_scale=float(cfg_scale), width=_whole(width, "width"),
                 height=_whole(height, "height"), seed=_whole(seed, "seed"),
-                batch_count=_whole(batch_count, "batch count"), batch_size=_whole(batch_size, "batch size"))
+                batch_count=_whole(batch_count, "batch count"), batch_size=_whole(batch_size, "batch size"),
+                clip_skip=None if clip_skip is None else _whole(clip_skip, "clip skip"))
 
 
 def settings_from(values: dict[str, Any]) -> dict[str, Any]:
@@ -90,11 +98,16 @@ class OutputPanel:
 
 
 def build_generation_controls(tab: str, native_size: int, generate_label: str = "Generate",
-                              prompt_placeholder: str = "a red circle on a blue background") -> GenerationControls:
+                              prompt_placeholder: str = "a red circle on a blue background",
+                              engine=None) -> GenerationControls:
+    """`engine` adds a token counter under each prompt and the textual-inversion picker, and sets the clip skip
+    slider to the app's --clip-skip."""
     with gr.Row(equal_height=True):
         with gr.Column(scale=5):
             prompt = gr.Textbox("", label="Prompt", lines=3, placeholder=prompt_placeholder, elem_id=f"{tab}-prompt")
+            prompt_count = prompt_tools.build_token_counter(tab, "prompt")
             negative = gr.Textbox("", label="Negative prompt", lines=2, elem_id=f"{tab}-negative-prompt")
+            negative_count = prompt_tools.build_token_counter(tab, "negative")
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button(generate_label, variant="primary", size="lg", elem_id=f"{tab}-generate")
             with gr.Row():
@@ -108,13 +121,22 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
         height = gr.Slider(MIN_SIZE, MAX_SIZE, value=native_size, step=8, label="Height", elem_id=f"{tab}-height")
     with gr.Row():
         cfg = gr.Slider(0, MAX_CFG, value=7.0, step=0.5, label="CFG scale", elem_id=f"{tab}-cfg")
-        seed = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed (-1 = random)",
-                         elem_id=f"{tab}-seed")
+        clip_skip = gr.Slider(1, MAX_CLIP_SKIP, value=engine.config.clip_skip if engine else 1, step=1,
+                              label="Clip skip", elem_id=f"{tab}-clip-skip",
+                              info="text-encoder layer, from the end")
+        with gr.Row(equal_height=True):
+            seed = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed (-1 = random)",
+                             elem_id=f"{tab}-seed", scale=4)
+            seed_random, seed_reuse = seed_buttons(tab)
     with gr.Row():
         batch_count = gr.Slider(1, MAX_BATCH_COUNT, value=1, step=1, label="Batch count", elem_id=f"{tab}-batch-count")
         batch_size = gr.Slider(1, MAX_BATCH_SIZE, value=1, step=1, label="Batch size", elem_id=f"{tab}-batch-size")
+    if engine is not None:
+        prompt_tools.build_embedding_picker(tab, prompt, negative, engine)
+        prompt_tools.wire_token_counter(engine, prompt, steps, prompt_count)
+        prompt_tools.wire_token_counter(engine, negative, steps, negative_count)
     return GenerationControls(prompt, negative, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
-                              generate, interrupt, skip)
+                              clip_skip, generate, interrupt, skip, seed_random, seed_reuse)
 
 
 def build_output_panel(tab: str) -> OutputPanel:
@@ -140,7 +162,8 @@ def describe_progress(event: Progress) -> str:
     if event.message:
         return event.message
     batch = f"{event.unit} {event.batch_index + 1}/{event.batch_count} · " if event.batch_count > 1 else ""
-    return f"{batch}step {event.step}/{event.steps} · {event.it_per_s:.2f} it/s · ETA {format_seconds(event.eta_s)}"
+    phase = f"{event.phase}: " if event.phase else ""
+    return f"{batch}{phase}step {event.step}/{event.steps} · {event.it_per_s:.2f} it/s · ETA {format_seconds(event.eta_s)}"
 
 
 def format_seconds(seconds: float) -> str:
@@ -185,6 +208,8 @@ def interrupt(session: Session, tab: str = DEFAULT_TAB) -> str:
                 return render_status("Interrupting… (stops the job as soon as it starts)", kind="warn")
             return render_status("Interrupting…", kind="warn")
     job.cancel()
+    if job.done.is_set():  # it left the queue at once: its stream already shows that, which must stay
+        return gr.skip()
     return render_status("Interrupting…", kind="warn")
 
 
@@ -310,6 +335,8 @@ def describe_cancelled(event: Cancelled, progress: Progress | None, finished: in
     done = f"; {finished} image(s) finished before that" if finished else ""
     if progress is None:
         reason = event.message or "interrupted"
+        if reason == "removed from the queue":  # the user's Interrupt while the job waited its turn
+            reason = "interrupted: removed from the queue before it started"
         return f"{reason[0].upper()}{reason[1:]}{done}."
     batch = f" of {progress.unit} {progress.batch_index + 1}/{progress.batch_count}" if progress.batch_count > 1 else ""
     return f"Interrupted at step {progress.step}/{progress.steps}{batch}{done}."
@@ -326,24 +353,39 @@ def job_runner(ui, tab: str, to_request: Callable[..., Any]) -> Callable[[dict],
 
 
 def wire_generation(ui, tab: str, controls: GenerationControls, panel: OutputPanel, table: InputTable,
-                    run: Callable[[dict], Iterator], api_name: str, outputs: list | None = None) -> None:
-    """Generate -> the button shows the job is running -> run the job -> the button is back once the tab has no
-    job. The engine's queue orders the jobs, so handlers run concurrently and each shows its own place in that
-    queue. Only the Generate click is a public API endpoint, named `api_name`, with the table's names as its
-    parameters. Ctrl+Enter in the tab clicks Generate and Escape clicks Interrupt (KEYBOARD_JS)."""
+                    run: Callable[[dict], Iterator], api_name: str, outputs: list | None = None,
+                    submit_on_enter: bool = True) -> None:
+    """Generate (and Enter in the prompt) -> the button shows the job is running (and an Interrupt from before
+    this click is forgotten) -> picked styles go into the prompt boxes -> run the job -> the button is back once
+    the tab has no job. The engine's queue orders the jobs, so handlers run concurrently and each shows its own
+    place in that queue. Only the Generate click is a public API endpoint, named `api_name`, with the table's
+    names as its parameters. Ctrl+Enter in the tab clicks Generate and Escape clicks Interrupt (KEYBOARD_JS)."""
     label = controls.generate.value
-    controls.generate.click(
-        # a new job's results replace the ones a selection pointed into
-        lambda session: _busy_button(session, tab, label), ui.session,
-        [controls.generate, panel.selected], queue=False, show_progress="hidden", api_visibility="private",
-    ).then(
-        table.handler(run), table.components, outputs or panel.outputs(), concurrency_limit=None,
-        show_progress="hidden", api_name=api_name,
-    ).then(
-        # a double click's second handler returns at once: the button stays busy while the first job runs
-        lambda session: gr.skip() if tab in session.jobs else gr.update(interactive=True, value=label),
-        ui.session, controls.generate, queue=False, show_progress="hidden", api_visibility="private",
-    )
+    triggers = [(controls.generate.click, {"api_name": api_name})]
+    if submit_on_enter:
+        triggers.append((controls.prompt.submit, {"api_visibility": "private"}))
+    for trigger, api in triggers:
+        started = trigger(
+            # a new job's results replace the ones a selection pointed into
+            lambda session: _busy_button(session, tab, label), ui.session,
+            [controls.generate, panel.selected], queue=False, show_progress="hidden", api_visibility="private",
+        )
+        if controls.styles is not None:  # picked styles go into the prompt boxes first: the job sees the final prompt
+            from ldm_ui.ui.styles_panel import apply_picked
+
+            started = started.then(
+                lambda p, n, s: apply_picked(controls.styles_file, p, n, s)[:3],
+                [controls.prompt, controls.negative_prompt, controls.styles],
+                [controls.prompt, controls.negative_prompt, controls.styles], queue=False, show_progress="hidden",
+                api_visibility="private")
+        started.then(
+            table.handler(run), table.components, outputs or panel.outputs(), concurrency_limit=None,
+            show_progress="hidden", **api,
+        ).then(
+            # a double click's second handler returns at once: the button stays busy while the first job runs
+            lambda session: gr.skip() if tab in session.jobs else gr.update(interactive=True, value=label),
+            ui.session, controls.generate, queue=False, show_progress="hidden", api_visibility="private",
+        )
     controls.interrupt.click(lambda session: interrupt(session, tab), ui.session, panel.status, queue=False,
                              api_visibility="private")
     controls.skip.click(lambda session: skip_image(session, tab), ui.session, panel.status, queue=False,
@@ -352,6 +394,8 @@ def wire_generation(ui, tab: str, controls: GenerationControls, panel: OutputPan
                          api_visibility="private")
     panel.gallery.select(selected_index, None, panel.selected, queue=False, api_visibility="private",
                          show_progress="hidden")
+    if controls.seed_random is not None:
+        wire_seed_buttons(panel, controls.seed, controls.seed_random, controls.seed_reuse)
 
 
 def _busy_button(session: Session, tab: str, label: str) -> tuple:
@@ -419,5 +463,6 @@ CSS = """
 .ldm-status-ok span { color: #2a2; }
 .ldm-progress { height: 8px; background: #8883; border-radius: 4px; margin-bottom: 4px; overflow: hidden; }
 .ldm-progress-fill { height: 100%; background: #f97316; transition: width 0.2s; }
+.ldm-token-counter { text-align: right; font-size: 0.8em; opacity: 0.7; margin-top: -6px; min-height: 0; }
 .ldm-banner { background: #fde68a; color: #7c2d12; padding: 8px 12px; border-radius: 6px; font-weight: 600; }
 """

@@ -11,6 +11,7 @@ from typing import Callable
 
 import gradio as gr
 
+from ldm_ui.access import is_admin, not_admin_message
 from ldm_ui.extensions import ExtensionManager, ExtensionRecord
 from ldm_ui.requests import RequestError
 
@@ -82,15 +83,20 @@ def _record_controls(manager: ExtensionManager, record: ExtensionRecord, table, 
         toggle = gr.Checkbox(label=f"Enable {name}", value=record.state not in ("off",),
                              interactive=record.state != "skipped", elem_id=f"extension-{name}-enabled")
 
-        def on_toggle(enabled: bool):
+        def on_toggle(enabled: bool, request: gr.Request):
+            if not is_admin(manager.config, request.username):  # app-wide: it changes every user's jobs
+                return (not_admin_message("turn extensions on or off"), render_table(manager),
+                        failure_banner(manager), record.state != "off")
             text = manager.set_enabled(name, bool(enabled))
-            return text, render_table(manager), failure_banner(manager)
+            return text, render_table(manager), failure_banner(manager), gr.skip()
 
-        toggle.input(on_toggle, toggle, [message, table, banner], queue=False, api_name=False)
+        toggle.input(on_toggle, toggle, [message, table, banner, toggle], queue=False, api_name=False)
         for key, setting in record.settings.items():
             widget = _setting_widget(setting, f"extension-{name}-{key}")
 
-            def on_change(value, key=key):
+            def on_change(value, request: gr.Request, key=key):
+                if not is_admin(manager.config, request.username):
+                    return not_admin_message("change extension settings")
                 try:
                     manager.set_setting(name, key, value)
                 except RequestError as error:

@@ -14,6 +14,7 @@ from ldm_ui.ui.common import (
 )
 from ldm_ui.ui.inputs import InputTable
 from ldm_ui.ui.send_to import wire_target
+from ldm_ui.ui.styles_panel import build_styles_panel
 
 STRENGTH_INFO = "0 returns the input (through the VAE); 1 ignores it. Steps run = steps x strength."
 RESIZE_INFO = "When the input's shape differs from width x height: stretch it, crop it to cover, or fit it and " \
@@ -57,7 +58,8 @@ def build(ui) -> None:
                                      info=STRENGTH_INFO, elem_id="img2img-strength")
                 resize_mode = gr.Radio(list(RESIZE_MODES), value="just resize", label="Resize mode",
                                        info=RESIZE_INFO, elem_id="img2img-resize-mode")
-            controls = build_generation_controls("img2img", ui.native_size)
+            controls = build_generation_controls("img2img", ui.native_size, engine=ui.engine)
+            build_styles_panel("img2img", controls, ui.engine.config.styles_file)
             build_lora_picker("img2img", controls.prompt, ui.engine.config)
             controlnet = build_controlnet_panel("img2img", ui.engine, controls.width, controls.height)
         with gr.Column(scale=1):

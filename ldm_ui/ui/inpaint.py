@@ -18,6 +18,7 @@ from ldm_ui.ui.common import (
 from ldm_ui.ui.inputs import InputTable
 from ldm_ui.ui.img2img import STRENGTH_INFO, size_of_input
 from ldm_ui.ui.send_to import wire_target
+from ldm_ui.ui.styles_panel import build_styles_panel
 
 EDITOR_HELP = ("Upload an image, then paint over what should change. Pixels outside the painted area (after the "
                "mask blur) come back exactly as they were. The result has the input image's size.")
@@ -93,7 +94,9 @@ def build(ui) -> None:
                                      info=STRENGTH_INFO, elem_id="inpaint-strength")
                 resize_mode = gr.Radio(list(RESIZE_MODES), value="just resize", label="Resize mode",
                                        elem_id="inpaint-resize-mode")
-            controls = build_generation_controls("inpaint", ui.native_size, generate_label="Inpaint")
+            controls = build_generation_controls("inpaint", ui.native_size, generate_label="Inpaint",
+                                                 engine=ui.engine)
+            build_styles_panel("inpaint", controls, ui.engine.config.styles_file)
             build_lora_picker("inpaint", controls.prompt, ui.engine.config)
             controlnet = build_controlnet_panel("inpaint", ui.engine, controls.width, controls.height)
         with gr.Column(scale=1):

@@ -6,6 +6,7 @@ import math
 
 import gradio as gr
 
+from ldm_ui.images import load_image
 from ldm_ui.requests import Cancelled, Failed, Finished, InspectLatentsRequest, RequestError
 from ldm_ui.ui.common import render_status
 from ldm_ui.ui.inputs import InputTable
@@ -50,7 +51,7 @@ def inspect(engine, image, model):
         yield render_status("Drop an image to inspect.", kind="warn"), skip, skip, skip
         return
     try:
-        job = engine.submit(InspectLatentsRequest(image=image, model=model or None))
+        job = engine.submit(InspectLatentsRequest(image=load_image(image, "image"), model=model or None))
     except RequestError as error:
         yield render_status(str(error), kind="error"), skip, skip, skip
         return
@@ -77,8 +78,8 @@ def build(ui) -> None:
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.Image(label="Image", type="pil", sources=["upload", "clipboard"], height=320,
-                             elem_id="inspector-image", elem_classes=["pixelated", "ldm-fill"])
+            image = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                             height=320, elem_id="inspector-image", elem_classes=["pixelated", "ldm-fill"])
             run = gr.Button("Inspect", variant="primary", elem_id="inspector-run")
             status = gr.HTML(render_status("Ready."), elem_id="inspector-status")
             summary = gr.Markdown(elem_id="inspector-summary")

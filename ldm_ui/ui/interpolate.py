@@ -9,6 +9,7 @@ from ldm_ui.requests import (
     InterpolateRequest,
 )
 from ldm_ui.results import InterpolationResult
+from ldm_ui.ui import prompt_tools
 from ldm_ui.ui.common import (
     _whole, add_reuse_seed, build_generation_controls, build_output_panel, settings_from, stream_job, wire_generation,
 )
@@ -31,15 +32,24 @@ def to_request(*, mode, prompt_b, seed_b, frames, easing, fps, ping_pong, latent
     return InterpolateRequest(
         model=model or None, preview_method=preview_method, preview_every_n_steps=int(preview_every),
         mode=mode, prompt_b=prompt_b or "", seed_b=_whole(seed_b, "seed B"), frames=_whole(frames, "frames"),
-        easing=easing, fps=float(fps), ping_pong=bool(ping_pong), image_a=image_a, image_b=image_b,
+        easing=easing, fps=float(fps), ping_pong=bool(ping_pong), image_a=_opened(image_a, "image A"),
+        image_b=_opened(image_b, "image B"),
         latent_mix=latent_mix, strength=float(strength), **settings,
     )
 
 
+def _opened(path, name: str):
+    """An uploaded file through the one decode gate (ldm_ui/images.py), so a bomb is refused from its header."""
+    from ldm_ui.images import load_image
+
+    return None if path is None else load_image(path, name)
+
+
 def mode_visibility(mode: str):
-    """Prompt B, seed B and the image inputs appear only in the modes that use them."""
-    return (gr.update(visible=mode in ("prompts", "both")), gr.update(visible=mode in ("seeds", "both")),
-            gr.update(visible=mode == "images"), MODE_HELP.get(mode, ""))
+    """Prompt B (with its token counter), seed B and the image inputs appear only in the modes that use them."""
+    with_prompt_b = mode in ("prompts", "both")
+    return (gr.update(visible=with_prompt_b), gr.update(visible=with_prompt_b),
+            gr.update(visible=mode in ("seeds", "both")), gr.update(visible=mode == "images"), MODE_HELP.get(mode, ""))
 
 
 def is_skip(value) -> bool:
@@ -53,7 +63,8 @@ def build(ui) -> None:
                             elem_id="interpolate-mode")
             mode_help = gr.Markdown(MODE_HELP["prompts"], elem_id="interpolate-mode-help")
             controls = build_generation_controls("interpolate", ui.native_size, generate_label="Interpolate",
-                                                 prompt_placeholder="a red circle on a white background")
+                                                 prompt_placeholder="a red circle on a white background",
+                                                 engine=ui.engine)
             # this tab's own labels and defaults on the shared controls (read when the page config is built)
             controls.prompt.label = "Prompt A"
             controls.seed.label = "Seed A (-1 = random)"
@@ -65,12 +76,16 @@ def build(ui) -> None:
                                       elem_id="interpolate-prompt-b", scale=3)
                 seed_b = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed B (-1 = random)",
                                    elem_id="interpolate-seed-b", visible=False, scale=1)
+            prompt_b_count = prompt_tools.build_token_counter("interpolate", "prompt-b")
+            prompt_tools.wire_token_counter(ui.engine, prompt_b, controls.steps, prompt_b_count)
             with gr.Group(visible=False) as images_group:
                 with gr.Row():
-                    image_a = gr.Image(label="Image A", type="pil", sources=["upload", "clipboard"], height=200,
-                                       elem_id="interpolate-image-a", elem_classes=["pixelated", "ldm-fill"])
-                    image_b = gr.Image(label="Image B", type="pil", sources=["upload", "clipboard"], height=200,
-                                       elem_id="interpolate-image-b", elem_classes=["pixelated", "ldm-fill"])
+                    image_a = gr.Image(label="Image A", type="filepath", image_mode=None,
+                                       sources=["upload", "clipboard"], height=200, elem_id="interpolate-image-a",
+                                       elem_classes=["pixelated", "ldm-fill"])
+                    image_b = gr.Image(label="Image B", type="filepath", image_mode=None,
+                                       sources=["upload", "clipboard"], height=200, elem_id="interpolate-image-b",
+                                       elem_classes=["pixelated", "ldm-fill"])
                 with gr.Row():
                     latent_mix = gr.Radio(list(LATENT_MIXES), value="slerp", label="Latent mix",
                                           elem_id="interpolate-latent-mix")
@@ -124,5 +139,6 @@ def build(ui) -> None:
             yield (None, *latest[1:], mp4_path, gif_path, [gif_path, mp4_path])
 
     wire_generation(ui, "interpolate", controls, panel, table, interpolate, "interpolate",
-                    outputs=[*panel.outputs(), video, gif, files])
-    mode.change(mode_visibility, mode, [prompt_b, seed_b, images_group, mode_help], queue=False, api_name=False)
+                    outputs=[*panel.outputs(), video, gif, files], submit_on_enter=False)
+    mode.change(mode_visibility, mode, [prompt_b, prompt_b_count, seed_b, images_group, mode_help], queue=False,
+                api_name=False)

@@ -15,8 +15,10 @@ from typing import Any
 import gradio as gr
 from PIL import Image, UnidentifiedImageError
 
+from ldm_ui.images import ImageUploadError, check_image_file
 from ldm_ui.metadata import WIDGET_KEYS, exif_user_comment, generation_fields, parse_infotext, read_png_parameters
 from ldm_ui.requests import MAX_SIZE, MIN_SIZE
+from ldm_ui.ui.hires_panel import hires_updates
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +31,12 @@ def read_parameters(path: str | None) -> tuple[str | None, str]:
     if not path:
         return None, ""
     try:
+        check_image_file(path, "image")  # the pixels are decoded below: refuse a bomb from its header first
         with Image.open(path) as image:
             image.load()  # text chunks after the image data are read only once the pixels are
             text = read_png_parameters(image) or exif_user_comment(image)
+    except ImageUploadError as error:
+        return None, f"⚠️ Could not read this file as an image: {error}"
     except (UnidentifiedImageError, OSError) as error:
         return None, f"⚠️ Could not read this file as an image: {error}"
     if not text or not text.strip():
@@ -62,18 +67,28 @@ def render_parameters(text: str) -> str:
 
 
 def send_updates(text: str | None, current_prompt: str) -> tuple[list, str]:
-    """Updates for [prompt, negative, sampler, steps, cfg, width, height, seed] and a status note."""
+    """Updates for [prompt, negative, sampler, steps, cfg, width, height, seed, clip skip] and a status note."""
     keep = gr.skip()
     if not text:
-        return [keep] * 8, "Drop a PNG with generation parameters first."
+        return [keep] * 9, "Drop a PNG with generation parameters first."
     fields, notes = generation_fields(parse_infotext(text))
     for key in ("width", "height"):
         if key in fields and not (MIN_SIZE <= fields[key] <= MAX_SIZE and fields[key] % 8 == 0):
             notes.append(f"{key} {fields[key]} is outside {MIN_SIZE}-{MAX_SIZE} (multiples of 8); left unchanged")
             fields.pop(key)
     updates = [fields.get(k, keep) for k in ("prompt", "negative_prompt", "sampler", "steps", "cfg_scale",
-                                              "width", "height", "seed")]
+                                              "width", "height", "seed", "clip_skip")]
     return updates, "; ".join(notes)
+
+
+def seed_extra_updates(text: str | None) -> list:
+    """Updates for [variation seed, variation strength, resize seed from width, height]: an infotext without
+    them had no variation, so strength and resize go back to off; the variation seed box keeps its value."""
+    if not text:
+        return [gr.skip()] * 4
+    fields, _ = generation_fields(parse_infotext(text))
+    return [fields.get("variation_seed", gr.skip()), fields.get("variation_strength", 0.0),
+            fields.get("resize_from_width", 0), fields.get("resize_from_height", 0)]
 
 
 def build(ui) -> None:
@@ -101,7 +116,8 @@ def build(ui) -> None:
         lambda ui: ui.after_build.append(lambda ui: wire_send_buttons(ui, send_row, image, raw, send_status)))
 
 
-def wire_send_buttons(ui, send_row: gr.Row, image: gr.Image, raw: gr.Textbox, send_status: gr.Markdown) -> None:
+def wire_send_buttons(ui, send_row: gr.Row, image, raw: gr.Textbox, send_status: gr.Markdown,
+                      source: str = "pnginfo") -> None:
     """One 'Send to' button per generation tab that exists (txt2img; img2img and inpaint when present).
 
     img2img and inpaint also receive the dropped image itself, as A1111 users expect.
@@ -111,18 +127,30 @@ def wire_send_buttons(ui, send_row: gr.Row, image: gr.Image, raw: gr.Textbox, se
             if target not in ui.tabs:
                 continue
             controls, _panel = ui.tabs[target]
-            button = gr.Button(f"Send to {target}", size="sm", elem_id=f"pnginfo-send-{target}")
+            button = gr.Button(f"Send to {target}", size="sm", elem_id=f"{source}-send-{target}")
             outputs = [controls.prompt, controls.negative_prompt, controls.sampler, controls.steps,
-                       controls.cfg_scale, controls.width, controls.height, controls.seed]
+                       controls.cfg_scale, controls.width, controls.height, controls.seed, controls.clip_skip]
+            extras = ui.seed_extras.get(target)
+            if extras is not None:
+                outputs.extend(extras.inputs())
             image_input = ui.image_inputs.get(target)
             if image_input is not None:
                 outputs.append(image_input)
+            hires = ui.hires_panel if target == "txt2img" else None
+            if hires is not None:
+                outputs.extend(hires.inputs())
 
             def send(text: str, prompt: str, path: str | None, target: str = target,
-                     with_image: bool = image_input is not None) -> list[Any]:
+                     with_image: bool = image_input is not None, with_hires: bool = hires is not None,
+                     with_extras: bool = extras is not None) -> list[Any]:
                 updates, note = send_updates(text, prompt)
+                if with_extras:
+                    updates.extend(seed_extra_updates(text))
                 if with_image:
                     updates.append(path if path else gr.skip())
+                if with_hires:  # the accordion shows the image's hires fix; one without leaves it as it is
+                    updates.extend(hires_updates(generation_fields(parse_infotext(text))[0].get("hires")
+                                                 if text else None))
                 if not text:
                     return updates + [gr.skip(), note]
                 return updates + [gr.Tabs(selected=_tab_id(ui, target)), note]

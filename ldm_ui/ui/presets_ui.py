@@ -115,37 +115,41 @@ def attach(ui, library: PresetLibrary, initial: str | None = None) -> dict[str, 
         targets = [controls.prompt, controls.negative_prompt, controls.sampler, controls.steps, controls.cfg_scale,
                    controls.width, controls.height, ui.model, ui.preview_method]
 
-        def apply(preset_name, prompt, current_model, previous_name, targets=targets):
+        def apply(preset_name, prompt, current_model, previous_name, request: gr.Request, targets=targets):
             if not preset_name:
                 return [gr.skip()] * len(targets) + [gr.skip(), gr.skip()]
+            user = _user(request)
             try:
-                preset = library.get(preset_name)
+                preset = library.get(preset_name, user)
             except PresetError as error:
                 return [gr.skip()] * len(targets) + [f"⚠️ {_md(str(error))}", gr.skip()]
-            previous = library.presets.get(previous_name) if previous_name else None
+            previous = None
+            if previous_name and previous_name in library.names(user):
+                previous = library.get(previous_name, user)
             updates, note = preset_updates(preset, prompt, current_model, engine.models.model_names(), previous)
             log.info("applied preset %s", preset.name)
             return updates + [note, preset.name]
 
         def save_preset(preset_name, replace, prompt, negative_prompt, sampler, steps, cfg_scale, width, height,
-                        model, preview_method, all_dropdowns=all_dropdowns):
+                        model, preview_method, request: gr.Request, all_dropdowns=all_dropdowns):
             settings = dict(prompt=prompt, negative_prompt=negative_prompt, sampler=sampler,
                             steps=_number(steps), cfg_scale=_number(cfg_scale), width=_number(width),
                             height=_number(height), model=model or None, preview_method=preview_method)
             keep = [gr.skip()] * len(all_dropdowns)
             try:
                 preset = preset_from_settings(preset_name, settings)
-                path = library.save(preset, overwrite=bool(replace))
+                path = library.save(preset, overwrite=bool(replace), user=_user(request))
             except PresetError as error:
                 return [f"⚠️ {_md(str(error))}", gr.skip(), gr.skip()] + keep
             log.info("saved preset %s", path)
-            choices = [gr.update(choices=library.names()) for _ in all_dropdowns]
+            choices = [gr.update(choices=library.names(_user(request))) for _ in all_dropdowns]
             return [f"Saved preset **{_md(preset.name)}** to `{_md(path.name)}`.", "", False] + choices
 
-        def reload_presets():
+        def reload_presets(request: gr.Request):
             library.reload()
-            return [errors_markdown(library) or f"{len(library.names())} preset(s) loaded."] + \
-                [gr.update(choices=library.names()) for _ in all_dropdowns]
+            names = library.names(_user(request))
+            return [errors_markdown(library) or f"{len(names)} preset(s) loaded."] + \
+                [gr.update(choices=names) for _ in all_dropdowns]
 
         applied = gr.State(initial)  # the preset last applied in this tab, whose LoRA tags a new one replaces
         dropdown.input(apply, [dropdown, controls.prompt, ui.model, applied], [*targets, status, applied],
@@ -162,6 +166,11 @@ def attach(ui, library: PresetLibrary, initial: str | None = None) -> dict[str, 
         if preset.preview_method and ui.preview_method is not None:
             ui.preview_method.value = preset.preview_method
     return dropdowns
+
+
+def _user(request: gr.Request | None) -> str | None:
+    """The signed-in user whose own presets folder is used; None without logins (the shared folder)."""
+    return getattr(request, "username", None)
 
 
 def _number(value: Any) -> Any:

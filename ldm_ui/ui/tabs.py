@@ -7,8 +7,9 @@ def extra_tabs() -> list:
     from ldm_ui.ui import adapters_tab, pnginfo
 
     from ldm_ui.ui import inspector, interpolate
-    from ldm_ui.ui import img2img, inpaint
+    from ldm_ui.ui import extras, history, img2img, inpaint, outpaint
 
-    return [("img2img", img2img.build), ("Inpaint", inpaint.build),
+    return [("img2img", img2img.build), ("Inpaint", inpaint.build), ("Outpaint", outpaint.build),
             ("LoRA/ControlNet", adapters_tab.build),
-            ("PNG info", pnginfo.build), ("Interpolate", interpolate.build), ("Latent inspector", inspector.build)]
+            ("PNG info", pnginfo.build), ("Interpolate", interpolate.build), ("Latent inspector", inspector.build),
+            ("Extras", extras.build), ("History", history.build)]

@@ -14,9 +14,12 @@ from typing import Any, Callable
 import torch
 from PIL import Image
 
-from ldm_ui.engine.adapters import encoder_prompt, prepare_adapters
+from ldm_ui.engine.adapters import prepare_adapters
 from ldm_ui.engine.context import TaskContext
+from ldm_ui.engine.prompt_conditioning import call_kwargs_for, job_conditioning
+from ldm_ui.engine.noise import initial_noise, variation_infotext
 from ldm_ui.engine.samplers import make_scheduler
+from ldm_ui.engine.vae_choice import vae_infotext
 from ldm_ui.engine.tasks.sampling import StepCallback, sample
 from ldm_ui.metadata import build_infotext
 from ldm_ui.requests import MAX_SEED, GenerationRequest, Output
@@ -65,6 +68,11 @@ class SamplingPlan:
     infotext: dict[str, Any] = field(default_factory=dict)
     postprocess: Callable[[list[Image.Image]], list[Image.Image]] = keep  # e.g. paste an inpaint back
     crop_box: tuple[int, int, int, int] | None = None
+    # a second pass over each batch's latents (hires fix): (latents, seeds, prompts, batch_index) -> latents,
+    # or None when the user skipped it
+    second_pass: Callable[[torch.Tensor, list[int], list[str], int], torch.Tensor | None] | None = None
+    # txt2img: the loop draws the initial noise (variation seeds, seed resize) and hands it over as `latents=`
+    makes_noise: bool = False
 
 
 def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], SamplingStats]:
@@ -74,6 +82,8 @@ def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], Sam
     pipe, call_kwargs, adapter_infotext = prepare_adapters(ctx, plan.pipe, plan.call_kwargs, width, height)
     infotext_extra = {**plan.infotext, **adapter_infotext}
     first_seed = resolve_seed(request.seed)
+    variation = getattr(request, "variation", None) if plan.makes_noise else None
+    first_variation_seed = resolve_seed(variation.seed) if variation is not None and variation.strength > 0 else None
     folder = ctx.output_folder(request.task)
     outputs: list[Output] = []
     sampling_s = preview_s = 0.0
@@ -83,27 +93,39 @@ def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], Sam
         seeds = batch_seeds(first_seed, batch_index, request.batch_size)
         prompts = [ctx.transform_prompt(request.prompt, seed) for seed in seeds]
         pipe.scheduler = make_scheduler(request.sampler, model.base_scheduler_config, seed=seeds[0])
-        callback = StepCallback(ctx, batch_index, request.batch_count)
         if ctx.config.compile_unet and (width, height, len(seeds)) not in model.compiled_sizes:
             model.compiled_sizes.add((width, height, len(seeds)))
             ctx.status(f"compiling the U-Net for {width}x{height} (first image at this size; later ones are faster)…")
+        generators = seeded_generators(seeds)
+        variation_seeds = ([] if first_variation_seed is None else
+                           batch_seeds(first_variation_seed, batch_index, request.batch_size))
+        noise_kwargs = {"latents": initial_noise(pipe, width, height, seeds, generators, variation,
+                                                 variation_seeds)} if plan.makes_noise else {}
         began = time.perf_counter()
+        # the prompt language (weights, chunks, editing, embeddings, clip skip): encoded once per distinct text
+        conditioning = job_conditioning(ctx, pipe, prompts, [request.negative_prompt] * len(seeds), request.steps)
+        callback = StepCallback(ctx, batch_index, request.batch_count, conditioning=conditioning)
         latents = sample(
-            ctx, pipe, callback,
-            prompt=[encoder_prompt(p) for p in prompts],
-            negative_prompt=[request.negative_prompt] * len(seeds),
+            ctx, pipe, callback, **call_kwargs_for(conditioning),
             num_inference_steps=request.steps, guidance_scale=request.cfg_scale, width=width, height=height,
-            generator=seeded_generators(seeds), **call_kwargs,
+            generator=generators, **noise_kwargs, **call_kwargs,
         )
         sampling_s += time.perf_counter() - began
         preview_s += callback.preview_seconds
         previews += callback.previews
         if latents is None:  # skipped: on to the next batch
             continue
+        if plan.second_pass is not None:
+            latents = plan.second_pass(latents, seeds, prompts, batch_index)
+            if latents is None:
+                continue
         images = plan.postprocess(model.vae.decode(latents))
         ctx.check_cancel()
-        for image, seed, prompt in zip(images, seeds, prompts):
-            infotext = infotext_for(request, model, prompt, seed, width, height, infotext_extra)
+        for i, (image, seed, prompt) in enumerate(zip(images, seeds, prompts)):
+            variation_seed = variation_seeds[i] if variation_seeds else None
+            extra = {**vae_infotext(model), **infotext_extra, **conditioning.infotext,
+                     **variation_infotext(variation, variation_seed)}
+            infotext = infotext_for(request, model, prompt, seed, width, height, extra)
             outputs.append(ctx.save(image, folder, str(seed), infotext, seed))
     # steps_run: what the pipeline that ran (a ControlNet variant, maybe) reports
     stats = SamplingStats(first_seed=first_seed, width=width, height=height,

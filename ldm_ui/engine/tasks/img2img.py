@@ -44,9 +44,13 @@ class ReconstructionOnly:
         self.vae, self.image_processor = pipe.vae, pipe.image_processor
         self.scheduler = pipe.scheduler
         self.latents = latents
+        # the batch loop encodes the prompt for every pipeline (its infotext names clip skip and embeddings)
+        for name in ("unet", "tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2", "text_encoder_3"):
+            setattr(self, name, getattr(pipe, name, None))
 
-    def __call__(self, *, prompt: list[str], **_: Any) -> SimpleNamespace:
-        return SimpleNamespace(images=self.latents.repeat(len(prompt), 1, 1, 1))
+    def __call__(self, **kwargs: Any) -> SimpleNamespace:
+        batch = len(kwargs["prompt_embeds"] if "prompt_embeds" in kwargs else kwargs["prompt"])
+        return SimpleNamespace(images=self.latents.repeat(batch, 1, 1, 1))
 
 
 def steps_summary(request: Img2ImgRequest, steps_run: int) -> str:

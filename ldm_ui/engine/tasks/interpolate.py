@@ -4,7 +4,9 @@ prompts/seeds/both: each frame is a txt2img call whose text embeddings (lerp) an
 from the endpoints'. The noise is drawn exactly as the batch loop draws it (a CPU generator per seed, through
 diffusers' randn_tensor) and handed to the pipeline as `latents=`, which the pipeline scales by the scheduler's
 init_noise_sigma just as it scales noise it draws itself; so frame 0 and the last frame are pixel for pixel the
-txt2img images of the endpoints with the same settings.
+txt2img images of the endpoints with the same settings (when both prompts fill as many token chunks: a shorter one
+is padded with empty chunks so the two can be mixed). Prompt editing and alternation in either prompt switch at
+their steps in every frame, the embeddings of both schedules mixed at the frame's weight.
 
 images: both images are VAE-encoded (posterior mean), their latents mixed, and each frame decoded directly or,
 with a re-noise strength, noised and denoised with the prompt by the img2img pipeline (SDEdit).
@@ -19,7 +21,8 @@ from pathlib import Path
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from ldm_ui.engine.adapters import encoder_prompt, prepare_adapters
+from ldm_ui.engine.adapters import prepare_adapters
+from ldm_ui.engine.prompt_conditioning import Mixed, call_kwargs_for, job_conditioning
 from ldm_ui.engine.animation import animation_sequence, write_gif, write_mp4
 from ldm_ui.engine.context import ProgressClock, TaskContext
 from ldm_ui.engine.latent_math import crop_and_resize, frame_positions, lerp, mix, slerp
@@ -36,13 +39,15 @@ GIF_NAME, MP4_NAME = "interpolation.gif", "interpolation.mp4"
 class Endpoint:
     prompt: str
     seed: int
-    embeds: dict[str, torch.Tensor]  # prompt_embeds, negative_prompt_embeds (+ pooled ones on SDXL)
     noise: torch.Tensor  # unscaled initial noise, as randn_tensor draws it for this seed
 
 
 def run(ctx: TaskContext) -> Finished:
     request: InterpolateRequest = ctx.request
     model = ctx.model
+    if getattr(model.pipe, "unet", None) is None:
+        raise RequestError(f"interpolation works with U-Net models (SD 1.x, 2.x, SDXL and the demo); {model.entry.name} "
+                           f"is a {model.family} model")
     width, height = target_size(request, model)
     positions = frame_positions(request.frames, request.easing)
     make_frame = ImageWalk(ctx, width, height) if request.mode == "images" else TextWalk(ctx, width, height)
@@ -103,20 +108,17 @@ class TextWalk:
             while request.seed_b < 0 and seed_b == seed_a:  # two random seeds that happen to collide
                 seed_b = resolve_seed(-1)
         text_b = request.prompt_b if request.mode in ("prompts", "both") else request.prompt
-        self.guided = request.cfg_scale > 1 and getattr(self.pipe.unet.config, "time_cond_proj_dim", None) is None
-        self.a = self.endpoint(ctx.transform_prompt(request.prompt, seed_a), seed_a)
-        self.b = self.endpoint(ctx.transform_prompt(text_b, seed_b), seed_b)
+        prompt_a, prompt_b = ctx.transform_prompt(request.prompt, seed_a), ctx.transform_prompt(text_b, seed_b)
+        # both endpoints in one conditioning: padded to the same length, so every frame can mix them row by row
+        self.conditioning = job_conditioning(ctx, self.pipe, [prompt_a, prompt_b], [request.negative_prompt] * 2,
+                                             request.steps)
+        self.infotext = {**self.infotext, **self.conditioning.infotext}
+        dtype = self.conditioning.pipeline_kwargs()["prompt_embeds"].dtype
+        self.a, self.b = self.endpoint(prompt_a, seed_a, dtype), self.endpoint(prompt_b, seed_b, dtype)
 
-    def endpoint(self, prompt: str, seed: int) -> Endpoint:
-        request, pipe = self.ctx.request, self.pipe
-        with torch.no_grad():
-            encoded = pipe.encode_prompt(prompt=[encoder_prompt(prompt)], device=pipe._execution_device,
-                                         num_images_per_prompt=1, do_classifier_free_guidance=self.guided,
-                                         negative_prompt=[request.negative_prompt])
-        names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
-        embeds = {name: value for name, value in zip(names, encoded) if value is not None}
-        noise, _ = self.noise_and_generator(seed, embeds["prompt_embeds"].dtype)
-        return Endpoint(prompt, seed, embeds, noise)
+    def endpoint(self, prompt: str, seed: int, dtype: torch.dtype) -> Endpoint:
+        noise, _ = self.noise_and_generator(seed, dtype)
+        return Endpoint(prompt, seed, noise)
 
     def noise_and_generator(self, seed: int, dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Generator]]:
         """The seed's initial noise and its generator advanced past it: the state the pipeline's sampler steps
@@ -129,15 +131,15 @@ class TextWalk:
 
     def __call__(self, index: int, t: float):
         ctx, request, pipe, a, b = self.ctx, self.ctx.request, self.pipe, self.a, self.b
-        embeds = {name: lerp(a.embeds[name], b.embeds[name], t) for name in a.embeds}
+        mixed = Mixed(self.conditioning, t, lerp)
         noise = slerp(a.noise, b.noise, t) if a.seed != b.seed else a.noise
         # ancestral samplers add fresh noise every step; it comes from the nearer endpoint's seed
         step_seed = a.seed if t < 0.5 else b.seed
         _, generator = self.noise_and_generator(step_seed, a.noise.dtype)
         pipe.scheduler = make_scheduler(request.sampler, ctx.model.base_scheduler_config, seed=step_seed)
         latents = sample(
-            ctx, pipe, StepCallback(ctx, index, request.frames, unit="frame"),
-            **embeds, num_inference_steps=request.steps, guidance_scale=request.cfg_scale,
+            ctx, pipe, StepCallback(ctx, index, request.frames, unit="frame", conditioning=mixed),
+            **call_kwargs_for(mixed), num_inference_steps=request.steps, guidance_scale=request.cfg_scale,
             width=self.width, height=self.height, generator=generator, latents=noise, **self.call_kwargs,
         )
         if latents is None:
@@ -162,9 +164,13 @@ class ImageWalk:
         self.seed = resolve_seed(request.seed)
         self.prompt = ctx.transform_prompt(request.prompt, self.seed)
         self.pipe, self.call_kwargs, self.infotext = model.pipe, {}, {}
+        self.conditioning = None
         if request.strength > 0:
             self.pipe, self.call_kwargs, self.infotext = prepare_adapters(
                 ctx, model.pipeline("AutoPipelineForImage2Image"), {}, width, height)
+            self.conditioning = job_conditioning(ctx, self.pipe, [self.prompt], [request.negative_prompt],
+                                                 request.steps)
+            self.infotext = {**self.infotext, **self.conditioning.infotext}
         if request.strength > 0 and int(request.steps * request.strength) < 1:
             raise RequestError(f"re-noise strength {request.strength:g} with {request.steps} steps leaves no step to "
                                f"denoise; raise the steps to at least {int(1 / request.strength) + 1} or the strength")
@@ -180,8 +186,8 @@ class ImageWalk:
         if request.strength > 0:
             pipe.scheduler = make_scheduler(request.sampler, model.base_scheduler_config, seed=self.seed)
             latents = sample(
-                ctx, pipe, StepCallback(ctx, index, request.frames, unit="frame"),
-                prompt=[encoder_prompt(self.prompt)], negative_prompt=[request.negative_prompt], image=latents,
+                ctx, pipe, StepCallback(ctx, index, request.frames, unit="frame", conditioning=self.conditioning),
+                **call_kwargs_for(self.conditioning), image=latents,
                 strength=request.strength, num_inference_steps=request.steps, guidance_scale=request.cfg_scale,
                 generator=seeded_generators([self.seed]), **self.call_kwargs,
             )

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from PIL import Image
 
 from ldm_ui.engine.context import ProgressClock, StepInfo, TaskContext
+from ldm_ui.engine.prompt_conditioning import step_updates
 from ldm_ui.requests import Progress
 
 PreviewDecoder = Callable[[Any], list[Image.Image]]
@@ -33,10 +34,13 @@ def preview_decoder(ctx: TaskContext) -> tuple[PreviewDecoder | None, int]:
 
 
 class StepCallback:
-    """The pipeline's `callback_on_step_end`."""
+    """The pipeline's `callback_on_step_end`; with a prompt `conditioning`, it also swaps in the next step's
+    text embeddings when prompt editing or alternation changes them."""
 
-    def __init__(self, ctx: TaskContext, index: int, count: int, unit: str = "batch"):
-        self.ctx, self.index, self.count, self.unit = ctx, index, count, unit
+    def __init__(self, ctx: TaskContext, index: int, count: int, unit: str = "batch", conditioning=None,
+                 phase: str = ""):
+        self.ctx, self.index, self.count, self.unit, self.phase = ctx, index, count, unit, phase
+        self.conditioning = conditioning
         self.preview, self.preview_every = preview_decoder(ctx)
         self.clock = ProgressClock()
         self.preview_seconds = 0.0
@@ -65,10 +69,10 @@ class StepCallback:
         ctx.last_step, ctx.last_steps = done, steps
         rate, eta = self.clock.rate_and_eta(done, (steps - done) + (self.count - self.index - 1) * steps)
         ctx.emit(Progress(step=done, steps=steps, batch_index=self.index, batch_count=self.count, it_per_s=rate,
-                          eta_s=eta, unit=self.unit))
+                          eta_s=eta, unit=self.unit, phase=self.phase))
         if self._should_stop():
             pipe._interrupt = True
-        return callback_kwargs
+        return {**callback_kwargs, **step_updates(self.conditioning, pipe, step)}
 
     def _should_stop(self) -> bool:
         return self.ctx.cancelled or self.ctx.job.skip_requested()

@@ -1,12 +1,20 @@
-"""txt2img: the loaded pipeline, as it is, through the shared batch loop."""
+"""txt2img: the loaded pipeline, as it is, through the shared batch loop; hires fix adds a second pass."""
 
 from __future__ import annotations
 
 from ldm_ui.engine.context import TaskContext
-from ldm_ui.engine.tasks.batch import SamplingPlan, run_batches
+from ldm_ui.engine.tasks.batch import SamplingPlan, run_batches, target_size
+from ldm_ui.engine.tasks.hires import HiresPass, hires_infotext
 from ldm_ui.requests import Finished
 
 
 def run(ctx: TaskContext) -> Finished:
-    outputs, stats = run_batches(ctx, SamplingPlan(pipe=ctx.model.pipe))
-    return Finished(outputs=outputs, result=stats)
+    request = ctx.request
+    if request.hires is None:
+        outputs, stats = run_batches(ctx, SamplingPlan(pipe=ctx.model.pipe, makes_noise=True))
+        return Finished(outputs=outputs, result=stats)
+    second_pass = HiresPass(ctx, *target_size(request, ctx.model))
+    plan = SamplingPlan(pipe=ctx.model.pipe, infotext=hires_infotext(request), second_pass=second_pass,
+                        makes_noise=True)
+    outputs, stats = run_batches(ctx, plan)
+    return Finished(outputs=outputs, summary=second_pass.summary(), result=stats)

@@ -1,0 +1,113 @@
+"""Remembered settings: the defaults a user saves in the Settings tab, in a JSON file in the app's data folder
+(`<cache_dir>/settings.json`), applied when the app starts and on every page load.
+
+A value the file holds but the app does not allow (hand-edited, or from another version) is left out with a
+message naming it; the rest still apply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ldm_ui.config import PREVIEW_METHODS, AppConfig
+from ldm_ui.engine.samplers import SAMPLER_NAMES
+from ldm_ui.requests import MAX_CFG, MAX_SIZE, MAX_STEPS, MIN_SIZE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UserSettings:
+    sampler: str = "Euler a"
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int = 0  # 0: the model's native size
+    height: int = 0
+    preview_method: str = "approx"
+    preview_every_n_steps: int = 1
+
+    @classmethod
+    def from_config(cls, config: AppConfig) -> UserSettings:
+        return cls(preview_method=config.preview_method, preview_every_n_steps=config.preview_every_n_steps)
+
+
+def settings_path(config: AppConfig) -> Path:
+    return config.cache_dir / "settings.json"
+
+
+def _problem(name: str, value: Any) -> str | None:
+    """Why `value` cannot be setting `name`, or None when it can."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if name == "sampler" and value not in SAMPLER_NAMES:
+        return f"sampler {value!r} is not one of {', '.join(SAMPLER_NAMES)}"
+    if name == "steps" and not (whole and 1 <= value <= MAX_STEPS):
+        return f"steps must be a whole number from 1 to {MAX_STEPS}, got {value!r}"
+    if name == "cfg_scale" and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                    and 0 <= value <= MAX_CFG):
+        return f"CFG scale must be a number from 0 to {MAX_CFG:g}, got {value!r}"
+    if name in ("width", "height") and not (whole and (value == 0 or (MIN_SIZE <= value <= MAX_SIZE
+                                                                       and value % 8 == 0))):
+        return f"{name} must be 0 (the model's size) or a multiple of 8 from {MIN_SIZE} to {MAX_SIZE}, got {value!r}"
+    if name == "preview_method" and value not in PREVIEW_METHODS:
+        return f"preview method must be one of {', '.join(PREVIEW_METHODS)}, got {value!r}"
+    if name == "preview_every_n_steps" and not (whole and 1 <= value <= MAX_STEPS):
+        return f"preview every N steps must be a whole number from 1 to {MAX_STEPS}, got {value!r}"
+    return None
+
+
+def check(settings: UserSettings) -> None:
+    for f in fields(settings):
+        problem = _problem(f.name, getattr(settings, f.name))
+        if problem:
+            raise ValueError(problem)
+
+
+def load(config: AppConfig) -> tuple[UserSettings, list[str]]:
+    """The saved settings over the app's defaults, and a message per value that was left out."""
+    base = UserSettings.from_config(config)
+    path = settings_path(config)
+    if not path.is_file():
+        return base, []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        return base, [f"{path} could not be read ({error}); using the defaults"]
+    if not isinstance(data, dict):
+        return base, [f"{path} must hold a JSON object; using the defaults"]
+    known = {f.name for f in fields(UserSettings)}
+    values, notes = {}, []
+    for name, value in data.items():
+        if name not in known:
+            notes.append(f"{path.name}: unknown setting {name!r} ignored")
+            continue
+        if name == "cfg_scale" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        problem = _problem(name, value)
+        if problem:
+            notes.append(f"{path.name}: {problem}; left at its default")
+        else:
+            values[name] = value
+    for note in notes:
+        log.warning(note)
+    return UserSettings(**{**asdict(base), **values}), notes
+
+
+def save(config: AppConfig, settings: UserSettings) -> Path:
+    check(settings)
+    path = settings_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(asdict(settings), handle, indent=2)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
