@@ -15,6 +15,7 @@ from ldm_ui.config import AppConfig, config_from_args
 from ldm_ui.engine.vae_choice import VAE_AUTOMATIC, VAE_NONE, vae_choices
 from ldm_ui.metadata import parse_infotext
 from ldm_ui.engine.engine import JobFailed
+from tiny_families import family_configs
 from ldm_ui.requests import SetVaeRequest, Txt2ImgRequest
 from tiny_models import build_tiny_sd1_layout
 
@@ -62,7 +63,11 @@ def engine(files, tmp_path):
 
     config = AppConfig(models_dir=files["models"], outputs_dir=tmp_path / "outputs", cache_dir=files["cache"],
                        default_model=MODEL, vae_dirs=[files["extra"]], preview_method="off")
-    engine = Engine(config).start()
+    engine = Engine(config)
+    # the single file is a tiny model: diffusers' loader reads the tiny sizes from a config folder of its own
+    family_configs(files["models"] / "diffusers" / MODEL, tmp_path / "families", "sd1")
+    engine.models.single_file_configs = tmp_path / "families"
+    engine.start()
     yield engine
     engine.shutdown()
 
