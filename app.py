@@ -9,10 +9,15 @@ log = logging.getLogger("ldm_ui")
 UPLOAD_MAX_AGE = (3600, 24 * 3600)  # (check every hour, delete files older than a day)
 
 
-def create_app(config, banner: str | None = None):
-    """Start the engine on the configured model and build the Blocks app; returns (engine, blocks)."""
+def create_app(config, banner: str | None = None, engine=None):
+    """Start the engine, queue the first model's load, and build the Blocks app; returns (engine, blocks).
+
+    The load runs on the engine's worker while the page is built and served: the header says "Loading model…"
+    until it is in, and jobs submitted meanwhile wait behind it in the engine's queue.
+    """
     from ldm_ui.backends import create_engine
     from ldm_ui.ui.app import build_ui
+    from ldm_ui.ui.startup import StartupLoad
     from ldm_ui.ui.tabs import extra_tabs
 
     from ldm_ui.access import exposure_banner, use_private_gradio_folder
@@ -24,14 +29,17 @@ def create_app(config, banner: str | None = None):
     install_decode_limit()  # one pixel limit for every decode in the process, Pillow's included
     use_private_gradio_folder()  # before any component exists: each one reads the folder when it is made
     owners = OutputOwners()
-    engine = create_engine(config)  # the local engine, or engine replicas on Ray Serve (--backend ray)
+    # the local engine, or engine replicas on Ray Serve (--backend ray); tests pass one with their listeners attached
+    engine = engine if engine is not None else create_engine(config)
     engine.event_listeners.append(owners.listener)
     model = startup_model(config, engine.models)  # --preset: an unknown name stops here, its model loads first
+    engine.models.resolve(model)  # an unknown model raises RequestError here, before anything is served
     engine.start()
-    engine.switch_model(model)
     extension_tabs = load_extensions(config, engine)  # a failing extension is reported in its tab, never raised
     banner = banner if banner is not None else exposure_banner(config)
-    demo = build_ui(engine, banner=banner, extra_tabs=extra_tabs() + extension_tabs)
+    demo = build_ui(engine, banner=banner, extra_tabs=extra_tabs() + extension_tabs, loading_model=model)
+    # queued only now: diffusers' lazy imports are not safe while this thread is still importing the UI's modules
+    demo.ldm_ui.startup = StartupLoad(engine, model)
     demo.ldm_owners = owners  # the file route asks it whose a saved image is (ldm_ui/guard.py)
     demo.delete_cache = UPLOAD_MAX_AGE  # Gradio deletes this app's uploads and copies after a day
     return engine, demo
@@ -51,7 +59,7 @@ def launch_kwargs(config, api=None) -> dict:
     from ldm_ui.access import file_access_kwargs
     from ldm_ui.guard import guard_middleware
     from ldm_ui.login_page import login_page_middleware
-    from ldm_ui.ui.common import CSS
+    from ldm_ui.ui.common import CSS, KEYBOARD_JS
 
     # no unauthenticated route map; Host/Origin/login-before-read/body caps/file owners (ldm_ui/guard.py); no
     # API description on the login page (ldm_ui/login_page.py)
@@ -66,7 +74,8 @@ def launch_kwargs(config, api=None) -> dict:
     # run_history=False: our own history is per session; Gradio's adds routes that skip the login (SECURITY.md)
     return dict(
         server_name=config.host, server_port=config.port, share=config.share,
-        auth=config.auth or None, **file_access_kwargs(config), css=CSS, show_error=True, run_history=False,
+        auth=config.auth or None, **file_access_kwargs(config), css=CSS, js=KEYBOARD_JS, show_error=True,
+        run_history=False,
         app_kwargs=app_kwargs,
     )
 

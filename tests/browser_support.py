@@ -24,12 +24,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(config, banner: str | None = None) -> Iterator[tuple[str, object, object]]:
-    """Yield (url, engine, blocks) for the app built exactly as app.py builds it."""
+def running_app(config, banner: str | None = None, wait_for_model: bool = True) -> Iterator[tuple[str, object, object]]:
+    """Yield (url, engine, blocks) for the app built exactly as app.py builds it; by default once the first model
+    (which app.py loads in the background) is in."""
     import app
 
     config.port = free_port()
     engine, demo = app.create_app(config, banner)
+    if wait_for_model:
+        demo.ldm_ui.startup.wait(120)
     demo.queue(default_concurrency_limit=None)
     demo.launch(**app.launch_kwargs(config), prevent_thread_lock=True, quiet=True)
     try:

@@ -126,10 +126,13 @@ def test_paths_and_open_images_are_accepted(tmp_path):
 
 def test_img2img_tab_uses_the_loader():
     img2img = pytest.importorskip("ldm_ui.ui.img2img")
-    settings = ("a red circle", "", "Euler a", 2, 7.0, 64, 64, 1, 1, 1)
+    settings = dict(strength=0.5, resize_mode="just resize", model="tiny-sd", preview_method=None, preview_every=1,
+                    prompt="a red circle", negative_prompt="", sampler="Euler a", steps=2, cfg_scale=7.0, width=64,
+                    height=64, seed=1, batch_count=1, batch_size=1,
+                    **{f"controlnet{i}_enabled": False for i in (1, 2, 3)})
     big = Image.new("RGB", (4100, 4100))
     with pytest.raises(RequestError, match="too large"):
-        img2img.to_request("tiny-sd", None, 1, big, 0.5, "just resize", *settings)
+        img2img.to_request(init_image=big, **settings)
     cmyk = Image.new("CMYK", (64, 64), (0, 255, 255, 0))
-    request = img2img.to_request("tiny-sd", None, 1, cmyk, 0.5, "just resize", *settings)
+    request = img2img.to_request(init_image=cmyk, **settings)
     assert request.init_image.mode == "RGB"

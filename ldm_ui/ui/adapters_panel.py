@@ -2,7 +2,7 @@
 
     lora = build_lora_picker("img2img", controls.prompt, ui.engine.config)
     controlnet = build_controlnet_panel("img2img", ui.engine, controls.width, controls.height)
-    # handler inputs: [..., *controlnet.inputs()]; in the handler: controlnets=controlnet.units(*values)
+    # the tab's InputTable gets controlnet.fields(); its to_request: controlnets=controlnet.units(values)
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from ldm_ui.engine.lora import list_loras, lora_tag
 from ldm_ui.engine.preprocessors import CANNY_HIGH, CANNY_LOW, PREPROCESSOR_NAMES, describe
 from ldm_ui.images import load_image
 from ldm_ui.requests import MAX_CONTROL_WEIGHT, MAX_CONTROLNET_UNITS, ControlMapRequest, ControlNetUnit, RequestError
-from ldm_ui.ui.common import gpu_slots
+from ldm_ui.ui.inputs import Input
 
-FIELDS_PER_UNIT = 9  # UnitWidgets.inputs(): enabled, image, preprocessor, model, weight, start, end, canny low/high
 
 
 def lora_names(config) -> list[str]:
@@ -59,82 +58,47 @@ def build_lora_picker(tab: str, prompt: gr.Textbox, config) -> gr.Dropdown:
     return choice
 
 
-@dataclass
-class UnitWidgets:
-    enabled: gr.Checkbox
-    image: gr.Image
-    preprocessor: gr.Dropdown
-    model: gr.Dropdown
-    weight: gr.Slider
-    guidance_start: gr.Slider
-    guidance_end: gr.Slider
-    canny_low: gr.Slider
-    canny_high: gr.Slider
-    preview: gr.Image
-    note: gr.Markdown
+# a unit's inputs, once: (name, API default); the public API calls them controlnet1_enabled, controlnet1_image, ...
+UNIT_FIELDS = (("enabled", False), ("image", None), ("preprocessor", "canny"), ("model", None), ("weight", 1.0),
+               ("guidance_start", 0.0), ("guidance_end", 1.0), ("canny_low", CANNY_LOW), ("canny_high", CANNY_HIGH))
 
-    def inputs(self) -> list:
-        return [self.enabled, self.image, self.preprocessor, self.model, self.weight, self.guidance_start,
-                self.guidance_end, self.canny_low, self.canny_high]
+
+def unit_key(index: int, name: str) -> str:
+    return f"controlnet{index + 1}_{name}"
 
 
 @dataclass
 class ControlNetPanel:
-    units_widgets: list[UnitWidgets]
+    units_widgets: list[dict[str, gr.components.Component]]  # per unit: UNIT_FIELDS name -> widget
 
-    def inputs(self) -> list:
-        return [widget for unit in self.units_widgets for widget in unit.inputs()]
+    def fields(self) -> list[Input]:
+        """InputTable rows for every unit, with API defaults so a script can leave ControlNet out."""
+        return [Input(unit_key(index, name), widgets[name], default)
+                for index, widgets in enumerate(self.units_widgets) for name, default in UNIT_FIELDS]
 
-    def units(self, *values) -> tuple[ControlNetUnit, ...]:
-        return units_from_values(*values)
+    def units(self, values: dict) -> tuple[ControlNetUnit, ...]:
+        return units_from_values(values, len(self.units_widgets))
 
 
-def units_from_values(*values) -> tuple[ControlNetUnit, ...]:
-    """Widget values (9 per unit, in UnitWidgets.inputs() order) -> the enabled units, validated."""
+def units_from_values(values: dict, count: int = MAX_CONTROLNET_UNITS) -> tuple[ControlNetUnit, ...]:
+    """A tab's values (controlnet1_enabled, controlnet1_image, ...) -> the enabled units, validated."""
     units = []
-    for index in range(len(values) // FIELDS_PER_UNIT):
-        chunk = values[index * FIELDS_PER_UNIT:(index + 1) * FIELDS_PER_UNIT]
-        enabled, image, preprocessor, model, weight, start, end, low, high = chunk
-        if not enabled:
+    for index in range(count):
+        if not values[unit_key(index, "enabled")]:
             continue
-        if image is None:
+        unit = {name: values[unit_key(index, name)] for name, _default in UNIT_FIELDS}
+        if unit["image"] is None:
             raise RequestError(f"ControlNet unit {index + 1} is enabled but has no control image; upload one "
                                "or untick 'Enable'")
-        if not model:
+        if not unit["model"]:
             raise RequestError(f"ControlNet unit {index + 1} is enabled but has no model; pick one from "
                                "models/ControlNet or type a hub id")
         units.append(ControlNetUnit(
-            model=str(model), image=load_image(image, f"ControlNet unit {index + 1} image"), preprocessor=preprocessor or "none", weight=float(weight),
-            guidance_start=float(start), guidance_end=float(end), canny_low=int(low), canny_high=int(high)))
+            model=str(unit["model"]), image=load_image(unit["image"], f"ControlNet unit {index + 1} image"),
+            preprocessor=unit["preprocessor"] or "none", weight=float(unit["weight"]),
+            guidance_start=float(unit["guidance_start"]), guidance_end=float(unit["guidance_end"]),
+            canny_low=int(unit["canny_low"]), canny_high=int(unit["canny_high"])))
     return tuple(units)
-
-
-UNIT_API_DEFAULTS = (("enabled", False), ("image", None), ("preprocessor", "canny"), ("model", None),
-                     ("weight", 1.0), ("guidance_start", 0.0), ("guidance_end", 1.0), ("canny_low", CANNY_LOW),
-                     ("canny_high", CANNY_HIGH))
-
-
-def named_unit_parameters(handler):
-    """Give a handler's trailing `*controlnet_values` API names and defaults (controlnet1_image=None, ...).
-
-    Gradio names API parameters from the handler's signature; with these, a script calls /txt2img by prompt
-    alone, or sets `controlnet1_enabled=True, controlnet1_image=handle_file(...)` by name.
-    """
-    import functools
-    import inspect
-
-    signature = inspect.signature(handler)
-    fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    named = [inspect.Parameter(f"controlnet{index + 1}_{name}", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                               default=default)
-             for index in range(MAX_CONTROLNET_UNITS) for name, default in UNIT_API_DEFAULTS]
-
-    @functools.wraps(handler)
-    def wrapper(*values):
-        yield from handler(*values)
-
-    wrapper.__signature__ = signature.replace(parameters=fixed + named)
-    return wrapper
 
 
 def preview_map(engine, image, preprocessor, low, high, width, height):
@@ -158,7 +122,7 @@ def build_controlnet_panel(tab: str, engine, width: gr.Slider, height: gr.Slider
     config = engine.config
     models = controlnet_names(config)
     preprocessors = [*PREPROCESSOR_NAMES, *(n for n in engine.controlnet_preprocessors if n not in PREPROCESSOR_NAMES)]
-    widgets: list[UnitWidgets] = []
+    widgets: list[dict] = []
     with gr.Accordion("ControlNet", open=False, elem_id=f"{tab}-controlnet"):
         refresh = gr.Button("↻ Refresh ControlNet models", size="sm", elem_id=f"{tab}-controlnet-refresh")
         with gr.Tabs():
@@ -167,11 +131,12 @@ def build_controlnet_panel(tab: str, engine, width: gr.Slider, height: gr.Slider
                 with gr.Tab(f"Unit {index + 1}", id=prefix):
                     enabled = gr.Checkbox(False, label="Enable", elem_id=f"{prefix}-enable")
                     with gr.Row():
-                        image = gr.Image(label="Control image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                         height=200, elem_id=f"{prefix}-image")
+                        image = gr.Image(label="Control image", type="filepath", image_mode=None,
+                                         sources=["upload", "clipboard"], height=200, elem_id=f"{prefix}-image",
+                                         elem_classes=["pixelated", "ldm-fill"])
                         preview = gr.Image(label="Preprocessed (what the ControlNet sees)", type="pil",
                                            interactive=False, height=200, elem_id=f"{prefix}-preview",
-                                           elem_classes=["pixelated"], buttons=[])
+                                           elem_classes=["pixelated", "ldm-fill"], buttons=[])
                     with gr.Row():
                         preprocessor = gr.Dropdown(preprocessors, value="canny", label="Preprocessor",
                                                    elem_id=f"{prefix}-preprocessor")
@@ -189,15 +154,17 @@ def build_controlnet_panel(tab: str, engine, width: gr.Slider, height: gr.Slider
                         high = gr.Slider(0, 255, value=CANNY_HIGH, step=1, label="Canny high threshold",
                                          elem_id=f"{prefix}-canny-high")
                     note = gr.Markdown(describe("canny", config.models_dir), elem_id=f"{prefix}-note")
-                unit = UnitWidgets(enabled, image, preprocessor, model, weight, start, end, low, high, preview, note)
-                widgets.append(unit)
+                widgets.append(dict(enabled=enabled, image=image, preprocessor=preprocessor, model=model,
+                                    weight=weight, guidance_start=start, guidance_end=end, canny_low=low,
+                                    canny_high=high))
                 preview_inputs = [image, preprocessor, low, high, width, height]
                 handler = lambda *values: preview_map(engine, *values)  # noqa: E731
                 for trigger in (image.change, preprocessor.change, low.release, high.release):
-                    trigger(handler, preview_inputs, [preview, note], api_name=False, concurrency_id="gpu",
-                            concurrency_limit=gpu_slots(engine), show_progress="hidden")
+                    trigger(handler, preview_inputs, [preview, note], api_name=False,
+                            concurrency_id="controlnet-preview",
+                            concurrency_limit=1, show_progress="hidden")
                 # uploading an image is the clearest sign the user wants this unit on
                 image.upload(lambda: True, None, enabled, queue=False, api_name=False)
     refresh.click(lambda: [gr.update(choices=controlnet_names(config))] * len(widgets), None,
-                  [w.model for w in widgets], queue=False, api_name=False)
+                  [w["model"] for w in widgets], queue=False, api_name=False)
     return ControlNetPanel(widgets)

@@ -8,8 +8,11 @@ from typing import Any
 import gradio as gr
 
 from ldm_ui.config import PREVIEW_METHODS
-from ldm_ui.ui.common import GenerationControls, OutputPanel, gpu_slots, new_session_state
+from ldm_ui.ui.common import (
+    GenerationControls, OutputPanel, new_session_state, one_line, render_status, without_server_paths,
+)
 from ldm_ui.ui import settings_panel
+from ldm_ui.ui.startup import guess_native_size
 from ldm_ui.ui.vae_picker import build_vae_picker, wire_vae_picker
 
 
@@ -26,12 +29,19 @@ class UiContext:
     tabs: dict[str, tuple[GenerationControls, OutputPanel]] = field(default_factory=dict)
     send_buttons: dict[str, dict[str, gr.Button]] = field(default_factory=dict)
     tab_components: dict[str, gr.Tab] = field(default_factory=dict)
+    preset_slots: dict[str, gr.Column] = field(default_factory=dict)  # an empty column at the top of each tab
     tab_group: gr.Tabs | None = None  # an output that switches tabs: gr.Tabs(selected=<tab id>)
     # wiring that needs every tab to exist (send-to buttons); each runs once as finish(ui) after the tabs
     after_build: list = field(default_factory=list)
     image_inputs: dict[str, Any] = field(default_factory=dict)  # target tab -> the image input "Send to" fills
+    startup: Any = None  # the StartupLoad of the first model (ldm_ui/ui/startup.py), or None
     hires_panel: Any = None  # txt2img's hires fix widgets (ui/hires_panel.py), for PNG info's "Send to"
     seed_extras: dict[str, Any] = field(default_factory=dict)  # tab -> its SeedExtras (PNG info fills them)
+
+    def shared_fields(self) -> list[tuple[str, Any]]:
+        """The InputTable rows every generation tab ends with (the session is no API parameter)."""
+        return [("model", self.model), ("preview_method", self.preview_method),
+                ("preview_every", self.preview_every), ("session", self.session)]
 
     def register_tab(self, name: str, controls: GenerationControls, panel: OutputPanel,
                      send_buttons: dict[str, gr.Button] | None = None) -> None:
@@ -39,22 +49,34 @@ class UiContext:
         self.send_buttons[name] = send_buttons or {}
 
 
-def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) -> gr.Blocks:
+def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None,
+             loading_model: str | None = None) -> gr.Blocks:
+    """loading_model: the model app.py loads in the background once the UI is built (its StartupLoad goes into
+    `demo.ldm_ui.startup`); the header says so until it is in."""
     config = engine.config
     current = engine.models.current
-    native = current.native_size if current else 512
+    loading = loading_model if current is None else None
+    if current:
+        native, selected = current.native_size, current.entry.name
+    elif loading:
+        native, selected = guess_native_size(engine, loading), loading
+    else:
+        native, selected = 512, None
     with gr.Blocks(title="ldm-ui", analytics_enabled=False) as demo:
         if banner:
             gr.HTML(f'<div class="ldm-banner">{banner}</div>')
         with gr.Row(equal_height=True):
-            model = gr.Dropdown(engine.models.model_names(), value=current.entry.name if current else None,
+            model = gr.Dropdown(engine.models.model_names(), value=selected,
                                 label="Model (or type a hub id)", allow_custom_value=True, scale=4,
                                 elem_id="model-select")
             vae, vae_status = build_vae_picker(engine)
             refresh = gr.Button("↻ Refresh list", size="sm", scale=0, min_width=120, elem_id="model-refresh")
             with gr.Column(scale=2):
-                model_status = gr.Markdown(_model_summary(current), elem_id="model-status")
+                model_status = gr.Markdown(f"⏳ Loading model **{loading}**…" if loading else _model_summary(current),
+                                           elem_id="model-status")
                 vae_status.render()
+        # errors get the page's full width: a long message squeezed into the header column is unreadable
+        model_error = gr.HTML("", elem_id="model-error", visible=False)
         ui = UiContext(engine=engine, native_size=native, model=model, session=new_session_state())
         # settings widgets are created first (unrendered) so every tab can take them as inputs
         ui.preview_method = gr.Radio(list(PREVIEW_METHODS), value=config.preview_method, render=False,
@@ -67,10 +89,12 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
             with gr.Tab("txt2img", id="txt2img") as tab:
                 from ldm_ui.ui import txt2img
 
+                ui.preset_slots["txt2img"] = gr.Column()  # presets_ui fills it: the preset row tops the tab
                 txt2img.build(ui)
             ui.tab_components["txt2img"] = tab
             for title, builder in extra_tabs or []:
                 with gr.Tab(title, id=title.lower().replace(" ", "-")) as tab:
+                    ui.preset_slots[title] = gr.Column()
                     builder(ui)
                 ui.tab_components[title] = tab
             with gr.Tab("Settings", id="settings"):
@@ -90,9 +114,13 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None) 
                       api_name=False)
         wire_vae_picker(engine, vae, vae_status, refresh, model, model_status)
         size_targets = [c.width for c, _ in ui.tabs.values()] + [c.height for c, _ in ui.tabs.values()]
-        model.change(lambda name: _switch_model(engine, name, len(size_targets)), model,
-                     [model_status, *size_targets], concurrency_id="gpu", concurrency_limit=gpu_slots(engine), api_name=False,
-                     show_progress_on=model_status)
+        header = [model_status, model_error, model]
+        # input, not change: setting the selector back after a failed load must not start another load
+        model.input(lambda name: _switch_model(engine, name, len(size_targets)), model, [*header, *size_targets],
+                     concurrency_limit=None, api_name=False, show_progress="hidden")
+        if loading:
+            demo.load(lambda *sizes: _after_startup(ui.startup, native, sizes), size_targets,
+                      [*header, *size_targets], api_name=False, show_progress="hidden")
     demo.ldm_ui = ui  # tests and extensions reach the tab widgets through this
     return demo
 
@@ -104,12 +132,35 @@ def _model_summary(loaded) -> str:
 
 
 def _switch_model(engine, name: str, size_outputs: int):
-    """Load the picked model; sizes follow its native size only when the model really changed."""
+    """Load the picked model; sizes follow its native size only when the model really changed. On failure the
+    selector goes back to the loaded model, so later jobs keep using it."""
     # the name only: holding the loaded model here would keep its weights alive while the next one loads
     previous = engine.models.current.entry.name if engine.models.current else None
+    if not name or name == previous:
+        return [gr.skip()] * (3 + size_outputs)  # includes the selector being set back after a failure
     try:
         loaded = engine.switch_model(name)
     except Exception as error:  # noqa: BLE001 - shown to the user, the app keeps serving
-        return [f"Could not load {name!r}: {error}"] + [gr.skip()] * size_outputs
+        loaded = engine.models.current.entry.name if engine.models.current else None
+        back = loaded or previous  # the engine may have unloaded the old model first, to make room
+        note = (f"{back!r} is still loaded." if loaded else
+                f"{back!r} stays selected and loads again with the next job." if back else "No model is loaded.")
+        return [gr.skip(), _error(f"Could not load {name!r}: {one_line(error, engine.config)} {note}"),
+                gr.update(value=back)] + [gr.skip()] * size_outputs
     sizes = [gr.skip()] * size_outputs if loaded.entry.name == previous else [loaded.native_size] * size_outputs
-    return [_model_summary(loaded)] + sizes
+    return [_model_summary(loaded), gr.update(value="", visible=False), gr.skip()] + sizes
+
+
+def _after_startup(startup, guessed_size: int, sizes: tuple):
+    """Once the first model is in: its summary (or why it failed), and its native size where the guess was wrong."""
+    startup.wait()
+    if startup.error:
+        message = f"Could not load {startup.model!r}: {without_server_paths(startup.error, startup.engine.config)}"
+        return ["No model loaded.", _error(message), gr.skip()] + [gr.skip()] * len(sizes)
+    loaded = startup.engine.models.current
+    fix = [loaded.native_size if size == guessed_size != loaded.native_size else gr.skip() for size in sizes]
+    return [_model_summary(loaded), gr.update(value="", visible=False), gr.skip()] + fix
+
+
+def _error(text: str):
+    return gr.update(value=render_status(text, kind="error"), visible=True)

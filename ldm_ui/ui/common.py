@@ -7,11 +7,14 @@ values into a typed request, and streams the job's events with `stream_job`, whi
 from __future__ import annotations
 
 import html
+import threading
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import gradio as gr
 
+from ldm_ui.engine.engine import JobFailed
 from ldm_ui.engine.samplers import SAMPLER_NAMES
 from ldm_ui.ui.seed_extras import seed_buttons, wire_seed_buttons
 from ldm_ui.requests import (
@@ -19,14 +22,15 @@ from ldm_ui.requests import (
     Failed, Finished, Output, Preview, Progress, Queued, RequestError, Started,
 )
 from ldm_ui.ui import prompt_tools
+from ldm_ui.ui.inputs import InputTable
+from ldm_ui.ui.job_stream import UrgentEvents, event_batches
 
 PREVIEW_DISPLAY_PX = 256
-GPU = "gpu"  # every event that runs a job shares this concurrency group, as wide as the engine's concurrency
+DEFAULT_TAB = "txt2img"
 
 
-def gpu_slots(engine) -> int:
-    """How many job-running events may run at once: 1 for the local engine, the replica count on Ray."""
-    return getattr(engine, "concurrency", 1)
+GENERATION_FIELDS = ("prompt", "negative_prompt", "sampler", "steps", "cfg_scale", "width", "height", "seed",
+                     "batch_count", "batch_size", "clip_skip")  # the public API's parameter names and order
 
 
 @dataclass
@@ -44,18 +48,18 @@ class GenerationControls:
     clip_skip: gr.Slider
     generate: gr.Button
     interrupt: gr.Button
+    skip: gr.Button
     seed_random: gr.Button | None = None  # 🎲 and ♻ beside the seed box
     seed_reuse: gr.Button | None = None
     styles: gr.Dropdown | None = None  # the styles picker (ui/styles_panel.py); Generate applies what it holds
     styles_file: Any = None
 
-    def inputs(self) -> list[gr.components.Component]:
-        """In the order of `generation_settings`' parameters."""
-        return [self.prompt, self.negative_prompt, self.sampler, self.steps, self.cfg_scale, self.width,
-                self.height, self.seed, self.batch_count, self.batch_size, self.clip_skip]
+    def fields(self) -> list[tuple[str, gr.components.Component]]:
+        """(name, widget) rows for a tab's InputTable, named as `generation_settings` takes them."""
+        return [(name, getattr(self, name)) for name in GENERATION_FIELDS]
 
 
-def generation_settings(prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count,
+def generation_settings(*, prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count,
                         batch_size, clip_skip=None) -> dict[str, Any]:
     """Widget values -> request fields, with the numeric widgets' floats made whole."""
     return dict(prompt=prompt or "", negative_prompt=negative_prompt or "", sampler=sampler,
@@ -63,6 +67,11 @@ def generation_settings(prompt, negative_prompt, sampler, steps, cfg_scale, widt
                 height=_whole(height, "height"), seed=_whole(seed, "seed"),
                 batch_count=_whole(batch_count, "batch count"), batch_size=_whole(batch_size, "batch size"),
                 clip_skip=None if clip_skip is None else _whole(clip_skip, "clip skip"))
+
+
+def settings_from(values: dict[str, Any]) -> dict[str, Any]:
+    """`generation_settings` of the shared controls' values in a tab's values dict."""
+    return generation_settings(**{name: values[name] for name in GENERATION_FIELDS})
 
 
 def _whole(value: Any, name: str) -> int:
@@ -82,6 +91,7 @@ class OutputPanel:
     gallery: gr.Gallery
     infotext: gr.Textbox
     outputs_state: gr.State  # the finished Outputs of this session's last job, for "send to" and infotext
+    selected: gr.State  # the gallery index the user clicked in those outputs, None until they click one
 
     def outputs(self) -> list[gr.components.Component]:
         return [self.preview, self.status, self.gallery, self.infotext, self.outputs_state]
@@ -100,7 +110,9 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
             negative_count = prompt_tools.build_token_counter(tab, "negative")
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button(generate_label, variant="primary", size="lg", elem_id=f"{tab}-generate")
-            interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{tab}-interrupt")
+            with gr.Row():
+                interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{tab}-interrupt", min_width=70)
+                skip = gr.Button("Skip", variant="secondary", elem_id=f"{tab}-skip", min_width=70)
     with gr.Row():
         sampler = gr.Dropdown(list(SAMPLER_NAMES), value="Euler a", label="Sampler", elem_id=f"{tab}-sampler")
         steps = gr.Slider(1, MAX_STEPS, value=20, step=1, label="Sampling steps", elem_id=f"{tab}-steps")
@@ -124,7 +136,7 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
         prompt_tools.wire_token_counter(engine, prompt, steps, prompt_count)
         prompt_tools.wire_token_counter(engine, negative, steps, negative_count)
     return GenerationControls(prompt, negative, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
-                              clip_skip, generate, interrupt, seed_random, seed_reuse)
+                              clip_skip, generate, interrupt, skip, seed_random, seed_reuse)
 
 
 def build_output_panel(tab: str) -> OutputPanel:
@@ -135,7 +147,7 @@ def build_output_panel(tab: str) -> OutputPanel:
                          elem_classes=["pixelated"], format="png")
     infotext = gr.Textbox(label="Generation parameters (infotext)", lines=3, interactive=False,
                           elem_id=f"{tab}-infotext")
-    return OutputPanel(preview, status, gallery, infotext, gr.State([]))
+    return OutputPanel(preview, status, gallery, infotext, gr.State([]), gr.State(None))
 
 
 def render_status(text: str, fraction: float | None = None, kind: str = "info") -> str:
@@ -166,92 +178,198 @@ def gallery_item(output: Output) -> tuple[str, str]:
 
 @dataclass
 class Session:
-    """Per-browser-session job handle, kept in gr.State so one user's Interrupt reaches only their own job."""
+    """Per-browser-session job handles, kept in gr.State so one user's Interrupt reaches only their own jobs.
 
-    job: Any = None
-    interrupted: bool = False
+    `jobs` holds each tab's running (or queued) job: one per tab, so a double click cannot queue two.
+    """
+
+    jobs: dict[str, Any] = field(default_factory=dict)
+    interrupted: set[str] = field(default_factory=set)  # tabs interrupted while their request was being built
     history: list[Output] = field(default_factory=list)
+
+
+CLAIMED = "claimed"  # a tab's job slot while its request is being built
+_claim_lock = threading.Lock()  # a session's State is shared by its concurrent handlers: claim a tab atomically
 
 
 def new_session_state() -> gr.State:
     return gr.State(Session())
 
 
-def interrupt(session: Session) -> str:
-    session.interrupted = True
-    if session.job is not None:
-        session.job.cancel()
-        return render_status("Interrupting…", kind="warn")
-    return render_status("Nothing is running.")
+def interrupt(session: Session, tab: str = DEFAULT_TAB) -> str:
+    """Stop this session's job in `tab`. An Interrupt that comes before the Generate handler has claimed the tab
+    (Generate's queued step has not run yet) is remembered and stops that job as soon as it exists; the next
+    Generate click clears it (`begin_generate`), so a stale Interrupt never stops a later job."""
+    with _claim_lock:
+        job = session.jobs.get(tab)
+        if job is None or job is CLAIMED:
+            session.interrupted.add(tab)  # stops the job before it is submitted, or right after
+            if job is None:
+                return render_status("Interrupting… (stops the job as soon as it starts)", kind="warn")
+            return render_status("Interrupting…", kind="warn")
+    job.cancel()
+    if job.done.is_set():  # it left the queue at once: its stream already shows that, which must stay
+        return gr.skip()
+    return render_status("Interrupting…", kind="warn")
 
 
-def mark_started(session: Session) -> Session:
-    session.interrupted = False
-    return session
+def begin_generate(session: Session, tab: str = DEFAULT_TAB) -> None:
+    """The Generate click's first, unqueued step: an Interrupt from before this click does not stop the new job."""
+    with _claim_lock:
+        if session.jobs.get(tab) is None:
+            session.interrupted.discard(tab)
 
 
-def stream_job(engine, session: Session, make_request: Callable[[], Any],
+def skip_image(session: Session, tab: str = DEFAULT_TAB) -> str:
+    """End the image being sampled (a batch, a frame) and go on with the next; the job itself goes on."""
+    job = session.jobs.get(tab)
+    if job is None or job is CLAIMED:
+        return gr.skip()
+    job.skip()
+    return render_status("Skipping the current image…", kind="warn")
+
+
+def stream_job(engine, session: Session, make_request: Callable[[], Any], tab: str = DEFAULT_TAB,
                on_finished: Callable[[Finished], None] = lambda finished: None) -> Iterator[tuple]:
-    """Submit a request and turn its events into (preview, status, gallery, infotext, outputs) updates;
-    `on_finished` sees the Finished event (with its typed result) before its update is yielded."""
+    """Submit a request and turn its coalesced events into (preview, status, gallery, infotext, outputs) updates;
+    `on_finished` sees the Finished event (with its typed result) before its update is yielded.
+
+    Any failure to build the request (a bad number, an upload that is not an image) is one line in the status;
+    the previous results stay. While this tab already has a job, a second Generate does nothing.
+    """
     skip = gr.skip()
+    with _claim_lock:
+        if session.jobs.get(tab) is not None:
+            return
+        session.jobs[tab] = CLAIMED  # an Interrupt since this Generate click (session.interrupted) stops this job
+    job = None
     try:
-        request = make_request()
-        if session.interrupted:
+        try:
+            request = make_request()
+        except Exception as error:  # noqa: BLE001 - a bad value or upload is the user's to fix: one line, results kept
+            yield skip, render_status(one_line(error, engine.config), kind="error"), skip, skip, skip
+            return
+        if tab in session.interrupted:
             yield skip, render_status("Interrupted before it started.", kind="warn"), skip, skip, skip
             return
-        job = engine.submit(request)
-    except RequestError as error:
-        yield skip, render_status(str(error), kind="error"), skip, skip, skip
-        return
-    session.job = job
+        with UrgentEvents(engine, request) as urgent:
+            try:
+                job = engine.submit(request)
+            except RequestError as error:  # an unknown model
+                yield skip, render_status(one_line(error, engine.config), kind="error"), skip, skip, skip
+                return
+            with _claim_lock:
+                session.jobs[tab] = job
+                interrupted = tab in session.interrupted
+            if interrupted:  # Interrupt came while the request was being built or submitted
+                job.cancel()
+            yield from _job_updates(job, session, urgent.event, on_finished, engine.config)
+    finally:
+        if job is not None and not job.done.is_set():  # the browser went away or Gradio closed us: stop the work
+            job.cancel()
+        session.jobs.pop(tab, None)
+        session.interrupted.discard(tab)
+
+
+def one_line(error: BaseException, config=None) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    text = text if isinstance(error, (RequestError, JobFailed)) else f"{type(error).__name__}: {text}"
+    return without_server_paths(text, config)
+
+
+def without_server_paths(text: str, config=None) -> str:
+    """The app's folders by their short names: a user needs "models/diffusers", not where the server keeps it."""
+    if config is None:
+        return text
+    folders = [(config.models_dir, "models"), (config.outputs_dir, "outputs"), (config.cache_dir, "cache")]
+    for folder, name in sorted(folders, key=lambda pair: -len(str(pair[0]))):
+        text = text.replace(str(Path(folder).resolve()), name).replace(str(folder), name)
+    return text
+
+
+def _job_updates(job, session: Session, urgent, on_finished: Callable[[Finished], None], config) -> Iterator[tuple]:
+    skip = gr.skip()
     outputs: list[Output] = []
-    try:
-        for event in job.events():
+    progress: Progress | None = None
+    for batch in event_batches(job, urgent):
+        preview = status = gallery = infotext = shown_outputs = skip
+        for event in batch:
             if isinstance(event, Queued):
-                yield skip, render_status(f"Queued: {event.position} job(s) ahead.", 0.0), skip, skip, skip
+                status = render_status(f"Queued: {event.position} job(s) ahead.", 0.0)
             elif isinstance(event, Started):
-                yield skip, render_status("Starting…", 0.0), skip, skip, skip
+                status = render_status(event.message or "Starting…", 0.0)
             elif isinstance(event, Progress):
-                yield skip, render_status(describe_progress(event), event.fraction), skip, skip, skip
+                if event.steps:
+                    progress = event
+                text = describe_progress(event)
+                status = render_status(f"Interrupting… ({text})" if job.cancel_requested else text, event.fraction,
+                                       "warn" if job.cancel_requested else "info")
             elif isinstance(event, Preview):
                 big = PREVIEW_DISPLAY_PX / max(event.image.size)
-                shown = event.image.resize((round(event.image.width * big), round(event.image.height * big)), 0)
-                yield shown, skip, skip, skip, skip
+                preview = event.image.resize((round(event.image.width * big), round(event.image.height * big)), 0)
             elif isinstance(event, Output):
                 outputs.append(event)
-                yield (skip, skip, [gallery_item(o) for o in outputs], event.infotext, outputs)
+                gallery, infotext, shown_outputs = [gallery_item(o) for o in outputs], event.infotext, list(outputs)
             elif isinstance(event, Finished):
                 session.history.extend(event.outputs)
                 on_finished(event)
-                seeds = sorted({o.seed for o in event.outputs})
-                seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}–{seeds[-1]}"
-                extra = event.summary
-                text = f"Done: {len(event.outputs)} image(s), {seed_text}. {extra}".strip()
-                yield (gr.update(value=None), render_status(text, 1.0, "ok"),
-                       [gallery_item(o) for o in event.outputs],
-                       event.outputs[-1].infotext if event.outputs else "", event.outputs)
+                preview, status = gr.update(value=None), render_status(describe_finished(event), 1.0, "ok")
+                gallery = [gallery_item(o) for o in event.outputs]
+                infotext = event.outputs[-1].infotext if event.outputs else ""
+                shown_outputs = event.outputs
             elif isinstance(event, Cancelled):
-                text = f"Interrupted ({event.message}); {len(outputs)} image(s) finished before that."
-                yield skip, render_status(text, kind="warn"), skip, skip, skip
+                status = render_status(describe_cancelled(event, progress, len(outputs)), kind="warn")
             elif isinstance(event, Failed):
-                yield skip, render_status(f"Failed: {event.message}", kind="error"), skip, skip, skip
-    finally:
-        if not job.done.is_set():  # the browser went away or Gradio closed us: stop the work too
-            job.cancel()
-        session.job = None
+                status = render_status(f"Failed: {without_server_paths(event.message, config)}", kind="error")
+        yield preview, status, gallery, infotext, shown_outputs
 
 
-def wire_generation(ui, controls: GenerationControls, panel: OutputPanel, run: Callable, inputs: list,
-                    api_name: str, outputs: list | None = None, submit_on_enter: bool = True) -> None:
-    """Generate (and Enter in the prompt) -> clear the session's interrupt flag -> run the job in the one GPU slot;
-    plus Interrupt and gallery selection. Only the Generate click is a public API endpoint, named `api_name`."""
+def describe_finished(event: Finished) -> str:
+    seeds = sorted({o.seed for o in event.outputs})
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}–{seeds[-1]}" if seeds else "no seed"
+    return f"Done: {len(event.outputs)} image(s), {seed_text}. {event.summary}".strip()
+
+
+def describe_cancelled(event: Cancelled, progress: Progress | None, finished: int) -> str:
+    """"Interrupted at step 20/150", or the engine's reason when the job never started (removed from the queue)."""
+    done = f"; {finished} image(s) finished before that" if finished else ""
+    if progress is None:
+        reason = event.message or "interrupted"
+        if reason == "removed from the queue":  # the user's Interrupt while the job waited its turn
+            reason = "interrupted: removed from the queue before it started"
+        return f"{reason[0].upper()}{reason[1:]}{done}."
+    batch = f" of {progress.unit} {progress.batch_index + 1}/{progress.batch_count}" if progress.batch_count > 1 else ""
+    return f"Interrupted at step {progress.step}/{progress.steps}{batch}{done}."
+
+
+def job_runner(ui, tab: str, to_request: Callable[..., Any]) -> Callable[[dict], Iterator[tuple]]:
+    """run(values) for wire_generation: the session from the values, the rest into to_request(**values)."""
+    def run(values: dict) -> Iterator[tuple]:
+        session = values.pop("session")
+        yield from stream_job(ui.engine, session, lambda: to_request(**values), tab)
+
+    run.__name__ = tab
+    return run
+
+
+def wire_generation(ui, tab: str, controls: GenerationControls, panel: OutputPanel, table: InputTable,
+                    run: Callable[[dict], Iterator], api_name: str, outputs: list | None = None,
+                    submit_on_enter: bool = True) -> None:
+    """Generate (and Enter in the prompt) -> the button shows the job is running (and an Interrupt from before
+    this click is forgotten) -> picked styles go into the prompt boxes -> run the job -> the button is back once
+    the tab has no job. The engine's queue orders the jobs, so handlers run concurrently and each shows its own
+    place in that queue. Only the Generate click is a public API endpoint, named `api_name`, with the table's
+    names as its parameters. Ctrl+Enter in the tab clicks Generate and Escape clicks Interrupt (KEYBOARD_JS)."""
+    label = controls.generate.value
     triggers = [(controls.generate.click, {"api_name": api_name})]
     if submit_on_enter:
         triggers.append((controls.prompt.submit, {"api_visibility": "private"}))
     for trigger, api in triggers:
-        started = trigger(mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
-                          api_visibility="private")
+        started = trigger(
+            # a new job's results replace the ones a selection pointed into
+            lambda session: _busy_button(session, tab, label), ui.session,
+            [controls.generate, panel.selected], queue=False, show_progress="hidden", api_visibility="private",
+        )
         if controls.styles is not None:  # picked styles go into the prompt boxes first: the job sees the final prompt
             from ldm_ui.ui.styles_panel import apply_picked
 
@@ -261,14 +379,53 @@ def wire_generation(ui, controls: GenerationControls, panel: OutputPanel, run: C
                 [controls.prompt, controls.negative_prompt, controls.styles], queue=False, show_progress="hidden",
                 api_visibility="private")
         started.then(
-            run, inputs, outputs or panel.outputs(), concurrency_id=GPU, concurrency_limit=gpu_slots(ui.engine),
-            show_progress="minimal", **api,
+            table.handler(run), table.components, outputs or panel.outputs(), concurrency_limit=None,
+            show_progress="hidden", **api,
+        ).then(
+            # a double click's second handler returns at once: the button stays busy while the first job runs
+            lambda session: gr.skip() if tab in session.jobs else gr.update(interactive=True, value=label),
+            ui.session, controls.generate, queue=False, show_progress="hidden", api_visibility="private",
         )
-    controls.interrupt.click(interrupt, ui.session, panel.status, queue=False, api_visibility="private")
+    controls.interrupt.click(lambda session: interrupt(session, tab), ui.session, panel.status, queue=False,
+                             api_visibility="private")
+    controls.skip.click(lambda session: skip_image(session, tab), ui.session, panel.status, queue=False,
+                        api_visibility="private")
     panel.gallery.select(infotext_of_selected, panel.outputs_state, panel.infotext, queue=False,
                          api_visibility="private")
+    panel.gallery.select(selected_index, None, panel.selected, queue=False, api_visibility="private",
+                         show_progress="hidden")
     if controls.seed_random is not None:
         wire_seed_buttons(panel, controls.seed, controls.seed_random, controls.seed_reuse)
+
+
+def _busy_button(session: Session, tab: str, label: str) -> tuple:
+    begin_generate(session, tab)
+    return gr.update(interactive=False, value=f"{label} (running…)"), None
+
+
+def chosen_output(outputs: list[Output], selected: int | None) -> Output | None:
+    """The result the user clicked in the gallery, else the last one."""
+    if not outputs:
+        return None
+    if selected is not None and 0 <= selected < len(outputs):
+        return outputs[selected]
+    return outputs[-1]
+
+
+def selected_index(event: gr.SelectData) -> int:
+    return event.index
+
+
+def add_reuse_seed(tab: str, controls: GenerationControls, panel: OutputPanel) -> gr.Button:
+    """'♻ Reuse seed': the seed of the result selected in the gallery (the last one if none is) into the seed field."""
+    button = gr.Button("♻ Reuse seed", size="sm", elem_id=f"{tab}-reuse-seed")
+
+    def reuse(outputs: list[Output], index: int | None):
+        output = chosen_output(outputs, index)
+        return output.seed if output is not None else gr.skip()
+
+    button.click(reuse, [panel.outputs_state, panel.selected], controls.seed, queue=False, api_visibility="private")
+    return button
 
 
 def infotext_of_selected(outputs: list[Output], event: gr.SelectData) -> str:
@@ -276,6 +433,26 @@ def infotext_of_selected(outputs: list[Output], event: gr.SelectData) -> str:
         return outputs[event.index].infotext
     return gr.skip()
 
+
+KEYBOARD_JS = """
+() => {
+  // Ctrl+Enter / Cmd+Enter: the visible tab's Generate; Escape: its Interrupt (Enter in a prompt is a newline)
+  const visible = (selector) => [...document.querySelectorAll(selector)].find((el) => el.offsetParent !== null);
+  document.addEventListener("keydown", (event) => {
+    let button = null;
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      button = visible("button[id$='-generate'], button#inspector-run");
+    } else if (event.key === "Escape") {
+      button = visible("button[id$='-interrupt']");
+    }
+    if (button && !button.disabled) {
+      event.preventDefault();
+      if (document.activeElement && document.activeElement.blur) document.activeElement.blur();  // commit edits
+      setTimeout(() => button.click(), 0);
+    }
+  }, true);
+}
+"""
 
 CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }

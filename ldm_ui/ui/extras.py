@@ -10,7 +10,9 @@ from PIL import Image
 
 from ldm_ui.engine.tasks.upscale import IMAGE_SUFFIXES, NO_UPSCALER
 from ldm_ui.requests import MAX_UPSCALE_FACTOR, MAX_UPSCALED_SIDE, RequestError, UpscaleRequest
-from ldm_ui.ui.common import GPU, build_output_panel, interrupt, mark_started, stream_job
+from ldm_ui.ui.common import begin_generate, build_output_panel, interrupt, stream_job
+from ldm_ui.ui.hires_panel import upscaler_library
+from ldm_ui.ui.inputs import InputTable
 from ldm_ui.ui.send_to import chosen_output
 
 SOURCES = ("Single image", "Batch of uploads", "Folder in outputs")
@@ -58,7 +60,7 @@ def _open(path) -> Image.Image:
 
 def build(ui) -> None:
     engine = ui.engine
-    upscalers = engine.upscalers
+    upscalers = upscaler_library(engine)
     with gr.Row():
         with gr.Column(scale=1):
             source = gr.Radio(list(SOURCES), value=SOURCES[0], label="Upscale", elem_id="extras-source")
@@ -109,19 +111,24 @@ def build(ui) -> None:
 
     refresh.click(refreshed, None, [upscaler, upscaler_2, broken], queue=False, api_visibility="private")
 
-    def extras(source, image, files, folder, resize_mode, scale, width, height, upscaler, upscaler_2, visibility,
-               session):
-        values = (source, image, files, folder, resize_mode, scale, width, height, upscaler, upscaler_2, visibility)
-        yield from stream_job(engine, session, lambda: to_request(*values))
+    table = InputTable([("source", source), ("image", image), ("files", files), ("folder", folder),
+                        ("resize_mode", resize_mode), ("scale", scale), ("width", width), ("height", height),
+                        ("upscaler", upscaler), ("upscaler_2", upscaler_2), ("visibility", visibility),
+                        ("session", ui.session)])
 
-    inputs = [source, image, files, folder, resize_mode, scale, width, height, upscaler, upscaler_2, visibility,
-              ui.session]
-    run.click(mark_started, ui.session, ui.session, queue=False, show_progress="hidden",
-              api_visibility="private").then(
-        extras, inputs, panel.outputs(), concurrency_id=GPU, concurrency_limit=1, show_progress="minimal",
-        api_name="extras").then(lambda: _broken_text(upscalers), None, broken, queue=False,
-                                api_visibility="private")
-    stop.click(interrupt, ui.session, panel.status, queue=False, api_visibility="private")
+    def run_extras(values):
+        session = values.pop("session")
+        yield from stream_job(engine, session, lambda: to_request(*values.values()), "extras")
+
+    run_extras.__name__ = "extras"
+    # an Interrupt from before this click is forgotten; one after it stops the job even before it is submitted
+    run.click(lambda session: begin_generate(session, "extras"), ui.session, None, queue=False,
+              show_progress="hidden", api_visibility="private").then(
+        table.handler(run_extras), table.components, panel.outputs(), concurrency_limit=None,
+        show_progress="hidden", api_name="extras").then(lambda: _broken_text(upscalers), None, broken, queue=False,
+                                                        api_visibility="private")
+    stop.click(lambda session: interrupt(session, "extras"), ui.session, panel.status, queue=False,
+               api_visibility="private")
     selected = gr.State(None)
     panel.gallery.select(_selected_index, None, selected, queue=False, api_visibility="private")
     ui.after_build.append(lambda ui: ui.after_build.append(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 import gradio as gr
 
 from ldm_ui.engine.samplers import SAMPLER_NAMES
+from ldm_ui.ui.inputs import Input
 from ldm_ui.requests import MAX_HIRES_SCALE, MAX_SIZE, MAX_STEPS, HiresFix, RequestError
 
 SAME_SAMPLER = "Use same sampler"
@@ -32,6 +33,26 @@ class HiresPanel:
 
     def inputs(self) -> list:
         return [getattr(self, f.name) for f in fields(self)]
+
+    def fields(self) -> list:
+        """InputTable rows: (public API name, widget, default); scripts may leave them all out."""
+        return [Input(name, widget, default) for (name, default), widget in zip(API_DEFAULTS, self.inputs())]
+
+
+def hires_of(values: dict) -> HiresFix | None:
+    """`hires_from_values` of the HiresPanel rows in a tab's values dict."""
+    return hires_from_values(*(values[name] for name, _default in API_DEFAULTS))
+
+
+def upscaler_library(engine):
+    """The engine's UpscalerLibrary for the pickers' names. Engine replicas on Ray (--backend ray) keep theirs in
+    the replicas: the front lists the same folders with its own library, which loads nothing unless used."""
+    library = getattr(engine, "upscalers", None)
+    if library is None:
+        from ldm_ui.engine.upscalers import UpscalerLibrary
+
+        return UpscalerLibrary(engine.config)
+    return library
 
 
 def build_hires_panel(tab: str, upscalers) -> HiresPanel:

@@ -8,10 +8,11 @@ from PIL import Image
 from ldm_ui.image_ops import size_for_image
 from ldm_ui.images import load_image
 from ldm_ui.requests import RESIZE_MODES, Img2ImgRequest, RequestError
-from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, named_unit_parameters
+from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, units_from_values
 from ldm_ui.ui.common import (
-    build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
+    add_reuse_seed, build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation,
 )
+from ldm_ui.ui.inputs import InputTable
 from ldm_ui.ui.send_to import wire_target
 from ldm_ui.ui.styles_panel import build_styles_panel
 
@@ -20,15 +21,16 @@ RESIZE_INFO = "When the input's shape differs from width x height: stretch it, c
               "extend its edges."
 
 
-def to_request(model, preview_method, preview_every, init_image, strength, resize_mode, *values,
-               controlnets=()) -> Img2ImgRequest:
+def to_request(*, init_image, strength, resize_mode, model, preview_method, preview_every,
+               **values) -> Img2ImgRequest:
+    """values: the shared generation controls and the ControlNet units, by their InputTable names."""
     if init_image is None:
         raise RequestError("no input image: upload or paste one, or use 'Send to img2img' from a result")
     init_image = load_image(init_image, "input image")  # size limit, EXIF rotation, any mode -> RGB
     return Img2ImgRequest(model=model or None, preview_method=preview_method,
                           preview_every_n_steps=int(preview_every), init_image=init_image,
-                          strength=float(strength), resize_mode=resize_mode, controlnets=controlnets,
-                          **generation_settings(*values))
+                          strength=float(strength), resize_mode=resize_mode,
+                          controlnets=units_from_values(values), **settings_from(values))
 
 
 def size_of_input(image):
@@ -50,7 +52,7 @@ def build(ui) -> None:
             # a file path, decoded by load_image: a truncated or oversized upload gets our message, not Gradio's
             init_image = gr.Image(label="Input image", type="filepath", image_mode=None, format="png", height=320,
                                   sources=["upload", "clipboard"], elem_id="img2img-image",
-                                  elem_classes=["pixelated"])
+                                  elem_classes=["pixelated", "ldm-fill"])
             with gr.Row():
                 strength = gr.Slider(0.0, 1.0, value=0.75, step=0.01, label="Denoising strength",
                                      info=STRENGTH_INFO, elem_id="img2img-strength")
@@ -65,22 +67,12 @@ def build(ui) -> None:
             with gr.Row():
                 send_img2img = gr.Button("Send to img2img", size="sm", elem_id="img2img-send-img2img")
                 send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="img2img-send-inpaint")
+                add_reuse_seed("img2img", controls, panel)
     ui.register_tab("img2img", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
 
-    inputs = [init_image, strength, resize_mode, *controls.inputs(), ui.model, ui.preview_method,
-              ui.preview_every, ui.session, *controlnet.inputs()]
-
-    @named_unit_parameters
-    def img2img(init_image, strength, resize_mode, prompt, negative_prompt, sampler, steps, cfg_scale, width,
-                height, seed, batch_count, batch_size, clip_skip, model, preview_method, preview_every, session,
-                *controlnet_values):
-        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
-                  clip_skip)
-        yield from stream_job(ui.engine, session, lambda: to_request(
-            model, preview_method, preview_every, init_image, strength, resize_mode, *values,
-            controlnets=controlnet.units(*controlnet_values)))
-
-    wire_generation(ui, controls, panel, img2img, inputs, "img2img")
+    table = InputTable([("init_image", init_image), ("strength", strength), ("resize_mode", resize_mode)],
+                       controls.fields(), ui.shared_fields(), controlnet.fields())
+    wire_generation(ui, "img2img", controls, panel, table, job_runner(ui, "img2img", to_request), "img2img")
     init_image.change(size_of_input, init_image, [controls.width, controls.height], queue=False,
                       api_visibility="private")
     ui.after_build.append(lambda ui: wire_target(ui, "img2img", init_image, controls, panel.status))

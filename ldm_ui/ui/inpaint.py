@@ -11,10 +11,11 @@ from ldm_ui.images import load_image
 from ldm_ui.requests import (
     INPAINT_AREAS, MASKED_CONTENTS, MAX_MASK_BLUR_PX, MAX_MASK_PADDING_PX, RESIZE_MODES, InpaintRequest, RequestError,
 )
-from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, named_unit_parameters
+from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, units_from_values
 from ldm_ui.ui.common import (
-    build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
+    add_reuse_seed, build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation,
 )
+from ldm_ui.ui.inputs import InputTable
 from ldm_ui.ui.img2img import STRENGTH_INFO, size_of_input
 from ldm_ui.ui.send_to import wire_target
 from ldm_ui.ui.styles_panel import build_styles_panel
@@ -46,16 +47,17 @@ def image_and_mask(editor: dict[str, Any] | None, uploaded_mask: Any) -> tuple[I
     return background, mask
 
 
-def to_request(model, preview_method, preview_every, editor, uploaded_mask, strength, resize_mode, mask_blur,
-               invert_mask, masked_content, inpaint_area, padding, *values, controlnets=()) -> InpaintRequest:
+def to_request(*, editor, uploaded_mask, strength, resize_mode, mask_blur, invert_mask, masked_content, inpaint_area,
+               padding, model, preview_method, preview_every, **values) -> InpaintRequest:
+    """values: the shared generation controls and the ControlNet units, by their InputTable names."""
     image, mask = image_and_mask(editor, uploaded_mask)
     image = load_image(image, "input image") if image is not None else None  # size limit, EXIF, mode -> RGB
     return InpaintRequest(
         model=model or None, preview_method=preview_method, preview_every_n_steps=int(preview_every),
         init_image=image, mask=mask, strength=float(strength), resize_mode=resize_mode,
         mask_blur_px=int(mask_blur), invert_mask=bool(invert_mask), masked_content=masked_content,
-        inpaint_area=inpaint_area, only_masked_padding_px=int(padding), controlnets=controlnets,
-        **generation_settings(*values),
+        inpaint_area=inpaint_area, only_masked_padding_px=int(padding), controlnets=units_from_values(values),
+        **settings_from(values),
     )
 
 
@@ -102,24 +104,14 @@ def build(ui) -> None:
             with gr.Row():
                 send_img2img = gr.Button("Send to img2img", size="sm", elem_id="inpaint-send-img2img")
                 send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="inpaint-send-inpaint")
+                add_reuse_seed("inpaint", controls, panel)
     ui.register_tab("inpaint", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
 
-    inputs = [editor, uploaded_mask, strength, resize_mode, mask_blur, invert_mask, masked_content, inpaint_area,
-              padding, *controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session,
-              *controlnet.inputs()]
-
-    @named_unit_parameters
-    def inpaint(editor, uploaded_mask, strength, resize_mode, mask_blur, invert_mask, masked_content, inpaint_area,
-                padding, prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count,
-                batch_size, clip_skip, model, preview_method, preview_every, session, *controlnet_values):
-        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
-                  clip_skip)
-        yield from stream_job(ui.engine, session, lambda: to_request(
-            model, preview_method, preview_every, editor, uploaded_mask, strength, resize_mode, mask_blur,
-            invert_mask, masked_content, inpaint_area, padding, *values,
-            controlnets=controlnet.units(*controlnet_values)))
-
-    wire_generation(ui, controls, panel, inpaint, inputs, "inpaint")
+    table = InputTable([("editor", editor), ("uploaded_mask", uploaded_mask), ("strength", strength),
+                        ("resize_mode", resize_mode), ("mask_blur", mask_blur), ("invert_mask", invert_mask),
+                        ("masked_content", masked_content), ("inpaint_area", inpaint_area), ("padding", padding)],
+                       controls.fields(), ui.shared_fields(), controlnet.fields())
+    wire_generation(ui, "inpaint", controls, panel, table, job_runner(ui, "inpaint", to_request), "inpaint")
     editor.upload(lambda value: size_of_input((value or {}).get("background")), editor,
                   [controls.width, controls.height], queue=False, api_visibility="private")
     ui.after_build.append(lambda ui: wire_target(ui, "inpaint", editor, controls, panel.status))

@@ -8,7 +8,8 @@ import gradio as gr
 
 from ldm_ui.images import load_image
 from ldm_ui.requests import Cancelled, Failed, Finished, InspectLatentsRequest, RequestError
-from ldm_ui.ui.common import GPU, gpu_slots, render_status
+from ldm_ui.ui.common import render_status
+from ldm_ui.ui.inputs import InputTable
 
 INTRO = ("A latent diffusion model never sees pixels: its VAE squeezes each image into a small latent, the "
          "diffusion runs there, and the VAE decodes the result. Drop an image to see that latent and how much of "
@@ -77,23 +78,25 @@ def build(ui) -> None:
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"], height=320,
-                             elem_id="inspector-image")
+            image = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                             height=320, elem_id="inspector-image", elem_classes=["pixelated", "ldm-fill"])
             run = gr.Button("Inspect", variant="primary", elem_id="inspector-run")
             status = gr.HTML(render_status("Ready."), elem_id="inspector-status")
             summary = gr.Markdown(elem_id="inspector-summary")
         with gr.Column(scale=1):
             comparison = gr.Gallery(label="Original and reconstruction", columns=2, height="auto",
                                     object_fit="contain", format="png", elem_id="inspector-comparison",
-                                    elem_classes=["pixelated"])
+                                    elem_classes=["pixelated", "ldm-fill"])
             channels = gr.Gallery(label="Latent channels", columns=4, height="auto", object_fit="contain",
-                                  format="png", elem_id="inspector-channels", elem_classes=["pixelated"])
+                                  format="png", elem_id="inspector-channels", elem_classes=["pixelated", "ldm-fill"])
 
-    def handler(picture, model):
-        yield from inspect(ui.engine, picture, model)
+    table = InputTable([("picture", image), ("model", ui.model)])
 
+    def inspect_latents(values):
+        yield from inspect(ui.engine, values["picture"], values["model"])
+
+    handler = table.handler(inspect_latents)
     outputs = [status, summary, comparison, channels]
-    run.click(handler, [image, ui.model], outputs, api_name="inspect_latents", concurrency_id=GPU,
-              concurrency_limit=gpu_slots(ui.engine), show_progress="minimal")
-    image.upload(handler, [image, ui.model], outputs, api_name=False, concurrency_id=GPU, concurrency_limit=gpu_slots(ui.engine),
-                 show_progress="minimal")
+    run.click(handler, table.components, outputs, api_name="inspect_latents", concurrency_limit=None,
+              show_progress="hidden")
+    image.upload(handler, table.components, outputs, api_name=False, concurrency_limit=None, show_progress="hidden")

@@ -11,8 +11,9 @@ from ldm_ui.requests import (
 from ldm_ui.results import InterpolationResult
 from ldm_ui.ui import prompt_tools
 from ldm_ui.ui.common import (
-    _whole, build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
+    _whole, add_reuse_seed, build_generation_controls, build_output_panel, settings_from, stream_job, wire_generation,
 )
+from ldm_ui.ui.inputs import Input, InputTable
 
 DEFAULT_SAMPLER = "DPM++ 2M"  # deterministic: in-between frames of a seed walk change smoothly
 MODE_HELP = {
@@ -24,9 +25,10 @@ MODE_HELP = {
 }
 
 
-def to_request(mode, prompt_b, seed_b, frames, easing, fps, ping_pong, image_a, image_b, latent_mix, strength,
-               model, preview_method, preview_every, *values) -> InterpolateRequest:
-    settings = generation_settings(*values)
+def to_request(*, mode, prompt_b, seed_b, frames, easing, fps, ping_pong, latent_mix, strength, model,
+               preview_method, preview_every, image_a=None, image_b=None, **values) -> InterpolateRequest:
+    """values: the shared generation controls, by their InputTable names."""
+    settings = settings_from(values)
     return InterpolateRequest(
         model=model or None, preview_method=preview_method, preview_every_n_steps=int(preview_every),
         mode=mode, prompt_b=prompt_b or "", seed_b=_whole(seed_b, "seed B"), frames=_whole(frames, "frames"),
@@ -78,10 +80,12 @@ def build(ui) -> None:
             prompt_tools.wire_token_counter(ui.engine, prompt_b, controls.steps, prompt_b_count)
             with gr.Group(visible=False) as images_group:
                 with gr.Row():
-                    image_a = gr.Image(label="Image A", type="filepath", image_mode=None, sources=["upload", "clipboard"], height=200,
-                                       elem_id="interpolate-image-a")
-                    image_b = gr.Image(label="Image B", type="filepath", image_mode=None, sources=["upload", "clipboard"], height=200,
-                                       elem_id="interpolate-image-b")
+                    image_a = gr.Image(label="Image A", type="filepath", image_mode=None,
+                                       sources=["upload", "clipboard"], height=200, elem_id="interpolate-image-a",
+                                       elem_classes=["pixelated", "ldm-fill"])
+                    image_b = gr.Image(label="Image B", type="filepath", image_mode=None,
+                                       sources=["upload", "clipboard"], height=200, elem_id="interpolate-image-b",
+                                       elem_classes=["pixelated", "ldm-fill"])
                 with gr.Row():
                     latent_mix = gr.Radio(list(LATENT_MIXES), value="slerp", label="Latent mix",
                                           elem_id="interpolate-latent-mix")
@@ -107,21 +111,24 @@ def build(ui) -> None:
                                elem_id="interpolate-gif", elem_classes=["pixelated", "ldm-fill"])
             files = gr.File(label="Download the animation", file_count="multiple", interactive=False,
                             elem_id="interpolate-files")
+            add_reuse_seed("interpolate", controls, panel)
     ui.register_tab("interpolate", controls, panel)
 
-    def interpolate(mode, prompt_b, seed_b, frames, easing, fps, ping_pong, latent_mix, strength,
-                    prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
-                    clip_skip, model, preview_method, preview_every, session, image_a=None, image_b=None):
-        # the images come last with a None default: API callers of the other modes leave them out
-        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
-                  clip_skip)
+    table = InputTable(
+        [("mode", mode), ("prompt_b", prompt_b), ("seed_b", seed_b), ("frames", frames), ("easing", easing),
+         ("fps", fps), ("ping_pong", ping_pong), ("latent_mix", latent_mix), ("strength", strength)],
+        controls.fields(), ui.shared_fields(),
+        # the images come last with a default: API callers of the other modes leave them out
+        [Input("image_a", image_a, None), Input("image_b", image_b, None)])
+
+    def interpolate(values):
         skip = gr.skip()
         latest = [None] * 5  # the newest real value of each panel output, for the final, complete update
         first = True
         finished: list[Finished] = []  # the run's GIF and MP4 exist only once every frame is done
-        for update in stream_job(ui.engine, session, lambda: to_request(
-                mode, prompt_b, seed_b, frames, easing, fps, ping_pong, image_a, image_b, latent_mix, strength,
-                model, preview_method, preview_every, *values), on_finished=finished.append):
+        session = values.pop("session")
+        for update in stream_job(ui.engine, session, lambda: to_request(**values), "interpolate",
+                                 on_finished=finished.append):
             latest = [old if is_skip(new) else new for old, new in zip(latest, update)]
             # a new run clears the last run's animation
             yield (*update, *((None, None, None) if first else (skip, skip, skip)))
@@ -131,10 +138,7 @@ def build(ui) -> None:
             gif_path, mp4_path = str(finished[0].result.gif), str(finished[0].result.mp4)
             yield (None, *latest[1:], mp4_path, gif_path, [gif_path, mp4_path])
 
-    inputs = [mode, prompt_b, seed_b, frames, easing, fps, ping_pong, latent_mix, strength,
-              *controls.inputs(), ui.model, ui.preview_method, ui.preview_every, ui.session, image_a, image_b]
-    event_outputs = [*panel.outputs(), video, gif, files]
-    wire_generation(ui, controls, panel, interpolate, inputs, "interpolate", outputs=event_outputs,
-                    submit_on_enter=False)
+    wire_generation(ui, "interpolate", controls, panel, table, interpolate, "interpolate",
+                    outputs=[*panel.outputs(), video, gif, files], submit_on_enter=False)
     mode.change(mode_visibility, mode, [prompt_b, prompt_b_count, seed_b, images_group, mode_help], queue=False,
                 api_name=False)

@@ -8,9 +8,8 @@ from ldm_ui.images import load_image
 from ldm_ui.requests import (
     MAX_MASK_BLUR_PX, MAX_OUTPAINT_OVERLAP_PX, MAX_OUTPAINT_PX, OUTPAINT_FILLS, OutpaintRequest, RequestError,
 )
-from ldm_ui.ui.common import (
-    build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
-)
+from ldm_ui.ui.common import build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation
+from ldm_ui.ui.inputs import InputTable
 from ldm_ui.ui.send_to import wire_target
 
 HELP = ("Extend the image by the pixels set for each side. The new area starts from the fill and is painted to "
@@ -19,11 +18,12 @@ HELP = ("Extend the image by the pixels set for each side. The new area starts f
 SIDES = ("left", "right", "up", "down")
 
 
-def to_request(model, preview_method, preview_every, image, left, right, up, down, fill, overlap, mask_blur,
-               strength, *values) -> OutpaintRequest:
+def to_request(*, model, preview_method, preview_every, image, left, right, up, down, fill, overlap, mask_blur,
+               strength, **values) -> OutpaintRequest:
+    """values: the shared generation controls, by their InputTable names."""
     if image is None:
         raise RequestError("no image to outpaint: upload or paste one, or use 'Send to outpaint'")
-    settings = generation_settings(*values)
+    settings = settings_from(values)
     settings.pop("width"), settings.pop("height")  # the result has the extended canvas' size
     return OutpaintRequest(model=model or None, preview_method=preview_method,
                            preview_every_n_steps=int(preview_every), init_image=load_image(image, "input image"),
@@ -60,15 +60,7 @@ def build(ui) -> None:
                 send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="outpaint-send-inpaint")
     ui.register_tab("outpaint", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
 
-    def outpaint(image, left, right, up, down, fill, overlap, mask_blur, strength, prompt, negative_prompt, sampler,
-                 steps, cfg_scale, width, height, seed, batch_count, batch_size, model, preview_method,
-                 preview_every, session):
-        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size)
-        yield from stream_job(ui.engine, session, lambda: to_request(
-            model, preview_method, preview_every, image, left, right, up, down, fill, overlap, mask_blur, strength,
-            *values))
-
-    inputs = [image, *sides.values(), fill, overlap, mask_blur, strength, *controls.inputs(), ui.model,
-              ui.preview_method, ui.preview_every, ui.session]
-    wire_generation(ui, controls, panel, outpaint, inputs, "outpaint")
+    table = InputTable([("image", image), *sides.items(), ("fill", fill), ("overlap", overlap),
+                        ("mask_blur", mask_blur), ("strength", strength)], controls.fields(), ui.shared_fields())
+    wire_generation(ui, "outpaint", controls, panel, table, job_runner(ui, "outpaint", to_request), "outpaint")
     ui.after_build.append(lambda ui: wire_target(ui, "outpaint", image, controls, panel.status))

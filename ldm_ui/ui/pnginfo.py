@@ -95,7 +95,8 @@ def build(ui) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             image = gr.Image(label="Drop a PNG here", type="filepath", image_mode=None,
-                             sources=["upload", "clipboard"], elem_id="pnginfo-image", height=400)
+                             sources=["upload", "clipboard"], elem_id="pnginfo-image", height=400,
+                             elem_classes=["pixelated", "ldm-fill"])
         with gr.Column(scale=1):
             result = gr.HTML("Drop a PNG to see how it was made.", elem_id="pnginfo-result")
             raw = gr.Textbox(label="Raw parameters", lines=4, interactive=False, elem_id="pnginfo-raw")

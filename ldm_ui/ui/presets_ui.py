@@ -89,22 +89,24 @@ def attach(ui, library: PresetLibrary, initial: str | None = None) -> dict[str, 
         tab = _tab_component(ui, name)
         if tab is None:
             continue
-        with tab:
-            with gr.Accordion("Preset", open=True, elem_id=f"{name}-preset-box"):
-                with gr.Row():
+        with _preset_slot(ui, name) or tab:  # at the top of the tab, above the prompt
+            with gr.Group(elem_id=f"{name}-preset-box"):
+                with gr.Row(equal_height=True):
                     dropdown = gr.Dropdown(library.names(), value=initial, label="Preset", scale=3,
                                            elem_id=f"{name}-preset",
                                            info="fills this tab's settings from presets/<name>.json")
                     reload = gr.Button("↻ Reload presets", size="sm", scale=0, min_width=140,
                                        elem_id=f"{name}-preset-reload")
                 status = gr.Markdown(errors_markdown(library), elem_id=f"{name}-preset-status")
-                with gr.Row():
-                    new_name = gr.Textbox(label="Save current settings as preset", placeholder="my-preset",
-                                          scale=3, max_lines=1, elem_id=f"{name}-preset-name")
-                    overwrite = gr.Checkbox(label="Overwrite if it exists", value=False, scale=1,
-                                            elem_id=f"{name}-preset-overwrite")
-                    save = gr.Button("Save preset", size="sm", scale=0, min_width=140,
-                                     elem_id=f"{name}-preset-save")
+                with gr.Accordion("Save the current settings as a preset", open=False,
+                                  elem_id=f"{name}-preset-save-box"):
+                    with gr.Row():
+                        new_name = gr.Textbox(label="Preset name", placeholder="my-preset", scale=3, max_lines=1,
+                                              elem_id=f"{name}-preset-name")
+                        overwrite = gr.Checkbox(label="Overwrite if it exists", value=False, scale=1,
+                                                elem_id=f"{name}-preset-overwrite")
+                        save = gr.Button("Save preset", size="sm", scale=0, min_width=140,
+                                         elem_id=f"{name}-preset-save")
         dropdowns[name] = dropdown
         rows[name] = (controls, dropdown, reload, status, new_name, overwrite, save)
 
@@ -182,6 +184,13 @@ def _tab_component(ui, name: str):
     for key, tab in ui.tab_components.items():
         if key == name or key.lower().replace(" ", "-") == name.lower():
             return tab
+    return None
+
+
+def _preset_slot(ui, name: str):
+    for key, slot in ui.preset_slots.items():
+        if key == name or key.lower().replace(" ", "-") == name.lower():
+            return slot
     return None
 
 

@@ -29,6 +29,18 @@ class SeedExtras:
         """In the order of `variation_from`'s parameters."""
         return [self.variation_seed, self.variation_strength, self.resize_from_width, self.resize_from_height]
 
+    def fields(self) -> list[tuple[str, gr.components.Component]]:
+        """(public API name, widget) rows for a tab's InputTable; `variation_of(values)` reads them back."""
+        return list(zip(VARIATION_FIELDS, self.inputs()))
+
+
+VARIATION_FIELDS = ("variation_seed", "variation_strength", "resize_seed_from_width", "resize_seed_from_height")
+
+
+def variation_of(values: dict[str, Any]) -> VariationSeed | None:
+    """`variation_from` of the SeedExtras rows in a tab's values dict."""
+    return variation_from(*(values[name] for name in VARIATION_FIELDS))
+
 
 def seed_buttons(tab: str, what: str = "seed") -> tuple[gr.Button, gr.Button]:
     """🎲 and ♻, small, for the seed box just built in the current row."""

@@ -10,19 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ldm_ui.requests import Output
-
-
-def chosen_output(outputs: list[Output], selected: int | None) -> Output | None:
-    """The result the user clicked in the gallery, else the last one."""
-    if not outputs:
-        return None
-    if selected is not None and 0 <= selected < len(outputs):
-        return outputs[selected]
-    return outputs[-1]
-
-
-def selected_index(event: gr.SelectData) -> int:
-    return event.index
+from ldm_ui.ui.common import chosen_output, render_status, selected_index
 
 
 def wire_target(ui, target: str, image_input: gr.components.Component, controls, status: gr.HTML) -> None:
@@ -32,7 +20,6 @@ def wire_target(ui, target: str, image_input: gr.components.Component, controls,
     """
     from ldm_ui.image_ops import size_for_image
     from ldm_ui.metadata import parse_infotext
-    from ldm_ui.ui.common import render_status
 
     ui.image_inputs[target] = image_input  # PNG info sends its dropped image here too
     for source, buttons in ui.send_buttons.items():

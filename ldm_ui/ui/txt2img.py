@@ -5,21 +5,22 @@ from __future__ import annotations
 import gradio as gr
 
 from ldm_ui.requests import Txt2ImgRequest
-from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, named_unit_parameters
+from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, units_from_values
 from ldm_ui.ui.common import (
-    build_generation_controls, build_output_panel, generation_settings, stream_job, wire_generation,
+    add_reuse_seed, build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation,
 )
-from ldm_ui.ui.hires_panel import build_hires_panel, hires_from_values
-from ldm_ui.ui.seed_extras import build_seed_extras, variation_from, wire_seed_buttons
+from ldm_ui.ui.hires_panel import build_hires_panel, hires_of, upscaler_library
+from ldm_ui.ui.inputs import InputTable
+from ldm_ui.ui.seed_extras import build_seed_extras, variation_of, wire_seed_buttons
 from ldm_ui.ui.styles_panel import build_styles_panel
 
 
-def to_request(model, preview_method, preview_every, *values, controlnets=(), hires=None,
-               variation=None) -> Txt2ImgRequest:
+def to_request(*, model, preview_method, preview_every, **values) -> Txt2ImgRequest:
+    """values: the shared generation controls, the variation seed, the hires fix and the ControlNet units, by
+    their InputTable names."""
     return Txt2ImgRequest(model=model or None, preview_method=preview_method,
-                          preview_every_n_steps=int(preview_every), controlnets=controlnets, hires=hires,
-                          variation=variation,
-                          **generation_settings(*values))
+                          preview_every_n_steps=int(preview_every), controlnets=units_from_values(values),
+                          hires=hires_of(values), variation=variation_of(values), **settings_from(values))
 
 
 def build(ui) -> None:
@@ -30,7 +31,7 @@ def build(ui) -> None:
             build_styles_panel("txt2img", controls, ui.engine.config.styles_file)
             extras, variation_dice, variation_reuse = build_seed_extras("txt2img")
             ui.seed_extras["txt2img"] = extras
-            hires = build_hires_panel("txt2img", ui.engine.upscalers)
+            hires = build_hires_panel("txt2img", upscaler_library(ui.engine))
             ui.hires_panel = hires  # PNG info's "Send to txt2img" fills it
             build_lora_picker("txt2img", controls.prompt, ui.engine.config)
             controlnet = build_controlnet_panel("txt2img", ui.engine, controls.width, controls.height)
@@ -39,25 +40,9 @@ def build(ui) -> None:
             with gr.Row():
                 send_img2img = gr.Button("Send to img2img", size="sm", elem_id="txt2img-send-img2img")
                 send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="txt2img-send-inpaint")
+                add_reuse_seed("txt2img", controls, panel)
     ui.register_tab("txt2img", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
 
-    @named_unit_parameters
-    def txt2img(prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
-                clip_skip, variation_seed, variation_strength, resize_seed_from_width, resize_seed_from_height,
-                model, preview_method, preview_every, session, hires_enabled=False,
-                hires_upscaler="Latent", hires_scale=2.0, hires_resize_width=0, hires_resize_height=0, hires_steps=0,
-                hires_denoising_strength=0.7, hires_sampler=None, hires_prompt="", hires_negative_prompt="",
-                *controlnet_values):
-        values = (prompt, negative_prompt, sampler, steps, cfg_scale, width, height, seed, batch_count, batch_size,
-                  clip_skip)
-        extra_seed = (variation_seed, variation_strength, resize_seed_from_width, resize_seed_from_height)
-        hires_values = (hires_enabled, hires_upscaler, hires_scale, hires_resize_width, hires_resize_height,
-                        hires_steps, hires_denoising_strength, hires_sampler, hires_prompt, hires_negative_prompt)
-        yield from stream_job(ui.engine, session, lambda: to_request(
-            model, preview_method, preview_every, *values, controlnets=controlnet.units(*controlnet_values),
-            hires=hires_from_values(*hires_values), variation=variation_from(*extra_seed)))
-
-    wire_generation(ui, controls, panel, txt2img, [*controls.inputs(), *extras.inputs(), ui.model, ui.preview_method,
-                                                   ui.preview_every, ui.session, *hires.inputs(),
-                                                   *controlnet.inputs()], "txt2img")
+    table = InputTable(controls.fields(), extras.fields(), ui.shared_fields(), hires.fields(), controlnet.fields())
+    wire_generation(ui, "txt2img", controls, panel, table, job_runner(ui, "txt2img", to_request), "txt2img")
     wire_seed_buttons(panel, extras.variation_seed, variation_dice, variation_reuse, key="Variation seed")
