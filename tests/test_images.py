@@ -128,7 +128,7 @@ def test_img2img_tab_uses_the_loader():
     img2img = pytest.importorskip("ldm_ui.ui.img2img")
     settings = dict(strength=0.5, resize_mode="just resize", model="tiny-sd", preview_method=None, preview_every=1,
                     prompt="a red circle", negative_prompt="", sampler="Euler a", steps=2, cfg_scale=7.0, width=64,
-                    height=64, seed=1, batch_count=1, batch_size=1,
+                    height=64, seed=1, batch_count=1, batch_size=1, clip_skip=1,
                     **{f"controlnet{i}_enabled": False for i in (1, 2, 3)})
     big = Image.new("RGB", (4100, 4100))
     with pytest.raises(RequestError, match="too large"):
