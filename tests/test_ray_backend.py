@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 # Serve's router learns where a model is loaded from its controller, asynchronously; on a busy CI box (this one
@@ -65,10 +66,9 @@ def test_the_local_backend_never_imports_ray(tmp_path):
 def ray_app(tmp_path_factory, models_dir):
     """(url, engine, config): the app exactly as `app.py --backend ray --replicas 2 --replicas-cpu` builds it,
     on a models folder with the demo model and the tiny test model."""
-    import ray
-    from ray import serve
+    from ldm_ui.backends.ray_engine import connect, import_serve
 
-    from ldm_ui.backends.ray_engine import connect
+    ray, serve = import_serve()  # with the front's router settings
 
     root = tmp_path_factory.mktemp("ray-app")
     models = root / "models"  # the demo model (copied: symlinks that leave the folder are not listed) and tiny-sd
@@ -157,9 +157,14 @@ def test_a_model_switch_loads_on_one_replica_and_its_jobs_go_there(ray_app):
     assert loaded.entry.name == "tiny-sd" and engine.models.current is loaded
     holders = [s["actor_name"] for s in engine.replica_status() if s["model"] == "tiny-sd"]
     assert len(holders) == 1, "a model switch loads the model on one replica, not all"
-    job = engine.submit(Txt2ImgRequest(prompt="a red circle", model="tiny-sd", seed=3, steps=STEPS))
-    assert isinstance(job.wait(), Finished)
-    assert job.worker == holders[0], "a job for a loaded model goes to the replica that has it"
+    # without affinity, each job would pick either idle replica (1 in 8 that all three land on the holder)
+    for seed in (3, 4, 5):
+        job = engine.submit(Txt2ImgRequest(prompt="a red circle", model="tiny-sd", seed=seed, steps=STEPS))
+        assert isinstance(job.wait(), Finished)
+        assert job.worker == holders[0], "a job for a loaded model goes to the replica that has it"
+        engine.replica_status(when_idle=True)  # the next job is sent once this one has ended on its replica
+        time.sleep(0.3)  # and Serve's router has counted it done (its callback runs on the router's own loop)
+    assert [s["actor_name"] for s in engine.replica_status() if s["model"] == "tiny-sd"] == holders
 
 
 def test_interrupt_stops_the_job_on_its_replica_within_a_step(ray_app):

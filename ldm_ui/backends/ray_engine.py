@@ -33,8 +33,20 @@ WORKER_LOST = "worker lost; retry"
 INSTALL_HINT = "the ray backend needs Ray Serve: pip install 'ray[serve]==2.60.0' (or pip install -r requirements.txt)"
 
 
+# Serve's router is tuned for web requests that take milliseconds: it gives a replica 0.1 s to say how busy it is
+# before trying another one, and a retry skips the model-affinity match. Our jobs take seconds, and a busy front
+# (or a loaded machine) can miss 0.1 s, which would send a job to a replica without its model and load it there
+# too. These defaults (set before Serve is first imported; the environment still overrides them) wait longer.
+ROUTER_DEFAULTS = {
+    "RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "1.0",
+    "RAY_SERVE_MAX_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "5.0",
+}
+
+
 def import_serve():
     """Ray Serve, or a RequestError saying which package to install."""
+    for name, value in ROUTER_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     try:
         import ray
         from ray import serve
@@ -196,6 +208,9 @@ class RayEngine:
         """Load a model on one replica (the router's pick); later jobs prefer that replica while it is free."""
         job = self.submit(LoadModelRequest(model=name))
         job.wait(timeout)
+        # return once that replica has ended the request, so the next job for this model finds it free (Serve's
+        # router would otherwise see it busy and pick another replica, which would load the model a second time)
+        self.replica_status(when_idle=True)
         return self.models.current
 
     @property
