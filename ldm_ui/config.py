@@ -42,6 +42,9 @@ class AppConfig:
     allow_pickle: bool = False
     preview_method: str = "approx"
     preview_every_n_steps: int = 1
+    # at most one preview per this many seconds of sampling: the browser shows 5 updates a second, so a preview
+    # per 6 ms step on a GPU (or the demo model) would be work nobody sees; 0 = every eligible step
+    preview_interval_s: float = 0.1
     # interface
     listen: bool = False
     port: int = 7860
@@ -141,6 +144,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="allow loading .ckpt/.pt/.bin checkpoints (loaded with torch.load(weights_only=True))")
     p.add_argument("--preview", choices=PREVIEW_METHODS, default="approx", help="live preview method")
     p.add_argument("--preview-every", type=int, default=1, help="decode a preview every N steps")
+    p.add_argument("--preview-interval", type=float, default=0.1, metavar="SECONDS",
+                   help="and at most one preview per SECONDS of sampling (default 0.1; 0: every N steps exactly)")
     p.add_argument("--listen", action="store_true", help="serve on 0.0.0.0 instead of 127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="create a public Gradio link (requires --auth or --auth-file)")
@@ -203,6 +208,8 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         )
     if args.preview_every < 1:
         raise ConfigError(f"--preview-every must be 1 or more, got {args.preview_every}")
+    if not 0 <= args.preview_interval <= 60:
+        raise ConfigError(f"--preview-interval must be from 0 to 60 seconds, got {args.preview_interval}")
     if not 0 <= args.cpu_threads <= 1024:
         raise ConfigError(f"--cpu-threads must be between 0 (auto) and 1024, got {args.cpu_threads}")
     if not 1 <= args.clip_skip <= 12:
@@ -229,6 +236,7 @@ def config_from_args(argv: list[str] | None = None) -> AppConfig:
         dtype=args.dtype, no_half_vae=args.no_half_vae, compile_unet=args.compile,
         cpu_threads=args.cpu_threads,
         allow_pickle=args.allow_pickle, preview_method=args.preview, preview_every_n_steps=args.preview_every,
+        preview_interval_s=args.preview_interval,
         listen=args.listen, port=args.port, share=args.share, share_without_auth=args.share_without_auth,
         auth=auth, auth_file=args.auth_file, preset=args.preset, disable_extensions=args.disable_extensions,
         max_file_size_mb=args.max_file_size_mb, api=args.api, api_auth=api_auth, admins=args.admin,

@@ -30,8 +30,10 @@ def models_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def app_config(models_dir, tmp_path) -> AppConfig:
+    # preview_interval_s=0: a preview at every eligible step, so tests can count them (the tiny model's steps
+    # take milliseconds; the app's default allows one preview per 0.1 s)
     return AppConfig(models_dir=models_dir, outputs_dir=tmp_path / "outputs", cache_dir=tmp_path / "cache",
-                     default_model=TINY)
+                     default_model=TINY, preview_interval_s=0)
 
 
 @pytest.fixture

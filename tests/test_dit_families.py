@@ -28,7 +28,7 @@ def sd3_engine(tmp_path_factory):
     (models / "Stable-diffusion").mkdir(parents=True)
     save_file(sd3_pipeline_to_original(pipe), str(models / "Stable-diffusion" / SD3_FILE))
     engine = Engine(AppConfig(models_dir=models, outputs_dir=root / "outputs", cache_dir=cache,
-                              default_model=SD3_FILE)).start()
+                              default_model=SD3_FILE, preview_interval_s=0)).start()
     engine.models.single_file_configs = families
     yield engine
     engine.shutdown()

@@ -66,6 +66,25 @@ def test_preview_count_is_ceil_of_steps_over_n(engine, steps, every):
     assert previews[0].image.size == (8, 8)
 
 
+def test_previews_come_at_most_once_per_interval_of_sampling(app_config):
+    """Steps of milliseconds (a GPU, the demo model) make no preview nobody could see: the first eligible step
+    gives one, then none until --preview-interval seconds of sampling have passed."""
+    from ldm_ui.engine.engine import Engine
+
+    app_config.preview_interval_s = 60.0
+    engine = Engine(app_config).start()
+    try:
+        events = list(engine.submit(request(steps=8, preview_every_n_steps=1, sampler="Euler")).events(60))
+        shown = [e.step for e in events if isinstance(e, Preview)]
+        assert shown == [1], "one preview (the first step's) in a job shorter than the interval"
+        assert [e.step for e in events if isinstance(e, Progress) and e.steps] == list(range(1, 9))
+        app_config.preview_interval_s = 0.0
+        events = list(engine.submit(request(steps=8, preview_every_n_steps=1, sampler="Euler")).events(60))
+        assert [e.step for e in events if isinstance(e, Preview)] == list(range(1, 9))
+    finally:
+        engine.shutdown()
+
+
 def test_full_vae_preview_has_image_resolution_and_off_gives_none(engine):
     full = [e for e in engine.submit(request(preview_method="full")).events(60) if isinstance(e, Preview)]
     off = [e for e in engine.submit(request(preview_method="off")).events(60) if isinstance(e, Preview)]

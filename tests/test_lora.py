@@ -128,3 +128,24 @@ def test_tag_parsing():
         parse_lora_tags("<lora:x:lots>")
     with pytest.raises(ValueError, match="between -10 and 10"):
         parse_lora_tags("<lora:x:50>")
+
+
+def test_a_lora_file_replaced_under_the_same_name_is_encoded_anew(lora_engine, tmp_path):
+    """The same prompt text with a LoRA whose file changed: the text encoder's LoRA layers changed, so the
+    prompt is encoded again (the engine keeps the last conditioning only while nothing it depends on changed)."""
+    from diffusers import StableDiffusionPipeline
+
+    folder = lora_engine.config.lora_dirs[0]
+    prompt = f"{PROMPT} <lora:swapped:1>"
+    base = StableDiffusionPipeline.from_pretrained(lora_engine.config.models_dir / "diffusers" / "tiny-sd")
+    text_only = {key: pair for key, pair in random_lora(base.unet, base.text_encoder, seed=3).items()
+                 if key[0] == "text_encoder"}
+    write_diffusers_lora(folder / "swapped.safetensors", text_only)
+    before, _ = pixels(lora_engine, prompt)
+    again, _ = pixels(lora_engine, prompt)
+    assert np.array_equal(before, again)
+    other = {key: pair for key, pair in random_lora(base.unet, base.text_encoder, seed=4, scale=2.0).items()
+             if key[0] == "text_encoder"}
+    write_diffusers_lora(folder / "swapped.safetensors", other)
+    after, _ = pixels(lora_engine, prompt)
+    assert np.abs(after - before).max() > 10, "the replaced LoRA's text-encoder layers were not used"

@@ -183,3 +183,25 @@ def test_flags():
     assert config.embedding_dirs()[0] == config.models_dir / "embeddings"
     with pytest.raises(ConfigError, match="--clip-skip must be between 1 and 12, got 0"):
         config_from_args(["--clip-skip", "0"])
+
+
+def test_a_repeated_prompt_is_encoded_once_and_gives_the_same_image(engine):
+    """Generate pressed again (or a batch count) with the same prompt runs the text encoder once; what the text
+    encoder's output depends on (the text, clip skip, steps of a schedule) changes the key."""
+    first = engine.generate(Txt2ImgRequest(prompt="a red circle", steps=3, seed=5, sampler="Euler"), timeout=120)
+    calls = []
+    hook = engine.models.current.pipe.text_encoder.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        again = engine.generate(Txt2ImgRequest(prompt="a red circle", steps=3, seed=5, sampler="Euler"), timeout=120)
+        assert calls == [], "the same prompt was encoded again"
+        assert np.array_equal(np.asarray(first.outputs[0].image), np.asarray(again.outputs[0].image))
+        engine.generate(Txt2ImgRequest(prompt="a red circle", steps=3, seed=5, sampler="Euler", batch_count=3),
+                        timeout=120)
+        assert calls == []
+        for changed in (dict(prompt="a blue circle"), dict(clip_skip=2), dict(negative_prompt="green")):
+            calls.clear()
+            engine.generate(Txt2ImgRequest(**{**dict(prompt="a red circle", steps=3, seed=5, sampler="Euler"),
+                                              **changed}), timeout=120)
+            assert calls, f"{changed} must encode anew"
+    finally:
+        hook.remove()

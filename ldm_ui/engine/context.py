@@ -97,6 +97,9 @@ class TaskContext:
         self._load_model = load_model
         self.last_step = 0  # steps done in the current pipeline call, for "interrupted at step N"
         self.last_steps = 0
+        # the LoRAs active on the model for this job ((name, weight) tags, their file hashes): set by lora.py,
+        # part of what the text encoders' output depends on
+        self.lora_state: tuple = ()
 
     def embeddings(self) -> dict[str, Embedding]:
         """The textual inversions a prompt may name (re-read when a file changed)."""

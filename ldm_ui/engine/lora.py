@@ -207,7 +207,9 @@ def activate_loras(ctx, prompt: str) -> dict[str, str]:
     Called once per job before sampling by every task (the batch loop does it for the ones that use it).
     """
     _, tags = parse_lora_tags(prompt)
-    return apply_loras(ctx.config, ctx.model.pipe, tags, report=ctx.status)
+    entries = apply_loras(ctx.config, ctx.model.pipe, tags, report=ctx.status)
+    ctx.lora_state = (tuple((tag.name, tag.weight) for tag in tags), entries.get("Lora hashes", ""))
+    return entries
 
 
 def apply_loras(config: AppConfig, pipe, tags: list[LoraTag], report=lambda text: None) -> dict[str, str]:

@@ -23,6 +23,7 @@ from ldm_ui.engine.samplers import samplers_for
 from ldm_ui.engine.single_file import CONFIGS_DIR, load_single_file
 from ldm_ui.engine.vae import VaeCodec
 from ldm_ui.engine.vae_choice import reapply_after_load
+from ldm_ui.prompts import LastConditioning
 from ldm_ui.safe_paths import check_name, is_inside, pickle_only_weights, shown_path
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class LoadedModel:
     pipelines: dict[str, object] = field(default_factory=dict)  # task pipelines built over the same weights
     controlnets: dict[str, object] = field(default_factory=dict)  # ControlNet models by location, kept while used
     vae_selection: object = None  # engine/vae_choice.py's VaeSelection: the VAE in use and the checkpoint's own
+    # the last prompt conditioning built for this model, reused when the next batch asks for the same one
+    last_conditioning: LastConditioning = field(default_factory=LastConditioning)
 
     @property
     def denoiser(self):

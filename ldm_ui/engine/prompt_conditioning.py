@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ldm_ui.engine.adapters import encoder_prompt
+from ldm_ui.engine.vae import execution_device
 from ldm_ui.prompts import PromptConditioning, build_conditioning
 
 
@@ -44,11 +45,25 @@ def covered(pipe) -> bool:
     return getattr(pipe, "unet", None) is not None and getattr(pipe, "text_encoder_3", None) is None
 
 
+def conditioning_key(prompts: list[str], negative_prompts: list[str], steps: int, clip_skip: int, embeddings: dict,
+                     lora_state: tuple) -> tuple:
+    fingerprints = tuple(sorted((name, e.short_hash) for name, e in embeddings.items()))
+    return (tuple(prompts), tuple(negative_prompts), steps, clip_skip, fingerprints, lora_state)
+
+
 def job_conditioning(ctx, pipe, prompts: list[str], negative_prompts: list[str], steps: int):
     if not covered(pipe):
         return PlainPrompts([encoder_prompt(p) for p in prompts], list(negative_prompts))
-    return build_conditioning(pipe, [encoder_prompt(p) for p in prompts], list(negative_prompts), steps,
-                              clip_skip_for(ctx), ctx.embeddings())
+    clip_skip, embeddings = clip_skip_for(ctx), ctx.embeddings()
+
+    def build() -> PromptConditioning:
+        return build_conditioning(pipe, [encoder_prompt(p) for p in prompts], list(negative_prompts), steps,
+                                  clip_skip, embeddings, device=execution_device(pipe))
+
+    cache = getattr(ctx.model, "last_conditioning", None)
+    if cache is None:
+        return build()
+    return cache.get(conditioning_key(prompts, negative_prompts, steps, clip_skip, embeddings, ctx.lora_state), build)
 
 
 def call_kwargs_for(conditioning) -> dict[str, Any]:

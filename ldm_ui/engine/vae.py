@@ -9,6 +9,7 @@ pipelines that share it (img2img's own encode, ControlNet) never meet a VAE of a
 from __future__ import annotations
 
 import logging
+import weakref
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -20,10 +21,27 @@ log = logging.getLogger(__name__)
 TILE_FROM_PX = 1024 * 1024  # tile at and above 1024x1024 pixels: keeps the decode within a gaming GPU's memory
 
 
+_devices: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> its execution device
+
+
 def execution_device(pipe) -> torch.device:
     """Where the pipeline's modules run: under CPU offload the weights sit on the CPU (or on `meta`) between
-    uses, so the parameters' device is the wrong answer; diffusers knows the right one."""
-    return pipe._execution_device
+    uses, so the parameters' device is the wrong answer; diffusers knows the right one. Asking diffusers walks
+    every module's hooks (about 2 ms on the demo model, several times per image), so the answer is kept per
+    pipeline until `forget_execution_device` (after the engine moves or re-offloads it)."""
+    try:
+        return _devices[pipe]
+    except (KeyError, TypeError):
+        device = pipe._execution_device
+    try:
+        _devices[pipe] = device
+    except TypeError:  # an object that cannot be weakly referenced: ask every time
+        pass
+    return device
+
+
+def forget_execution_device(pipe) -> None:
+    _devices.pop(pipe, None)
 
 
 class VaeCodec:
@@ -72,11 +90,12 @@ class VaeCodec:
         device = execution_device(self.pipe)
         with torch.no_grad():
             if not self.upcast:
-                result = call(x.to(device, self.vae.dtype))
-                if not torch.isnan(result).any() or self.vae.dtype == torch.float32:
+                dtype = self.vae.dtype
+                result = call(x.to(device, dtype))
+                if dtype == torch.float32 or not torch.isnan(result).any():
                     return result
                 log.warning("VAE %s gave NaN in %s; redoing it in fp32 (and from now on for this model)",
-                            what, self.vae.dtype)
+                            what, dtype)
                 self.upcast = True
             with self._in_fp32():
                 return call(x.to(device, torch.float32))

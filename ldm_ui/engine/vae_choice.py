@@ -25,6 +25,7 @@ from typing import Any
 
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.file_hashes import hash_cache_path, short_file_hash
+from ldm_ui.engine.vae import forget_execution_device
 from ldm_ui.requests import RequestError
 from ldm_ui.safe_paths import is_inside
 
@@ -200,6 +201,8 @@ def _install(model, vae, original, config: AppConfig) -> None:
         task_pipe.vae = vae
     if offloaded:  # the offload hooks belong to modules: rebuild them over the new set
         pipe.enable_sequential_cpu_offload() if config.lowvram else pipe.enable_model_cpu_offload()
+    for placed in (pipe, *model.pipelines.values()):
+        forget_execution_device(placed)
 
 
 def reapply_after_load(model, choice: str | None, config: AppConfig) -> None:

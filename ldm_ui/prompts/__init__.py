@@ -5,6 +5,6 @@ The engine calls `build_conditioning` once per batch and hands its tensors to th
 """
 
 from ldm_ui.prompts.conditioning import (  # noqa: F401
-    MAX_CLIP_SKIP, PromptConditioning, build_conditioning, prompt_token_count,
+    LastConditioning, MAX_CLIP_SKIP, PromptConditioning, build_conditioning, prompt_token_count,
 )
 from ldm_ui.prompts.embeddings import Embedding, EmbeddingLibrary, embedding_dirs  # noqa: F401

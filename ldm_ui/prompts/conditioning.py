@@ -82,6 +82,26 @@ class PromptConditioning:
         return update
 
 
+class LastConditioning:
+    """The last conditioning a model built, kept for the next batch or job that asks for the same one (as
+    AUTOMATIC1111 keeps its last conds): a batch count of 8, or Generate pressed again, encodes once.
+
+    The key holds everything the text encoders' output depends on besides their weights: the texts (after
+    wildcards and other prompt transforms), the steps (the prompt schedule), the clip skip, the embeddings
+    (their file hashes) and the LoRA tags with their weights and file hashes (a LoRA may change the text encoder).
+    Each loaded model has its own (LoadedModel.last_conditioning); a model switch starts empty."""
+
+    def __init__(self):
+        self.key: tuple | None = None
+        self.value: PromptConditioning | None = None
+
+    def get(self, key: tuple, build) -> PromptConditioning:
+        if key != self.key or self.value is None:
+            self.key, self.value = None, None  # a build that fails leaves no stale entry
+            self.value, self.key = build(), key
+        return self.value
+
+
 def check_clip_skip(clip_skip: int, encoders: list[TextEncoder]) -> None:
     layers = min(min(e.layers for e in encoders), MAX_CLIP_SKIP)
     if isinstance(clip_skip, bool) or not isinstance(clip_skip, int) or not 1 <= clip_skip <= layers:
@@ -95,7 +115,7 @@ def ti_hashes(used: dict[str, Embedding]) -> str:
 
 
 def build_conditioning(pipe, prompts: list[str], negative_prompts: list[str], steps: int, clip_skip: int = 1,
-                       embeddings: dict[str, Embedding] | None = None) -> PromptConditioning:
+                       embeddings: dict[str, Embedding] | None = None, device=None) -> PromptConditioning:
     if len(prompts) != len(negative_prompts):
         raise ValueError(f"{len(prompts)} prompts but {len(negative_prompts)} negative prompts")
     encoders = text_encoders(pipe)
@@ -111,7 +131,7 @@ def build_conditioning(pipe, prompts: list[str], negative_prompts: list[str], st
         chunked[text] = [chunk_runs(encoder, runs, matcher)[0] for encoder, matcher in zip(encoders, matchers)]
     longest = max(len(chunks) for per_encoder in chunked.values() for chunks in per_encoder)
     used: dict[str, Embedding] = {}
-    device = getattr(pipe, "_execution_device", None) or encoders[0].model.device
+    device = device or getattr(pipe, "_execution_device", None) or encoders[0].model.device
     encoded: dict[str, Encoded] = {}
     for text in texts:
         states, pooled = [], None

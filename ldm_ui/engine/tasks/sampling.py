@@ -42,6 +42,8 @@ class StepCallback:
         self.ctx, self.index, self.count, self.unit, self.phase = ctx, index, count, unit, phase
         self.conditioning = conditioning
         self.preview, self.preview_every = preview_decoder(ctx)
+        self.preview_interval = ctx.config.preview_interval_s
+        self.next_preview_at = 0.0  # perf_counter time from which the next preview may be made
         self.clock = ProgressClock()
         self.preview_seconds = 0.0
         self.previews = 0
@@ -54,10 +56,11 @@ class StepCallback:
         steps = pipe.num_timesteps
         latents = callback_kwargs["latents"]
         x0 = getattr(pipe.scheduler, "last_x0", None)
-        if self.preview is not None and step % self.preview_every == 0:
+        if self.preview is not None and step % self.preview_every == 0 and time.perf_counter() >= self.next_preview_at:
             began = time.perf_counter()
             image = self.preview(x0 if x0 is not None else latents)[0]
             self.preview_seconds += time.perf_counter() - began
+            self.next_preview_at = began + self.preview_interval
             self.previews += 1
             ctx.preview(image, step + 1)
         info = StepInfo(step=step, steps=steps, latents=latents, x0=x0, request=ctx.request)
