@@ -142,6 +142,9 @@ def read_png_parameters(image: Image.Image) -> str | None:
 
 
 _save_lock = threading.Lock()
+# folder -> the number the next image there gets: listing a day's folder of thousands of images for every save
+# would cost more than the save; another writer's files are still never overwritten (the link is exclusive)
+_next_numbers: dict[Path, int] = {}
 
 
 def save_png_atomically(image: Image.Image, folder: Path, stem_suffix: str, infotext: str) -> Path:
@@ -156,7 +159,9 @@ def save_png_atomically(image: Image.Image, folder: Path, stem_suffix: str, info
             handle.flush()
             os.fsync(handle.fileno())
         with _save_lock:
-            number = _next_number(folder)
+            number = _next_numbers.get(folder)
+            if number is None:
+                number = _next_number(folder)
             while True:
                 target = folder / f"{number:05d}-{stem_suffix}.png"
                 try:
@@ -164,6 +169,7 @@ def save_png_atomically(image: Image.Image, folder: Path, stem_suffix: str, info
                     break
                 except FileExistsError:
                     number += 1
+            _next_numbers[folder] = number + 1
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -119,7 +119,7 @@ def test_interpolate_api_endpoint_takes_named_settings(served):
     assert {"mode", "prompt", "prompt_b", "seed", "seed_b", "frames", "easing", "fps", "ping_pong"} <= params
     result = client.predict(mode="seeds", prompt="a red circle", seed=3, seed_b=4, frames=3, steps=2,
                             api_name="/interpolate")
-    gallery, video, gif, files = result[2], result[4], result[5], result[6]  # the State output is not returned
+    gallery, gif, files = result[2], result[5], result[6]  # the State output is not returned
     assert len(gallery) == 3
     paths = [f["path"] if isinstance(f, dict) else f for f in files]
     assert sorted(p.rsplit("/", 1)[-1] for p in paths) == ["interpolation.gif", "interpolation.mp4"]

@@ -8,7 +8,7 @@ import threading
 
 from PIL import Image
 
-from ldm_ui.requests import Cancelled, Finished, Output, Preview, Progress, Queued, Started, Txt2ImgRequest
+from ldm_ui.requests import Cancelled, Finished, Output, Preview, Progress, Started, Txt2ImgRequest
 from ldm_ui.ui.common import Session, stream_job
 from ldm_ui.ui.job_stream import event_batches
 

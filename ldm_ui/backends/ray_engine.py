@@ -16,7 +16,7 @@ from typing import Any
 
 from ldm_ui.backends.outputs import save_planned
 from ldm_ui.config import PROJECT_ROOT, AppConfig, ConfigError
-from ldm_ui.engine.context import EngineHooks
+from ldm_ui.engine.context import EngineHooks, HasHooks
 from ldm_ui.engine.engine import Job
 from ldm_ui.engine.models import ModelManager
 from ldm_ui.engine.upscalers import UpscalerLibrary
@@ -103,7 +103,7 @@ class RemoteJob(Job):
         raise RequestError("Skip is not available with --backend ray; use Interrupt")
 
 
-class RayEngine:
+class RayEngine(HasHooks):
     """Engine replicas on Ray Serve behind the EngineBackend interface (see ldm_ui/backends/interface.py)."""
 
     def __init__(self, config: AppConfig, ray_init: dict | None = None):
@@ -127,18 +127,6 @@ class RayEngine:
         self._positions: dict[int, int] = {}  # job id -> the queue position it was last told
         self._handle = None
         self._started_ray = False
-
-    @property
-    def step_hooks(self):
-        return self.hooks.step_hooks
-
-    @property
-    def prompt_transforms(self):
-        return self.hooks.prompt_transforms
-
-    @property
-    def controlnet_preprocessors(self):
-        return self.hooks.controlnet_preprocessors
 
     # ---- lifecycle
 

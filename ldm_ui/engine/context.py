@@ -57,6 +57,25 @@ class EngineHooks:
     controlnet_preprocessors: dict[str, Callable[[Image.Image], Image.Image]] = field(default_factory=dict)
 
 
+class HasHooks:
+    """For engines (local and Ray): the extension points read through the engine, as extensions register them
+    (`engine.step_hooks.append(...)`); the engine sets `self.hooks` to its EngineHooks."""
+
+    hooks: EngineHooks
+
+    @property
+    def step_hooks(self) -> list[StepHook]:
+        return self.hooks.step_hooks
+
+    @property
+    def prompt_transforms(self) -> list[PromptTransform]:
+        return self.hooks.prompt_transforms
+
+    @property
+    def controlnet_preprocessors(self) -> dict[str, Callable[[Image.Image], Image.Image]]:
+        return self.hooks.controlnet_preprocessors
+
+
 class JobHandle(Protocol):
     """The part of a Job a task may touch."""
 

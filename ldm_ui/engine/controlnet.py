@@ -18,7 +18,6 @@ from ldm_ui.config import AppConfig
 from ldm_ui.engine.preprocessors import PreprocessorError, preprocess
 from ldm_ui.requests import ControlNetUnit, RequestError
 from ldm_ui.safe_paths import check_name, is_inside, shown_path
-from ldm_ui.safe_paths import is_inside
 
 log = logging.getLogger(__name__)
 

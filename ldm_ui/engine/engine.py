@@ -15,7 +15,7 @@ import torch
 
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.context import (  # noqa: F401 - re-exported
-    EngineHooks, JobCancelled, SaveImage, StepInfo, TaskContext,
+    EngineHooks, HasHooks, JobCancelled, SaveImage, StepInfo, TaskContext,
 )
 from ldm_ui.engine.models import LoadedModel, ModelManager, empty_device_caches, pick_device
 from ldm_ui.engine.upscalers import UpscalerLibrary
@@ -106,7 +106,7 @@ class Job:
         raise AssertionError("unreachable")
 
 
-class Engine:
+class Engine(HasHooks):
     """Owns the model and a queue of jobs. Start it explicitly; nothing runs at import."""
 
     concurrency = 1  # jobs it runs at once (EngineBackend)
@@ -126,18 +126,6 @@ class Engine:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
-
-    @property
-    def step_hooks(self):
-        return self.hooks.step_hooks
-
-    @property
-    def prompt_transforms(self):
-        return self.hooks.prompt_transforms
-
-    @property
-    def controlnet_preprocessors(self):
-        return self.hooks.controlnet_preprocessors
 
     # ---- lifecycle
 

@@ -1,5 +1,5 @@
 """AUTOMATIC1111's short file hash (the first 10 hex digits of the file's sha256), cached by path, size and mtime,
-for VAE files; the same cache file as ModelManager.file_hash (whose body this is, ready to take over from it)."""
+for checkpoints (ModelManager.file_hash) and VAE files, in one cache file."""
 
 from __future__ import annotations
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from ldm_ui.config import AppConfig
 from ldm_ui.requests import RequestError
 from ldm_ui.safe_paths import check_name, is_inside, shown_path
-from ldm_ui.safe_paths import is_inside  # a link out of the LoRA folder is not offered
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
-import json
 import logging
 import os
 import re
@@ -17,6 +15,7 @@ from typing import Callable
 import torch
 
 from ldm_ui.config import AppConfig
+from ldm_ui.engine.file_hashes import short_file_hash
 from ldm_ui.engine.model_types import PICKLE_SUFFIXES, SINGLE_FILE_SUFFIXES, ModelError
 from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
 from ldm_ui.engine.samplers import samplers_for
@@ -311,25 +310,7 @@ class ModelManager:
         return self.file_hash(path)
 
     def file_hash(self, path: Path) -> str:
-        stat = path.stat()
-        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-        cache = {}
-        if self._hash_cache_path.is_file():
-            try:
-                cache = json.loads(self._hash_cache_path.read_text())
-            except (OSError, json.JSONDecodeError):
-                cache = {}
-        if key not in cache:
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            cache[key] = digest.hexdigest()[:10]
-            self._hash_cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._hash_cache_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(cache, indent=0))
-            os.replace(tmp, self._hash_cache_path)
-        return cache[key]
+        return short_file_hash(path, self._hash_cache_path)
 
 
 def refuse_pickle_folder(name: str, folder: Path, allow_pickle: bool, kind: str) -> None:
