@@ -69,7 +69,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp())
     engine = Engine(AppConfig(models_dir=workdir / "models", outputs_dir=workdir / "outputs",
                               cache_dir=workdir / "cache", preview_method="approx", preview_every_n_steps=1))
-    engine.models.current = engine.models._prepare(ModelEntry("sd15-random", "diffusers", str(workdir)), pipe)
+    engine.models.current = engine.models._prepare(ModelEntry("sd15-random", "diffusers", str(workdir)), pipe, "sd1")
     engine.start()
     prompt, negative = "a photo of a red fox in the snow", "blurry"
     request = Txt2ImgRequest(prompt=prompt, negative_prompt=negative, sampler="Euler a", steps=args.steps,
