@@ -65,8 +65,11 @@ def _outline(shape: str, cx: float, cy: float, size: float) -> list[tuple[float,
 
 
 def make_scene(rng: np.random.Generator, color: str | None = None, shape: str | None = None,
-               background: str | None = None) -> Scene:
-    """Draw one scene; unspecified attributes are drawn from ``rng`` (the same rng state -> the same scene)."""
+               background: str | None = None, pixels: int = SIZE) -> Scene:
+    """Draw one scene; unspecified attributes are drawn from ``rng`` (the same rng state -> the same scene).
+
+    ``pixels``: the side of the image; the scene (rng draws, geometry in 64px units) is the same at every size,
+    so a 128px scene box-downsampled to 64px is the 64px scene (the demo upscaler trains on such pairs)."""
     color = color or COLORS[rng.integers(len(COLORS))]
     shape = shape or SHAPES[rng.integers(len(SHAPES))]
     if background is None:
@@ -79,12 +82,13 @@ def make_scene(rng: np.random.Generator, color: str | None = None, shape: str | 
     margin = size / 2 + 3
     cx, cy = rng.uniform(margin, SIZE - margin, size=2)
 
-    big = SIZE * SUPERSAMPLE
-    outline = _outline(shape, cx * SUPERSAMPLE, cy * SUPERSAMPLE, size * SUPERSAMPLE)
+    zoom = SUPERSAMPLE * pixels / SIZE
+    big = round(SIZE * zoom)
+    outline = _outline(shape, cx * zoom, cy * zoom, size * zoom)
     mask_big = Image.new("L", (big, big), 0)
     draw = ImageDraw.Draw(mask_big)
     {"circle": draw.ellipse, "square": draw.rectangle, "triangle": draw.polygon}[shape](outline, fill=255)
-    alpha = np.asarray(mask_big.resize((SIZE, SIZE), Image.BOX), dtype=np.float32)[..., None] / 255.0
+    alpha = np.asarray(mask_big.resize((pixels, pixels), Image.BOX), dtype=np.float32)[..., None] / 255.0
 
     fg_rgb = np.array(_shade(rng, PALETTE[color]), dtype=np.float32)
     bg_rgb = np.array(_shade(rng, PALETTE[background]), dtype=np.float32)
