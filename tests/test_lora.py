@@ -149,3 +149,28 @@ def test_a_lora_file_replaced_under_the_same_name_is_encoded_anew(lora_engine, t
     write_diffusers_lora(folder / "swapped.safetensors", other)
     after, _ = pixels(lora_engine, prompt)
     assert np.abs(after - before).max() > 10, "the replaced LoRA's text-encoder layers were not used"
+
+
+def test_an_active_lora_is_merged_while_it_repeats_and_the_weights_come_back_exactly(lora_engine):
+    """Merged into the weights (a step then costs what a base step costs), kept merged while the same LoRAs
+    at the same weights repeat, and the base weights restored bit for bit when they change or go."""
+    from ldm_ui.engine.lora_fusion import lora_layers
+
+    pixels(lora_engine, PROMPT)
+    unet = lora_engine.models.current.pipe.unet
+    def base_weights() -> dict:  # peft moves a wrapped layer's own weight under `base_layer`
+        return {name.replace(".base_layer", ""): p for name, p in unet.named_parameters() if "lora_" not in name}
+
+    original = {name: p.detach().clone() for name, p in base_weights().items()}
+
+    pixels(lora_engine, f"{PROMPT} <lora:style-kohya:1>")
+    assert lora_layers(unet) == [], "the active LoRA was not merged (peft's wrapper layers are still there)"
+    merged = {name: p.detach().clone() for name, p in base_weights().items()}
+    assert any(not torch.equal(merged[name], original[name]) for name in original)
+    pixels(lora_engine, f"{PROMPT} <lora:style-kohya:1>")
+    assert all(torch.equal(p, merged[name]) for name, p in base_weights().items()), "merged again on a repeat"
+    pixels(lora_engine, f"{PROMPT} <lora:style-kohya:0.5>")
+    assert lora_layers(unet) == []
+    assert any(not torch.equal(p, merged[name]) for name, p in base_weights().items()), "still the weight-1 merge"
+    pixels(lora_engine, PROMPT)
+    assert all(torch.equal(p, original[name]) for name, p in base_weights().items()), "base weights not restored"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ldm_ui.config import AppConfig
+from ldm_ui.engine.lora_fusion import LoraFusion
 from ldm_ui.requests import RequestError
 from ldm_ui.safe_paths import check_name, is_inside, shown_path
 
@@ -206,13 +207,19 @@ def activate_loras(ctx, prompt: str) -> dict[str, str]:
     Called once per job before sampling by every task (the batch loop does it for the ones that use it).
     """
     _, tags = parse_lora_tags(prompt)
-    entries = apply_loras(ctx.config, ctx.model.pipe, tags, report=ctx.status)
+    # merged into the weights while the same set repeats; not under offload (its hooks move weights around)
+    entries = apply_loras(ctx.config, ctx.model.pipe, tags, report=ctx.status, fuse=not ctx.model.offloaded)
     ctx.lora_state = (tuple((tag.name, tag.weight) for tag in tags), entries.get("Lora hashes", ""))
     return entries
 
 
-def apply_loras(config: AppConfig, pipe, tags: list[LoraTag], report=lambda text: None) -> dict[str, str]:
+def apply_loras(config: AppConfig, pipe, tags: list[LoraTag], report=lambda text: None,
+                fuse: bool = False) -> dict[str, str]:
+    """Make exactly `tags` active; with `fuse`, merge them into the weights (kept merged while the next jobs ask
+    for the same LoRAs at the same weights, restored exactly when they change: see lora_fusion.py)."""
+    fusion = LoraFusion.of(pipe)
     if not tags:
+        fusion.release()
         if loaded_adapters(pipe):
             pipe.disable_lora()
         return {}
@@ -220,17 +227,24 @@ def apply_loras(config: AppConfig, pipe, tags: list[LoraTag], report=lambda text
     names, weights, hashes = [], [], []
     for tag, entry in resolved:
         short_hash = lora_hash(entry.path, config.cache_dir)
-        name = adapter_name(entry, short_hash)
+        names.append(adapter_name(entry, short_hash))
+        weights.append(tag.weight)
+        hashes.append(f"{entry.name}: {short_hash}")
+    entries = {"Lora hashes": ", ".join(hashes)}
+    key = (tuple(names), tuple(weights))
+    if fuse and fusion.key == key:
+        return entries  # merged already: nothing to change
+    fusion.release()
+    for (tag, entry), name in zip(resolved, names):
         if name not in loaded_adapters(pipe):
             report(f"loading LoRA {entry.name}")
             load_lora_file(pipe, entry, name)
-        names.append(name)
-        weights.append(tag.weight)
-        hashes.append(f"{entry.name}: {short_hash}")
     pipe.enable_lora()
     pipe.set_adapters(names, adapter_weights=weights)
     _forget_unused(pipe, keep=set(names))
-    return {"Lora hashes": ", ".join(hashes)}
+    if fuse:
+        fusion.fuse(key, names)
+    return entries
 
 
 def load_lora_file(pipe, entry: LoraEntry, name: str) -> None:
@@ -265,9 +279,10 @@ def _forget_unused(pipe, keep: set[str]) -> None:
 
 
 def describe_loaded(pipe) -> list[str]:
-    """Adapter names loaded on the pipeline, with the active ones' weights where diffusers reports them."""
+    """Adapter names on the pipeline: the merged ones (lora_fusion.py) with their weights, then the loaded ones."""
     if pipe is None or not hasattr(pipe, "get_list_adapters"):
         return []
+    fusion = LoraFusion.of(pipe)
+    merged = [f"{name} (active, merged at {weight:g})" for name, weight in zip(*fusion.key)] if fusion.merged else []
     active = set(pipe.get_active_adapters()) if loaded_adapters(pipe) else set()
-    return [f"{name}{' (active)' if name in active else ''}" for name in loaded_adapters(pipe)]
-
+    return merged + [f"{name}{' (active)' if name in active else ''}" for name in loaded_adapters(pipe)]
