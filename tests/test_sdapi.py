@@ -581,6 +581,10 @@ def test_variation_seed_fields_make_a_variation(api):
     assert info["subseed"] == 99 and info["subseed_strength"] == 0.5 and info["ignored"] == []
     assert "Variation seed: 99" in info["infotexts"][0]
     assert not np.array_equal(pixels(decode(plain["images"][0])), pixels(decode(varied["images"][0])))
+    resized = json.loads(api.post("/txt2img", json={"prompt": PROMPT, "seed": 8, **SMALL, "seed_resize_from_w": 128,
+                                                    "seed_resize_from_h": 128}).json()["info"])
+    assert (resized["seed_resize_from_w"], resized["seed_resize_from_h"]) == (128, 128)
+    assert "Seed resize from: 128x128" in resized["infotexts"][0]
 
 
 # ---- Extras

@@ -35,6 +35,8 @@ def generation_info(request: GenerationRequest, outputs: list[Output], ignored: 
     settings = first.settings if first else {}
     width, height = (first.size() if first else None) or (request.width, request.height)
     seeds = [o.seed for o in outputs]
+    variation = getattr(request, "variation", None)
+    resize_from = (variation.resize_from if variation is not None else None) or (-1, -1)
     return {
         "prompt": first.prompt if first else request.prompt,
         "all_prompts": [p.prompt for p in parsed],
@@ -51,7 +53,7 @@ def generation_info(request: GenerationRequest, outputs: list[Output], ignored: 
         "restore_faces": False, "face_restoration_model": None,
         "sd_model_name": settings.get("Model"), "sd_model_hash": settings.get("Model hash"),
         "sd_vae_name": settings.get("VAE"), "sd_vae_hash": settings.get("VAE hash"),
-        "seed_resize_from_w": -1, "seed_resize_from_h": -1,
+        "seed_resize_from_w": resize_from[0], "seed_resize_from_h": resize_from[1],
         "denoising_strength": request.strength if isinstance(request, Img2ImgRequest) else None,
         "extra_generation_params": {k: v for k, v in settings.items()
                                     if k not in ("Steps", "Sampler", "CFG scale", "Seed", "Size", "Model hash",
