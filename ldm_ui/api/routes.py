@@ -31,7 +31,7 @@ from ldm_ui.api.schemas import (
     ExtrasBatchImagesBody, ExtrasBatchImagesResponse, ExtrasSingleImageBody, ExtrasSingleImageResponse,
     GenerationResponse, Img2ImgBody, PNGInfoBody, PNGInfoResponse, ProgressResponse, Txt2ImgBody,
 )
-from ldm_ui.api.settings import ApiSettings, NotFound, resolve_vae
+from ldm_ui.api.settings import ApiSettings, NotFound, check_clip_skip, resolve_vae
 from ldm_ui.api.translate import img2img_request, resolve_model, txt2img_request
 
 PREFIX = "/sdapi/v1"
@@ -165,7 +165,7 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
         vae = resolve_vae(engine.config, values["sd_vae"]) if values.get("sd_vae") is not None else None
         clip_skip = values.get("CLIP_stop_at_last_layers")
         if clip_skip is not None:
-            ApiSettings().set_clip_skip(clip_skip)
+            check_clip_skip(clip_skip)
         if model:
             jobs.settle(LoadModelRequest(model=model))  # through the queue, after the jobs already waiting
         if vae:

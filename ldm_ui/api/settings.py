@@ -17,14 +17,18 @@ class NotFound(RequestError):
     """A sampler, scheduler, model, VAE, style or upscaler name that does not exist; answered 404 with the list."""
 
 
+def check_clip_skip(value, field: str = "CLIP_stop_at_last_layers") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CLIP_SKIP:
+        raise RequestError(f"{field} must be a whole number between 1 and {MAX_CLIP_SKIP}, got {value!r}")
+    return value
+
+
 @dataclass
 class ApiSettings:
     clip_skip: int | None = None  # None: the app's --clip-skip
 
-    def set_clip_skip(self, value, field: str = "CLIP_stop_at_last_layers") -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CLIP_SKIP:
-            raise RequestError(f"{field} must be a whole number between 1 and {MAX_CLIP_SKIP}, got {value!r}")
-        self.clip_skip = value
+    def set_clip_skip(self, value) -> None:
+        self.clip_skip = check_clip_skip(value)
 
 
 def resolve_vae(config, name) -> str:
