@@ -135,6 +135,9 @@ class GenerationRequest:
     # False: the images come back in the job's events only, nothing is written to outputs/ (the HTTP API's
     # save_images=false, AUTOMATIC1111's default there)
     save_images: bool = True
+    # a VAE choice (Automatic, None or a name from models/VAE) for this job only: the model's own choice is back
+    # after it (the HTTP API's override_settings.sd_vae); None: the loaded model's current choice
+    vae: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -166,6 +169,8 @@ class GenerationRequest:
             raise RequestError(f"at most {MAX_CONTROLNET_UNITS} ControlNet units per job, got {len(self.controlnets)}")
         if not isinstance(self.save_images, bool):
             raise RequestError(f"save images must be true or false, got {self.save_images!r}")
+        if self.vae is not None and (not isinstance(self.vae, str) or not self.vae.strip()):
+            raise RequestError(f"VAE must be Automatic, None or a VAE name, got {self.vae!r}")
 
     def with_changes(self, **changes: Any) -> GenerationRequest:
         return replace(self, **changes)
@@ -631,6 +636,7 @@ class UpscaleRequest:
     resize_height: int = 0
     upscaler_2: str = "None"
     upscaler_2_visibility: float = 0.0
+    save_images: bool = True  # False: the images come back in the job's events only (the HTTP API's Extras)
     model: None = None  # needs no diffusion model
 
     def __post_init__(self) -> None:
@@ -652,6 +658,8 @@ class UpscaleRequest:
         for name in ("resize_width", "resize_height"):
             _check_int(name.replace("_", " "), getattr(self, name), 0, MAX_UPSCALED_SIDE, " px (0 = by the factor)")
         _check_float("upscaler 2 visibility", self.upscaler_2_visibility, 0.0, 1.0)
+        if not isinstance(self.save_images, bool):
+            raise RequestError(f"save images must be true or false, got {self.save_images!r}")
         for image in self.images:
             self.sizes(*image.size)
 

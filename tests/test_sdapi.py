@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from api_assets import BRIGHT_VAE, TINY_UPSCALER, add_api_assets
 from browser_support import free_port
 from ldm_ui.config import PROJECT_ROOT, AppConfig, ConfigError, config_from_args
 from ldm_ui.demo.judge import judge
@@ -58,9 +59,10 @@ def server(tmp_path_factory):
     for part in ("diffusers/demo-shapes", "Lora", "ControlNet/demo-canny", "embeddings"):
         shutil.copytree(PROJECT_ROOT / "models" / part, models / part)
     build_tiny_sd(models / "diffusers" / "tiny-sd")
+    styles = add_api_assets(models, root)
     config = AppConfig(models_dir=models, outputs_dir=root / "outputs", cache_dir=root / "cache", api=True,
                        auth=[(APP_USER, APP_PASSWORD)], api_auth=[(BOT_USER, BOT_PASSWORD), (EVE_USER, EVE_PASSWORD)], max_file_size_mb=1,
-                       port=free_port())
+                       port=free_port(), styles_file=styles)
     engine, demo = app.create_app(config)
     demo.queue(default_concurrency_limit=None)
     demo.launch(**app.launch_kwargs(config, app.create_api(config, engine, demo)), prevent_thread_lock=True,
@@ -353,14 +355,28 @@ def test_listings_show_what_ldm_ui_has(api):
     modes = [m["name"] for m in api.get("/latent-upscale-modes").json()]
     assert modes[0] == "Latent" and "Latent (nearest-exact)" in modes
     assert "demo-redcircle" in api.get("/embeddings").json()["loaded"]
-    for path in ("/sd-vae", "/prompt-styles"):
-        assert api.get(path).json() == [], path  # not wired to the API yet: nothing is pretended
+    assert [u["name"] for u in api.get("/upscalers").json()] == ["Lanczos", "Nearest", TINY_UPSCALER]
     flags = api.get("/cmd-flags")
     assert flags.json()["api"] is True and BOT_PASSWORD not in flags.text and APP_PASSWORD not in flags.text
     assert api.get("/memory").json()["ram"]["total"] > 0
     assert api.post("/refresh-checkpoints").status_code == 200 and api.post("/refresh-loras").status_code == 200
-    extras = api.post("/extra-single-image", json={"image": ""})
-    assert extras.status_code == 501 and "upscalers" in extras.json()["detail"]
+
+
+def test_no_route_of_the_issue_answers_501(api, server):
+    url, _, _ = server
+    routes = {path.removeprefix("/sdapi/v1") for path in openapi_paths(url)}
+    issue_routes = {"/txt2img", "/img2img", "/progress", "/interrupt", "/skip", "/sd-models", "/samplers",
+                    "/schedulers", "/upscalers", "/latent-upscale-modes", "/loras", "/embeddings", "/sd-vae",
+                    "/prompt-styles", "/cmd-flags", "/memory", "/refresh-checkpoints", "/refresh-loras", "/options",
+                    "/png-info", "/extra-single-image", "/extra-batch-images", "/stream/{task_id}"}
+    assert issue_routes <= routes, issue_routes - routes
+    for path, method in paths_and_methods(url):
+        if method == "GET" and "{" not in path:
+            response = api.request(method, path.removeprefix("/sdapi/v1"))
+            assert response.status_code == 200, (path, response.text)
+    for path in ("/extra-single-image", "/extra-batch-images"):  # an empty body: 422 naming what is missing
+        response = api.post(path, json={})
+        assert response.status_code == 422 and ("image" in response.text or "imageList" in response.text), path
 
 
 def test_options_switch_the_model_through_the_queue(api, server):
@@ -450,3 +466,189 @@ def test_txt2img_hires_fields_run_the_second_pass(api):
     assert image.size == (128, 128)  # the demo model's 64px, upscaled twice
     assert "Hires upscale: 2" in info["infotexts"][0] and "Hires upscaler: Latent" in info["infotexts"][0]
     assert not any("enable_hr" in item for item in info.get("ignored", []))
+
+
+# ---- VAE, styles and overrides
+
+
+def test_sd_vae_and_prompt_styles_list_what_the_pickers_offer(api, server):
+    from ldm_ui.engine.vae_choice import vae_choices
+    from ldm_ui.styles import load_styles
+
+    _, _, config = server
+    vaes = api.get("/sd-vae").json()
+    assert [v["model_name"] for v in vaes] == [BRIGHT_VAE] == vae_choices(config)[2:]  # after Automatic, None
+    assert set(vaes[0]) == {"model_name", "filename"} and vaes[0]["filename"].endswith(BRIGHT_VAE)
+    styles = api.get("/prompt-styles").json()
+    assert styles == [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
+                      for s in load_styles(config.styles_file).styles.values()]
+    assert {"name": "Sunset", "prompt": "a orange {prompt} on a purple background",
+            "negative_prompt": "blue, green"} in styles
+
+
+def test_styles_are_merged_into_the_prompt_as_the_ui_does(api, server):
+    from ldm_ui.ui.styles_panel import apply_picked
+
+    _, _, config = server
+    body = api.post("/txt2img", json={"prompt": "circle", "negative_prompt": "blurry", "seed": 6, **SMALL,
+                                      "styles": ["Sunset", "Blueprint"]}).json()
+    info = json.loads(body["info"])
+    ui_prompt, ui_negative = apply_picked(config.styles_file, "circle", "blurry", ["Sunset", "Blueprint"])[:2]
+    assert info["all_prompts"] == [ui_prompt] and info["all_negative_prompts"] == [ui_negative]
+    assert ui_prompt == "a white a orange circle on a purple background on a blue background"  # in the order named
+    assert ui_negative == "blurry, blue, green" and info["styles"] == ["Sunset", "Blueprint"] and info["ignored"] == []
+    assert info["infotexts"][0].startswith(ui_prompt + "\nNegative prompt: blurry, blue, green\n")
+    unknown = api.post("/txt2img", json={"prompt": "circle", **SMALL, "styles": ["Sunset", "Vaporwave"]})
+    assert unknown.status_code == 404, unknown.text
+    detail = unknown.json()["detail"]
+    assert "'Vaporwave'" in detail and "choose one of" in detail and "Sunset" in detail and "Blueprint" in detail
+
+
+def brightness(body: dict) -> float:
+    return float(pixels(decode(body["images"][0])).mean())
+
+
+def test_a_vae_override_is_for_one_request_unless_restore_afterwards_is_false(api, server):
+    _, engine, _ = server
+    plain = {"prompt": PROMPT, "seed": 4, **SMALL}
+    own = api.post("/txt2img", json=plain).json()
+    assert json.loads(own["info"])["sd_vae_name"] is None
+    once = api.post("/txt2img", json={**plain, "override_settings": {"sd_vae": BRIGHT_VAE}}).json()
+    info = json.loads(once["info"])
+    assert info["sd_vae_name"] == BRIGHT_VAE and f"VAE: {BRIGHT_VAE}" in info["infotexts"][0]
+    assert brightness(once) > brightness(own) + 20  # the brighter decoder made it
+    assert api.get("/options").json()["sd_vae"] == "Automatic"  # the previous choice is back
+    again = api.post("/txt2img", json=plain).json()
+    assert np.array_equal(pixels(decode(again["images"][0])), pixels(decode(own["images"][0])))
+    try:
+        kept = api.post("/txt2img", json={**plain, "override_settings": {"sd_vae": BRIGHT_VAE},
+                                          "override_settings_restore_afterwards": False}).json()
+        assert np.array_equal(pixels(decode(kept["images"][0])), pixels(decode(once["images"][0])))
+        assert api.get("/options").json()["sd_vae"] == BRIGHT_VAE
+        assert engine.models.current.vae_selection.choice == BRIGHT_VAE  # the browser's picker shows it too
+        after = api.post("/txt2img", json=plain).json()
+        assert np.array_equal(pixels(decode(after["images"][0])), pixels(decode(once["images"][0])))
+        assert api.post("/options", json={"sd_vae": "Automatic"}).status_code == 200
+        back = api.post("/txt2img", json=plain).json()
+        assert np.array_equal(pixels(decode(back["images"][0])), pixels(decode(own["images"][0])))
+        assert api.post("/options", json={"sd_vae": BRIGHT_VAE}).status_code == 200
+        assert brightness(api.post("/txt2img", json=plain).json()) > brightness(own) + 20
+    finally:
+        api.post("/options", json={"sd_vae": "Automatic"})
+    assert api.get("/options").json()["sd_vae"] == "Automatic"
+    for response in (api.post("/txt2img", json={**plain, "override_settings": {"sd_vae": "no-such-vae"}}),
+                     api.post("/options", json={"sd_vae": "no-such-vae"})):
+        assert response.status_code == 404 and "'no-such-vae'" in response.text, response.text
+        assert f"choose one of: Automatic, None, {BRIGHT_VAE}" in response.json()["detail"]
+
+
+def test_model_and_clip_skip_overrides_are_restored_afterwards_unless_asked_to_stay(api, server):
+    _, engine, _ = server
+    small = {"prompt": PROMPT, "seed": 2, "steps": 2, "width": 64, "height": 64}
+    once = api.post("/txt2img", json={**small, "override_settings": {"sd_model_checkpoint": "tiny-sd",
+                                                                     "CLIP_stop_at_last_layers": 2}}).json()
+    info = json.loads(once["info"])
+    assert info["sd_model_name"] == "tiny-sd" and info["clip_skip"] == 2
+    assert engine.models.current.entry.name == "demo-shapes"  # loaded back before the answer came
+    options = api.get("/options").json()
+    assert options["sd_model_checkpoint"] == "demo-shapes" and options["CLIP_stop_at_last_layers"] == 1
+    assert json.loads(api.post("/txt2img", json=small).json()["info"])["clip_skip"] == 1
+    try:
+        kept = api.post("/txt2img", json={**small, "override_settings_restore_afterwards": False,
+                                          "override_settings": {"sd_model_checkpoint": "tiny-sd",
+                                                                "CLIP_stop_at_last_layers": 2}}).json()
+        assert json.loads(kept["info"])["sd_model_name"] == "tiny-sd"
+        assert engine.models.current.entry.name == "tiny-sd"
+        options = api.get("/options").json()
+        assert options["sd_model_checkpoint"] == "tiny-sd" and options["CLIP_stop_at_last_layers"] == 2
+        after = json.loads(api.post("/txt2img", json=small).json()["info"])
+        assert after["sd_model_name"] == "tiny-sd" and after["clip_skip"] == 2
+        bad = api.post("/options", json={"CLIP_stop_at_last_layers": 13})
+        assert bad.status_code == 422 and "CLIP_stop_at_last_layers must be a whole number between 1 and 12, " \
+                                          "got 13" in bad.text
+    finally:
+        assert api.post("/options", json={"sd_model_checkpoint": "demo-shapes",
+                                          "CLIP_stop_at_last_layers": 1}).status_code == 200
+    assert engine.models.current.entry.name == "demo-shapes"
+    assert api.get("/options").json()["CLIP_stop_at_last_layers"] == 1
+
+
+def test_variation_seed_fields_make_a_variation(api):
+    plain = api.post("/txt2img", json={"prompt": PROMPT, "seed": 8, **SMALL}).json()
+    varied = api.post("/txt2img", json={"prompt": PROMPT, "seed": 8, **SMALL, "subseed": 99,
+                                        "subseed_strength": 0.5}).json()
+    info = json.loads(varied["info"])
+    assert info["subseed"] == 99 and info["subseed_strength"] == 0.5 and info["ignored"] == []
+    assert "Variation seed: 99" in info["infotexts"][0]
+    assert not np.array_equal(pixels(decode(plain["images"][0])), pixels(decode(varied["images"][0])))
+    resized = json.loads(api.post("/txt2img", json={"prompt": PROMPT, "seed": 8, **SMALL, "seed_resize_from_w": 128,
+                                                    "seed_resize_from_h": 128}).json()["info"])
+    assert (resized["seed_resize_from_w"], resized["seed_resize_from_h"]) == (128, 128)
+    assert "Seed resize from: 128x128" in resized["infotexts"][0]
+
+
+# ---- Extras
+
+
+def scene(size=(40, 32)) -> Image.Image:
+    image = Image.new("RGB", size, (30, 60, 200))
+    ImageDraw.Draw(image).ellipse((8, 6, 30, 26), fill=(220, 30, 30))
+    return image
+
+
+def test_extra_single_image_upscales_through_the_queue_without_saving(api, server):
+    _, _, config = server
+    source = scene()
+    body = api.post("/extra-single-image", json={"image": encode(source), "upscaler_1": "Lanczos",
+                                                 "upscaling_resize": 2.5}).json()
+    assert set(body) == {"html_info", "image"}
+    made = decode(body["image"])
+    assert made.size == (100, 80)
+    assert np.array_equal(pixels(made), pixels(source.resize((100, 80), Image.Resampling.LANCZOS)))
+    assert "Postprocess upscale by: 2.5" in body["html_info"] and "Postprocess upscaler: Lanczos" in body["html_info"]
+    assert "Postprocess upscaler: Lanczos" in made.info["parameters"]
+    blended = decode(api.post("/extra-single-image", json={
+        "image": "data:image/png;base64," + encode(source), "upscaler_1": "Nearest", "upscaler_2": "Lanczos",
+        "extras_upscaler_2_visibility": 0.25}).json()["image"])
+    expected = Image.blend(source.resize((80, 64), Image.Resampling.NEAREST),
+                           source.resize((80, 64), Image.Resampling.LANCZOS), 0.25)
+    assert np.array_equal(pixels(blended), pixels(expected))
+    to_size = decode(api.post("/extra-single-image", json={
+        "image": encode(source), "upscaler_1": TINY_UPSCALER, "resize_mode": 1, "upscaling_resize_w": 96,
+        "upscaling_resize_h": 48}).json()["image"])
+    assert to_size.size == (96, 48)
+    assert not (config.outputs_dir / "extras").exists(), "AUTOMATIC1111's API does not save Extras results"
+
+
+def test_extra_batch_images_upscales_each_image(api):
+    items = [{"data": encode(scene()), "name": "first.png"}, {"data": encode(scene((24, 24))), "name": "second"}]
+    body = api.post("/extra-batch-images", json={"imageList": items, "upscaler_1": "Nearest",
+                                                 "upscaling_resize": 2}).json()
+    assert set(body) == {"html_info", "images"}
+    assert [decode(data).size for data in body["images"]] == [(80, 64), (48, 48)]
+    assert np.array_equal(pixels(decode(body["images"][1])),
+                          pixels(scene((24, 24)).resize((48, 48), Image.Resampling.NEAREST)))
+    assert body["html_info"].count("<p>") == 2
+
+
+@pytest.mark.parametrize("change,status,named", [
+    ({"gfpgan_visibility": 0.5}, 422, "gfpgan_visibility=0.5: face restoration (GFPGAN) is not available"),
+    ({"codeformer_visibility": 1}, 422, "codeformer_visibility=1: face restoration (CodeFormer) is not available"),
+    ({"resize_mode": 2}, 422, "resize_mode must be one of 0 (scale by upscaling_resize), 1 (scale to"),
+    ({"upscaling_resize": 8}, 422, "upscaling_resize must be between 1 and 4, got 8"),
+    ({"extras_upscaler_2_visibility": 2}, 422, "extras_upscaler_2_visibility must be between 0 and 1, got 2"),
+    ({"resize_mode": 1, "upscaling_resize_w": 0}, 422, "upscaling_resize_w must be between 1 and 4096, got 0"),
+    ({"resize_mode": 1, "upscaling_crop": False}, 422, "upscaling_crop=false is not built"),
+    ({"upscaler_1": "None"}, 422, f"upscaler_1 is 'None'"),
+    ({"upscaler_1": "4x-foo"}, 404, f"unknown upscaler '4x-foo' in upscaler_1; choose one of: Lanczos, Nearest, "
+                                    f"{TINY_UPSCALER}"),
+    ({"upscaler_2": "4x-bar"}, 404, "unknown upscaler '4x-bar' in upscaler_2; choose one of: None, Lanczos"),
+    ({"image": "not base64 at all!"}, 422, "image"),
+])
+def test_extras_bad_input_names_the_field_and_the_server_keeps_serving(api, change, status, named):
+    response = api.post("/extra-single-image", json={"image": encode(scene()), "upscaler_1": "Lanczos", **change})
+    assert response.status_code == status, response.text
+    assert named in response.json()["detail"]
+    empty = api.post("/extra-batch-images", json={"imageList": [], "upscaler_1": "Lanczos"})
+    assert empty.status_code == 422 and "imageList" in empty.json()["detail"]
+    assert api.post("/extra-single-image", json={"image": encode(scene()), "upscaler_1": "Lanczos"}).status_code == 200

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from api_assets import BRIGHT_VAE, TINY_UPSCALER, add_api_assets
 from browser_support import free_port
 from ldm_ui.config import PROJECT_ROOT, AppConfig
 from ldm_ui.demo.judge import judge
@@ -32,8 +33,9 @@ def server(tmp_path_factory):
     models = root / "models"
     shutil.copytree(PROJECT_ROOT / "models" / "diffusers" / "demo-shapes", models / "diffusers" / "demo-shapes")
     build_tiny_sd(models / "diffusers" / "tiny-sd")
+    styles = add_api_assets(models, root)
     config = AppConfig(models_dir=models, outputs_dir=root / "outputs", cache_dir=root / "cache", api=True,
-                       auth=[(USER, PASSWORD)], port=free_port())
+                       auth=[(USER, PASSWORD)], port=free_port(), styles_file=styles)
     engine, demo = app.create_app(config)
     demo.queue(default_concurrency_limit=None)
     demo.launch(**app.launch_kwargs(config, app.create_api(config, engine, demo)), prevent_thread_lock=True,
@@ -129,3 +131,43 @@ def test_wrong_password_is_refused(server):
     stranger = webuiapi.WebUIApi(host="127.0.0.1", port=port, username=USER, password="guess")
     with pytest.raises(RuntimeError, match="401"):
         stranger.txt2img(prompt=PROMPT, width=64, height=64, steps=2)
+
+
+def test_vae_list_and_override_for_one_request(client, server):
+    _, engine = server
+    vaes = client.get_sd_vae()
+    assert [v["model_name"] for v in vaes] == [BRIGHT_VAE] and vaes[0]["filename"].endswith(BRIGHT_VAE)
+    own = client.txt2img(prompt=PROMPT, seed=4, width=64, height=64)
+    bright = client.txt2img(prompt=PROMPT, seed=4, width=64, height=64, override_settings={"sd_vae": BRIGHT_VAE})
+    assert bright.info["sd_vae_name"] == BRIGHT_VAE
+    assert np.asarray(bright.image).mean() > np.asarray(own.image).mean() + 20
+    assert client.get_options()["sd_vae"] == "Automatic"  # restored afterwards, webuiapi's default too
+    assert engine.models.current.vae_selection.choice == "Automatic"
+
+
+def test_prompt_styles_list_and_apply(client):
+    styles = {s["name"]: s for s in client.get_prompt_styles()}
+    assert styles["Sunset"] == {"name": "Sunset", "prompt": "a orange {prompt} on a purple background",
+                                "negative_prompt": "blue, green"}
+    result = client.txt2img(prompt="circle", seed=1, width=64, height=64, styles=["Sunset"])
+    assert result.info["all_prompts"] == ["a orange circle on a purple background"]
+    assert result.info["all_negative_prompts"] == ["blue, green"] and result.info["styles"] == ["Sunset"]
+
+
+def scene(size=(40, 32)) -> Image.Image:
+    image = Image.new("RGB", size, (30, 60, 200))
+    ImageDraw.Draw(image).ellipse((8, 6, 30, 26), fill=(220, 30, 30))
+    return image
+
+
+def test_extra_single_image_and_batch(client):
+    single = client.extra_single_image(scene(), upscaler_1="Lanczos", upscaling_resize=2)
+    assert single.image.size == (80, 64)
+    assert np.array_equal(np.asarray(single.image.convert("RGB")),
+                          np.asarray(scene().resize((80, 64), Image.Resampling.LANCZOS)))
+    assert "Postprocess upscaler: Lanczos" in single.info  # webuiapi puts html_info there
+    batch = client.extra_batch_images([scene(), scene((24, 24))], upscaler_1=TINY_UPSCALER, resize_mode=1,
+                                      upscaling_resize_w=96, upscaling_resize_h=48)
+    assert [image.size for image in batch.images] == [(96, 48), (96, 48)]
+    with pytest.raises(RuntimeError, match="gfpgan_visibility"):
+        client.extra_single_image(scene(), upscaler_1="Lanczos", gfpgan_visibility=1)

@@ -11,7 +11,7 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from PIL import Image
 
@@ -91,9 +91,23 @@ class ApiJobs:
 
     # ---- running a request for a caller
 
-    def run(self, request: Request, user: str | None, task_id: str | None = None) -> tuple[list[Output], bool]:
-        """Submit, wait, and return (outputs, interrupted). Outputs made before an interrupt are kept."""
+    def settle(self, request: Request) -> None:
+        """Run a settings request (a model or VAE switch) through the queue and wait for it; a failure raises."""
+        for event in self.engine.submit(request).events():
+            if isinstance(event, Finished):
+                return
+            if isinstance(event, (Failed, Cancelled)):
+                raise JobFailedError(event.message)
+
+    def run(self, request: Request, user: str | None, task_id: str | None = None, then: Sequence[Request] = (),
+            notes: list[str] | None = None) -> tuple[list[Output], bool]:
+        """Submit, wait, and return (outputs, interrupted). Outputs made before an interrupt are kept.
+
+        `then`: requests queued right behind the job (putting the previous model back); they run however the job
+        ends, and are waited for before this returns; a failure among them is added to `notes`.
+        """
         job = self.engine.submit(request)
+        followers = [self.engine.submit(follower) for follower in then]
         api_job = ApiJob(job=job, user=user, task_id=task_id or f"task({job.id})")
         with self._lock:
             self._jobs[job.id] = api_job
@@ -119,6 +133,10 @@ class ApiJobs:
             with self._lock:
                 self._jobs.pop(job.id, None)
             self._notify(api_job, ending)
+            for follower in followers:
+                last = list(follower.events())[-1]
+                if isinstance(last, (Failed, Cancelled)) and notes is not None:
+                    notes.append(f"{follower.request.task} after the job: {last.message}")
         raise AssertionError("a job's events end with a terminal event")
 
     # ---- /stream subscribers

@@ -1,8 +1,4 @@
-"""What the GET listings of /sdapi/v1 return, in AUTOMATIC1111's shapes, from what ldm-ui really has.
-
-Features not built yet in ldm-ui (upscalers, latent upscale modes, styles, embeddings, VAE choice) list
-nothing: an empty list is the truth, and clients already handle it.
-"""
+"""What the GET listings of /sdapi/v1 return, in AUTOMATIC1111's shapes, from what ldm-ui really has."""
 
 from __future__ import annotations
 
@@ -83,14 +79,36 @@ def memory() -> dict[str, Any]:
     return result
 
 
-def options(engine) -> dict[str, Any]:
+def sd_vae(config) -> list[dict[str, Any]]:
+    """The VAE files the picker offers (Automatic and None are choices, not files, as in AUTOMATIC1111)."""
+    from ldm_ui.engine.vae_choice import list_vae_files
+
+    return [{"model_name": f.name, "filename": shown_path(f.path)} for f in list_vae_files(config)]
+
+
+def prompt_styles(config) -> list[dict[str, str]]:
+    from ldm_ui.styles import load_styles
+
+    return [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
+            for s in load_styles(config.styles_file).styles.values()]
+
+
+def current_vae(engine) -> str:
+    """The loaded model's VAE choice (Automatic when none is loaded, or the model lives on Ray replicas)."""
+    from ldm_ui.engine.vae_choice import VAE_AUTOMATIC
+
+    selection = getattr(engine.models.current, "vae_selection", None)
+    return selection.choice if selection is not None else VAE_AUTOMATIC
+
+
+def options(engine, settings) -> dict[str, Any]:
     """The settings ldm-ui has, under AUTOMATIC1111's option names."""
     config, current = engine.config, engine.models.current
     return {
         "sd_model_checkpoint": current.entry.name if current else config.default_model,
         "sd_checkpoint_hash": current.model_hash if current else None,
-        "sd_vae": "Automatic",
-        "CLIP_stop_at_last_layers": config.clip_skip,
+        "sd_vae": current_vae(engine),
+        "CLIP_stop_at_last_layers": settings.clip_skip or config.clip_skip,
         "live_previews_enable": config.preview_method != "off",
         "show_progress_every_n_steps": config.preview_every_n_steps,
         "live_preview_content": "Prompt",

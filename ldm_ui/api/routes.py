@@ -22,22 +22,21 @@ from starlette.middleware import Middleware
 
 from ldm_ui.requests import RequestError, check_image
 
-from ldm_ui.api import listings
+from ldm_ui.api import extras, listings
 from ldm_ui.api.auth import ApiAuth, BodyLimit
 from ldm_ui.api.jobs import ApiJobs, JobFailedError
 from ldm_ui.api.results import generation_response
 from ldm_ui.api.stream import task_events
 from ldm_ui.api.schemas import (
+    ExtrasBatchImagesBody, ExtrasBatchImagesResponse, ExtrasSingleImageBody, ExtrasSingleImageResponse,
     GenerationResponse, Img2ImgBody, PNGInfoBody, PNGInfoResponse, ProgressResponse, Txt2ImgBody,
 )
-from ldm_ui.api.translate import NotFound, img2img_request, resolve_model, txt2img_request
+from ldm_ui.api.settings import ApiSettings, NotFound, check_clip_skip, resolve_vae
+from ldm_ui.api.translate import img2img_request, resolve_model, txt2img_request
 
 PREFIX = "/sdapi/v1"
 MAX_WAITING_REQUESTS = 256  # generation requests waiting for their job at once; more wait for a free slot
-NOT_BUILT = {
-    "extra-single-image": "upscalers and face restoration (the Extras tab) are not built yet in ldm-ui",
-    "extra-batch-images": "upscalers and face restoration (the Extras tab) are not built yet in ldm-ui",
-}
+SETTABLE_OPTIONS = ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers")
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
@@ -49,6 +48,7 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
     """The /sdapi/v1 app. `gradio_app()` returns Gradio's FastAPI app once launched (for the session login)."""
     auth = ApiAuth(config.api_auth or config.auth, bool(config.auth), gradio_app)
     jobs = ApiJobs(engine)
+    settings = ApiSettings()
 
     async def caller(request: Request) -> str | None:  # async: a check this quick needs no worker thread
         return auth.user(request)
@@ -76,8 +76,14 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
     waiting = anyio.CapacityLimiter(MAX_WAITING_REQUESTS)
 
     def generate(translate, body, user: str | None) -> dict[str, Any]:
-        translation = translate(body, engine)
-        outputs, interrupted = jobs.run(translation.request, user, body.force_task_id)
+        translation = translate(body, engine, settings)
+        overrides = translation.overrides
+        if "clip_skip" in overrides.remember:  # override_settings_restore_afterwards false: it stays
+            settings.set_clip_skip(overrides.remember["clip_skip"])
+        for request in overrides.before:
+            jobs.settle(request)
+        outputs, interrupted = jobs.run(translation.request, user, body.force_task_id, then=overrides.after,
+                                        notes=translation.ignored)
         return generation_response(body, translation.request, outputs, translation.ignored, interrupted)
 
     @api.post("/txt2img", response_model=GenerationResponse)
@@ -87,6 +93,22 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
     @api.post("/img2img", response_model=GenerationResponse)
     async def img2img(body: Img2ImgBody, user: str | None = Depends(caller)) -> dict[str, Any]:
         return await anyio.to_thread.run_sync(generate, img2img_request, body, user, limiter=waiting)
+
+    def upscale(to_request, to_response, body, user: str | None) -> dict[str, Any]:
+        outputs, interrupted = jobs.run(to_request(body, engine), user)
+        return to_response(outputs, interrupted)
+
+    @api.post("/extra-single-image", response_model=ExtrasSingleImageResponse)
+    async def extra_single_image(body: ExtrasSingleImageBody, user: str | None = Depends(caller)) -> dict[str, Any]:
+        """The Extras tab's upscale of one image (upscaler_1, optionally blended with upscaler_2)."""
+        return await anyio.to_thread.run_sync(upscale, extras.single_image_request, extras.single_image_response,
+                                              body, user, limiter=waiting)
+
+    @api.post("/extra-batch-images", response_model=ExtrasBatchImagesResponse)
+    async def extra_batch_images(body: ExtrasBatchImagesBody, user: str | None = Depends(caller)) -> dict[str, Any]:
+        """The Extras tab's upscale of several images, in one job."""
+        return await anyio.to_thread.run_sync(upscale, extras.batch_images_request, extras.batch_images_response,
+                                              body, user, limiter=waiting)
 
     @api.get("/progress", response_model=ProgressResponse)
     async def progress(skip_current_image: bool = False, user: str | None = Depends(caller)) -> dict[str, Any]:
@@ -118,8 +140,8 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
     api.get("/upscalers")(lambda: listings.upscalers(engine))
     api.get("/latent-upscale-modes")(listings.latent_upscale_modes)
     api.get("/embeddings")(lambda: listings.embeddings(engine))
-    for path in ("/sd-vae", "/prompt-styles"):
-        api.get(path)(lambda: [])
+    api.get("/sd-vae")(lambda: listings.sd_vae(engine.config))
+    api.get("/prompt-styles")(lambda: listings.prompt_styles(engine.config))
 
     @api.post("/refresh-checkpoints")
     def refresh_checkpoints() -> None:
@@ -131,19 +153,26 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
 
     @api.get("/options")
     def get_options() -> dict[str, Any]:
-        return listings.options(engine)
+        return listings.options(engine, settings)
 
     @api.post("/options")
     def set_options(values: dict[str, Any]) -> dict[str, Any]:
-        ignored = [key for key in values if key != "sd_model_checkpoint"]
-        if values.get("sd_model_checkpoint"):
-            name = resolve_model(engine, values["sd_model_checkpoint"])
-            from ldm_ui.engine.engine import JobFailed
+        from ldm_ui.requests import LoadModelRequest, SetVaeRequest
 
-            try:
-                engine.switch_model(name)  # through the queue, after the jobs already waiting
-            except JobFailed as error:
-                raise JobFailedError(str(error)) from None
+        ignored = [key for key in values if key not in SETTABLE_OPTIONS]
+        # every name and value is checked before anything changes
+        model = resolve_model(engine, values["sd_model_checkpoint"]) if values.get("sd_model_checkpoint") else None
+        vae = resolve_vae(engine.config, values["sd_vae"]) if values.get("sd_vae") is not None else None
+        clip_skip = values.get("CLIP_stop_at_last_layers")
+        if clip_skip is not None:
+            check_clip_skip(clip_skip)
+        if model:
+            jobs.settle(LoadModelRequest(model=model))  # through the queue, after the jobs already waiting
+        if vae:
+            current = engine.models.current
+            jobs.settle(SetVaeRequest(vae=vae, model=current.entry.name if current else None))
+        if clip_skip is not None:
+            settings.set_clip_skip(clip_skip)
         # AUTOMATIC1111 answers null; the names of options ldm-ui does not have are reported, not silently dropped
         return {"ignored": ignored} if ignored else {}
 
@@ -162,11 +191,6 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
         except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as error:
             raise RequestError(f"image could not be read as an image ({error})") from None
         return listings.png_info(text, other)
-
-    for route, feature in NOT_BUILT.items():
-        def not_built(message=f"{PREFIX}/{route}: {feature}") -> JSONResponse:
-            return _error(501, "NotImplemented", message)
-        api.post(f"/{route}")(not_built)
 
     # ---- the description of these routes only, behind the same login
 

@@ -21,7 +21,8 @@ class GenerationBody(_Body):
 
     prompt: str = ""
     negative_prompt: str = ""
-    styles: list[str] | None = Field(default=None, description="prompt styles (not built yet in ldm-ui: ignored)")
+    styles: list[str] | None = Field(default=None, description="names from /prompt-styles, merged into the prompts "
+                                                                "in this order, as the UI's styles picker does")
     seed: int = -1
     subseed: int = -1
     subseed_strength: float = 0.0
@@ -110,3 +111,44 @@ class PNGInfoResponse(_Body):
     info: str
     items: dict
     parameters: dict
+
+
+class ExtrasBody(_Body):
+    """AUTOMATIC1111's Extras fields (ExtrasBaseRequest): one pixel upscaler, or two blended."""
+
+    resize_mode: int = Field(default=0, description="0: scale by upscaling_resize; 1: scale to upscaling_resize_w x h")
+    show_extras_results: bool = True
+    gfpgan_visibility: float = Field(default=0, description="face restoration is not available in ldm-ui: 0 only")
+    codeformer_visibility: float = Field(default=0, description="face restoration is not available in ldm-ui: 0 only")
+    codeformer_weight: float = 0
+    upscaling_resize: float = 2
+    upscaling_resize_w: int = 512
+    upscaling_resize_h: int = 512
+    upscaling_crop: bool = True
+    upscaler_1: str | None = "None"
+    upscaler_2: str | None = "None"
+    extras_upscaler_2_visibility: float = 0
+    upscale_first: bool = False
+
+
+class ExtrasSingleImageBody(ExtrasBody):
+    image: str = Field(default="", description="a base64 image (a data: URL works too)")
+
+
+class FileData(_Body):
+    data: str = Field(description="a base64 image")
+    name: str = ""
+
+
+class ExtrasBatchImagesBody(ExtrasBody):
+    imageList: list[FileData] = Field(default_factory=list)  # noqa: N815 - AUTOMATIC1111's field name
+
+
+class ExtrasSingleImageResponse(_Body):
+    html_info: str
+    image: str = Field(description="base64 PNG with its `parameters` chunk")
+
+
+class ExtrasBatchImagesResponse(_Body):
+    html_info: str
+    images: list[str]

@@ -19,14 +19,12 @@ from PIL import Image
 from ldm_ui.engine.samplers import SAMPLER_NAMES
 from ldm_ui.images import load_image
 from ldm_ui.requests import (
-    ControlNetUnit, GenerationRequest, HiresFix, Img2ImgRequest, InpaintRequest, RequestError, Txt2ImgRequest,
+    ControlNetUnit, GenerationRequest, HiresFix, Img2ImgRequest, InpaintRequest, LoadModelRequest, Request,
+    RequestError, SetVaeRequest, Txt2ImgRequest, VariationSeed,
 )
 
 from ldm_ui.api.schemas import GenerationBody, Img2ImgBody, Txt2ImgBody
-
-
-class NotFound(RequestError):
-    """A sampler, scheduler or model name that does not exist; answered with 404 and the list."""
+from ldm_ui.api.settings import ApiSettings, NotFound, resolve_vae, styled_prompts
 
 
 # A1111's scheduler names (and labels) -> the suffix our sampler names carry; automatic keeps the sampler's own
@@ -46,9 +44,19 @@ _HASH_SUFFIX = re.compile(r"\s*\[[0-9a-fA-F]{8,64}\]\s*$")
 
 
 @dataclass
+class Overrides:
+    """What override_settings asks besides the job's own fields (override_settings_restore_afterwards decides)."""
+
+    before: list[Request] = field(default_factory=list)  # queued just before the job: a VAE choice that stays
+    after: list[Request] = field(default_factory=list)  # queued right behind it: the previous model back
+    remember: dict[str, Any] = field(default_factory=dict)  # ApiSettings values that stay (clip_skip)
+
+
+@dataclass
 class Translation:
     request: GenerationRequest
     ignored: list[str] = field(default_factory=list)  # "field: why", reported in the response's info
+    overrides: Overrides = field(default_factory=Overrides)
 
 
 def strip_hash(title: str) -> str:
@@ -103,36 +111,66 @@ def resolve_model(engine, title: str) -> str:
     raise NotFound(f"unknown model {title!r}; choose one of: {', '.join(names) or 'none found'}")
 
 
-def common_fields(body: GenerationBody, engine, ignored: list[str]) -> dict[str, Any]:
-    """Request fields every generation task takes, from the A1111 body; notes what ldm-ui leaves out."""
-    overrides = dict(body.override_settings or {})
+def common_fields(body: GenerationBody, engine, ignored: list[str], settings: ApiSettings,
+                  overrides: Overrides) -> dict[str, Any]:
+    """Request fields every generation task takes, from the A1111 body; notes what ldm-ui leaves out.
+
+    override_settings (sd_model_checkpoint, sd_vae, CLIP_stop_at_last_layers) apply to this request only when
+    override_settings_restore_afterwards is true (the default, as in AUTOMATIC1111): the previous model is queued
+    back right behind the job, the VAE goes with the request (the engine puts the previous one back after it), and
+    clip skip is the request's own. With false they stay: the model stays loaded, the VAE is chosen through the
+    queue before the job, and clip skip becomes the API's setting.
+    """
+    values = dict(body.override_settings or {})
+    restore = body.override_settings_restore_afterwards
     current = engine.models.current
     # the loaded model, as in AUTOMATIC1111 (a request without a model would load the --model default)
-    model = current.entry.name if current else None
-    if overrides.get("sd_model_checkpoint"):
-        model = resolve_model(engine, overrides.pop("sd_model_checkpoint"))
+    loaded = current.entry.name if current else None
+    model = loaded
+    if values.get("sd_model_checkpoint"):
+        model = resolve_model(engine, values.pop("sd_model_checkpoint"))
+        if restore and loaded and model != loaded:
+            overrides.after.append(LoadModelRequest(model=loaded))
+    values.pop("sd_model_checkpoint", None)
     # a value outside 1-12 is refused by the request, with the range named
-    clip_skip = overrides.pop("CLIP_stop_at_last_layers", None)
-    vae = overrides.pop("sd_vae", None)
-    if vae not in (None, "Automatic", "None"):
-        ignored.append(f"sd_vae={vae!r}: VAE choice is not built yet; the model's own VAE ran")
-    ignored.extend(f"override_settings.{key}: not an ldm-ui setting" for key in overrides)
+    clip_skip = values.pop("CLIP_stop_at_last_layers", None)
+    if clip_skip is None:
+        clip_skip = settings.clip_skip
+    elif not restore:
+        overrides.remember["clip_skip"] = clip_skip
+    vae = None
+    if values.get("sd_vae") is not None:
+        choice = resolve_vae(engine.config, values.pop("sd_vae"))
+        if restore:
+            vae = choice
+        else:
+            overrides.before.append(SetVaeRequest(vae=choice, model=model))
+    values.pop("sd_vae", None)
+    ignored.extend(f"override_settings.{key}: not an ldm-ui setting" for key in values)
+    prompt, negative_prompt = body.prompt, body.negative_prompt
     if body.styles:
-        ignored.append(f"styles={body.styles}: prompt styles are not built yet")
-    if body.subseed_strength:
-        ignored.append("subseed_strength: variation seeds are not built yet")
+        prompt, negative_prompt = styled_prompts(engine.config, prompt, negative_prompt, body.styles)
     for flag in ("restore_faces", "tiling"):
         if getattr(body, flag):
             ignored.append(f"{flag}: not built in ldm-ui")
     if body.script_name:
         ignored.append(f"script_name={body.script_name!r}: ldm-ui runs no AUTOMATIC1111 scripts")
     return dict(
-        prompt=body.prompt, negative_prompt=body.negative_prompt, model=model,
+        prompt=prompt, negative_prompt=negative_prompt, model=model,
         sampler=sampler_name(body.sampler_name or body.sampler_index or "Euler", body.scheduler),
         steps=body.steps, cfg_scale=body.cfg_scale, width=body.width, height=body.height, seed=body.seed,
         batch_count=body.n_iter, batch_size=body.batch_size, save_images=bool(body.save_images),
-        clip_skip=clip_skip,
+        clip_skip=clip_skip, vae=vae,
     )
+
+
+def variation_seed(body: GenerationBody) -> VariationSeed | None:
+    """subseed, subseed_strength and seed_resize_from_w/h (-1 or 0: off) as our VariationSeed."""
+    resize = (max(body.seed_resize_from_w, 0), max(body.seed_resize_from_h, 0))
+    if not body.subseed_strength and resize == (0, 0):
+        return None
+    return VariationSeed(seed=body.subseed, strength=_number(body.subseed_strength, "subseed_strength"),
+                         resize_from_width=resize[0], resize_from_height=resize[1])
 
 
 def controlnet_units(body: GenerationBody, engine, ignored: list[str],
@@ -204,17 +242,22 @@ def hires_fix(body: Txt2ImgBody, ignored: list[str]) -> HiresFix:
                     prompt=body.hr_prompt or "", negative_prompt=body.hr_negative_prompt or "")
 
 
-def txt2img_request(body: Txt2ImgBody, engine) -> Translation:
+def txt2img_request(body: Txt2ImgBody, engine, settings: ApiSettings | None = None) -> Translation:
     ignored: list[str] = []
-    fields = common_fields(body, engine, ignored)
+    overrides = Overrides()
+    fields = common_fields(body, engine, ignored, settings or ApiSettings(), overrides)
     hires = hires_fix(body, ignored) if body.enable_hr else None
-    request = Txt2ImgRequest(**fields, controlnets=controlnet_units(body, engine, ignored), hires=hires)
-    return Translation(request, ignored)
+    request = Txt2ImgRequest(**fields, controlnets=controlnet_units(body, engine, ignored), hires=hires,
+                             variation=variation_seed(body))
+    return Translation(request, ignored, overrides)
 
 
-def img2img_request(body: Img2ImgBody, engine) -> Translation:
+def img2img_request(body: Img2ImgBody, engine, settings: ApiSettings | None = None) -> Translation:
     ignored: list[str] = []
-    fields = common_fields(body, engine, ignored)
+    overrides = Overrides()
+    fields = common_fields(body, engine, ignored, settings or ApiSettings(), overrides)
+    if body.subseed_strength or body.seed_resize_from_w > 0 or body.seed_resize_from_h > 0:
+        ignored.append("subseed_strength/seed_resize_from: variation seeds are built for txt2img only")
     if not body.init_images:
         raise RequestError("init_images must hold one base64 image; got none")
     if len(body.init_images) > 1:
@@ -231,7 +274,7 @@ def img2img_request(body: Img2ImgBody, engine) -> Translation:
                   resize_mode=RESIZE_MODES[body.resize_mode],
                   controlnets=controlnet_units(body, engine, ignored, default_image=init_image))
     if not body.mask:
-        return Translation(Img2ImgRequest(**common), ignored)
+        return Translation(Img2ImgRequest(**common), ignored, overrides)
     if body.inpainting_fill not in INPAINTING_FILLS:
         raise RequestError(f"inpainting_fill must be one of "
                            f"{', '.join(f'{k} ({v})' for k, v in INPAINTING_FILLS.items())}, got {body.inpainting_fill!r}")
@@ -246,4 +289,4 @@ def img2img_request(body: Img2ImgBody, engine) -> Translation:
         inpaint_area="only masked" if body.inpaint_full_res else "whole picture",
         only_masked_padding_px=body.inpaint_full_res_padding,
     )
-    return Translation(request, ignored)
+    return Translation(request, ignored, overrides)

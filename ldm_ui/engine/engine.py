@@ -21,6 +21,7 @@ from ldm_ui.engine.models import LoadedModel, ModelManager, empty_device_caches,
 from ldm_ui.engine.upscalers import UpscalerLibrary
 from ldm_ui.engine.registry import task_for
 from ldm_ui.engine.samplers import SamplerMismatch
+from ldm_ui.engine.vae_choice import vae_for_job
 from ldm_ui.prompts.embeddings import EmbeddingLibrary
 from ldm_ui.requests import (
     TERMINAL_EVENTS, Cancelled, Failed, Finished, GenerationRequest, LoadModelRequest, Progress, Queued, Request,
@@ -225,8 +226,11 @@ class Engine(HasHooks):
                 loaded = self.models.get(job.request.model, report=lambda message: job.emit(_status(message)))
             loading = False
             extra = {"save_image": self._save_image} if self._save_image else {}
-            outcome = task.run(TaskContext(job, job.request, loaded, self.config, self.hooks,
-                                           embeddings=self.embeddings, upscalers=self.upscalers, **extra))
+            # a generation request's own VAE, for this job only (SetVaeRequest's `vae` is a choice that stays)
+            job_vae = job.request.vae if isinstance(job.request, GenerationRequest) else None
+            with vae_for_job(loaded, job_vae, self.config):
+                outcome = task.run(TaskContext(job, job.request, loaded, self.config, self.hooks,
+                                               embeddings=self.embeddings, upscalers=self.upscalers, **extra))
         except JobCancelled as stop:
             outcome = Cancelled(str(stop) or "interrupted")
         except (RequestError, SamplerMismatch) as error:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,21 @@ def reapply_after_load(model, choice: str | None, config: AppConfig) -> None:
     except VaeError as error:
         log.warning("%s; using Automatic for %s", error, model.entry.name)
         apply_vae(model, VAE_AUTOMATIC, config)
+
+
+@contextmanager
+def vae_for_job(model, choice: str | None, config: AppConfig):
+    """A request's own VAE choice for one job; the model's previous choice is back afterwards, after a failure or
+    an interrupt too (a previous choice whose file has gone falls back to Automatic, as after a model load)."""
+    if not choice or model is None:
+        yield
+        return
+    previous = model.vae_selection.choice if model.vae_selection else VAE_AUTOMATIC
+    apply_vae(model, choice.strip(), config)
+    try:
+        yield
+    finally:
+        reapply_after_load(model, previous, config)
 
 
 def vae_infotext(model) -> dict[str, str]:
