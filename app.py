@@ -57,14 +57,15 @@ def create_api(config, engine, demo):
 
 def launch_kwargs(config, api=None) -> dict:
     from ldm_ui.access import file_access_kwargs
-    from ldm_ui.guard import guard_middleware
+    from ldm_ui.guard import guard_lifespan, guard_middleware
     from ldm_ui.login_page import login_page_middleware
     from ldm_ui.ui.common import CSS, KEYBOARD_JS
 
     # no unauthenticated route map; Host/Origin/login-before-read/body caps/file owners (ldm_ui/guard.py); no
-    # API description on the login page (ldm_ui/login_page.py)
+    # API description on the login page (ldm_ui/login_page.py); CORS answered by us, in front of Gradio's own layer
     app_kwargs = {"openapi_url": None, "docs_url": None, "redoc_url": None,
-                  "middleware": [*guard_middleware(config), *login_page_middleware()]}
+                  "middleware": [*guard_middleware(config), *login_page_middleware()],
+                  "lifespan": guard_lifespan(config)}
     if api is not None:
         from starlette.routing import Mount
 
