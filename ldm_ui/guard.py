@@ -17,7 +17,8 @@ the Host and Origin headers. This middleware runs before any route and, in this 
 5. JSON payloads may not carry `data:` URLs or file paths outside Gradio's upload folder: images must be
    uploaded files, which ldm_ui/images.py checks from their header before decoding.
 6. Files: under the outputs folder, never a dot-folder, and with logins on only the user whose job made it
-   (ldm_ui/ownership.py).
+   (ldm_ui/ownership.py); an upload only to the users who uploaded it, and it is deleted when the sessions
+   that used it end (ldm_ui/uploads.py).
 7. Logins: failures are counted per user and per address and logged (ldm_ui/login_throttle.py).
 """
 
@@ -181,6 +182,11 @@ class RequestGuard:
         if asked.startswith(("http://", "https://")):
             return None  # Gradio's own proxy rules apply
         real = Path(os.path.realpath(asked))
+        uploads = _blocks_attr(scope, "ldm_uploads")
+        if self.policy.auth_required and uploads is not None:
+            uploaders = uploads.uploaders(str(real))
+            if uploaders is not None and user not in uploaders:
+                return 404, f"File not found: {Path(asked).name}"  # another user's upload
         try:
             inside = real.relative_to(self.policy.outputs_dir)
         except ValueError:
@@ -191,7 +197,7 @@ class RequestGuard:
         if any(part.startswith(".") for part in inside.parts):
             return not_found
         if self.policy.auth_required:
-            owners = getattr(getattr(scope.get("app"), "blocks", None), "ldm_owners", None)
+            owners = _blocks_attr(scope, "ldm_owners")
             if user is None or owners is None or owners.owner_of(real) != user:
                 return not_found
         return None
@@ -210,19 +216,29 @@ class RequestGuard:
                     raise _TooLarge
             return message
 
+        answer = bytearray()  # the upload route's answer: the paths it saved
+        is_upload = path.startswith(UPLOAD_PATH)
+
         async def watched(message):
             nonlocal started, status
             if message["type"] == "http.response.start":
                 started, status = True, message["status"]
+            elif is_upload and message["type"] == "http.response.body" and len(answer) < MB:
+                answer.extend(message.get("body", b""))
             await send(message)
 
         status = 0
+        user = session_user(scope, headers)
+        uploads = _blocks_attr(scope, "ldm_uploads")
         try:
             if path in LOGIN_PATHS:
                 await self._login(scope, counted, watched, cap)
             elif _wants_json_check(path, headers):
                 body = await _read_all(counted)
-                problem = _payload_problem(body, getattr(scope.get("app"), "uploaded_file_dir", None))
+                upload_dir = getattr(scope.get("app"), "uploaded_file_dir", None)
+                problem = _payload_problem(body, upload_dir)
+                if problem is None and uploads is not None:
+                    problem = self._note_used_uploads(body, upload_dir, uploads, user)
                 if problem:
                     await JSONResponse({"detail": problem}, status_code=400)(scope, receive, send)
                     return
@@ -234,8 +250,28 @@ class RequestGuard:
                 raise
             await JSONResponse({"detail": _too_large(path, received, cap)}, status_code=413)(scope, receive, send)
             return
-        if path.startswith(UPLOAD_PATH) and status == 200:
-            self._uploads.setdefault(session_user(scope, headers) or "", []).append((time.time(), received))
+        if is_upload and status == 200:
+            self._uploads.setdefault(user or "", []).append((time.time(), received))
+            if uploads is not None:
+                uploads.uploaded(user or "", _json_strings(bytes(answer)))
+
+    def _note_used_uploads(self, body: bytes, upload_dir: str | None, uploads, user: str | None) -> str | None:
+        """Record the uploads an event payload uses under its session; with logins, refuse another user's."""
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        paths = _upload_paths(data, upload_dir)
+        if self.policy.auth_required:
+            for path in paths:
+                uploaders = uploads.uploaders(path)
+                if uploaders is not None and (user or "") not in uploaders:
+                    return (f"file {Path(path).name!r} is not one of your uploads; upload it first "
+                            "(POST /gradio_api/upload) and pass the path that returns")
+        session = data.get("session_hash") if isinstance(data, dict) else None
+        if paths and isinstance(session, str) and session:
+            uploads.used(session, paths)
+        return None
 
     async def _login(self, scope, receive, send, cap: int):
         body = await _read_all(receive)
@@ -374,6 +410,32 @@ def _payload_problem(body: bytes, upload_dir: str | None) -> str | None:
                 return (f"file {Path(path).name!r} is not an upload of this app; upload it first "
                         "(POST /gradio_api/upload) and pass the path that returns")
     return None
+
+
+def _upload_paths(data: Any, upload_dir: str | None) -> list[str]:
+    """The file paths in a payload that lie in the app's upload folder."""
+    if not upload_dir:
+        return []
+    root = os.path.realpath(upload_dir)
+    found = []
+    for item in _dicts(data):
+        path = item.get("path")
+        if isinstance(path, str) and _is_file_data(item) and os.path.realpath(path).startswith(root + os.sep):
+            found.append(os.path.realpath(path))
+    return found
+
+
+def _json_strings(body: bytes) -> list[str]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    return [item for item in data if isinstance(item, str)] if isinstance(data, list) else []
+
+
+def _blocks_attr(scope, name: str):
+    """What app.py hung on the Blocks (the output owners, the upload registry), or None outside the app."""
+    return getattr(getattr(scope.get("app"), "blocks", None), name, None)
 
 
 def _is_file_data(item: dict) -> bool:
