@@ -60,7 +60,8 @@ def create_api(config, engine, demo):
 
 def launch_kwargs(config, api=None) -> dict:
     from ldm_ui.access import file_access_kwargs
-    from ldm_ui.guard import guard_lifespan, guard_middleware
+    from ldm_ui.cors import cors_lifespan
+    from ldm_ui.guard import guard_middleware
     from ldm_ui.login_page import login_page_middleware
     from ldm_ui.ui.common import CSS, KEYBOARD_JS
 
@@ -68,7 +69,7 @@ def launch_kwargs(config, api=None) -> dict:
     # API description on the login page (ldm_ui/login_page.py); CORS answered by us, in front of Gradio's own layer
     app_kwargs = {"openapi_url": None, "docs_url": None, "redoc_url": None,
                   "middleware": [*guard_middleware(config), *login_page_middleware()],
-                  "lifespan": guard_lifespan(config)}
+                  "lifespan": cors_lifespan(config)}
     if api is not None:
         from starlette.routing import Mount
 

@@ -7,8 +7,8 @@ the Host and Origin headers. This middleware runs before any route and, in this 
    whose name was rebound to 127.0.0.1 (DNS rebinding) cannot drive the app.
 2. Origin: a request a browser sends from another site's page is refused unless that origin is the app's own
    or given with --cors-allow-origin; `GET /logout` is refused when the browser says it came from another site.
-   `CorsGate` answers the CORS side of this before Gradio's own CORS layer (which reflects any Origin on a
-   LAN or share address, preflights included): see `guard_lifespan`.
+   ldm_ui/cors.py answers the CORS side of this in front of Gradio's own CORS layer (which reflects any
+   Origin on a LAN or share address, preflights included).
 3. Login before reading: with logins on, a request with a body (POST, PUT, PATCH, DELETE) needs a signed-in
    session, except the login itself; a stranger gets 401 before a byte of the body is read.
 4. Body caps per path prefix (`GuardPolicy.body_caps`, longest prefix wins): Content-Length over the cap gets
@@ -33,15 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contextlib import asynccontextmanager
-
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import cookie_parser
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
 from ldm_ui.access import basic_auth_user
 from ldm_ui.config import AppConfig
+from ldm_ui.cors import allowed_origins, foreign_origin, own_or_allowed
 from ldm_ui.login_throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ class GuardPolicy:
         return cls(
             auth_required=bool(config.auth), check_host=not (config.listen or config.share),
             allowed_hosts=LOCAL_HOSTS | {h.lower() for h in config.allowed_hosts},
-            allowed_origins=frozenset(o.lower().rstrip("/") for o in config.cors_allow_origins),
+            allowed_origins=allowed_origins(config),
             outputs_dir=Path(os.path.realpath(config.outputs_dir)), upload_cap=upload_cap,
             upload_quota=config.upload_quota_mb * MB,
             # the image editor sends its layers to /component_server as files: the upload limit applies there too
@@ -145,7 +144,7 @@ class RequestGuard:
     def _check_origin(self, headers: Headers, method: str, path: str):
         origin = headers.get("origin")
         if origin is not None and not own_or_allowed(origin, headers, self.policy.allowed_origins):
-            return 403, _foreign_origin(origin)
+            return 403, foreign_origin(origin)
         if path.rstrip("/") == "/logout":
             site = headers.get("sec-fetch-site", "")
             referer = headers.get("referer")
@@ -306,79 +305,6 @@ class RequestGuard:
         return sum(n for _, n in recent)
 
 
-CORS_METHODS = "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
-PREFLIGHT_MAX_AGE_S = 600
-
-
-class CorsGate:
-    """The app's CORS answers, in front of everything else (Gradio's CORS layer included).
-
-    Gradio's own layer answers preflights itself and, on any address that is not localhost (--listen, --share),
-    reflects whatever Origin it is sent, with credentials. Here a request that carries an Origin is answered
-    so that only the app's own origin and --cors-allow-origin ones are ever allowed:
-    - a preflight (OPTIONS with Access-Control-Request-Method) from an allowed origin gets 200 and CORS headers
-      naming exactly that origin; from any other origin 403 with no CORS headers;
-    - any other request from a foreign origin gets 403 with no CORS headers (the route never runs, and the
-      page cannot even read the refusal);
-    - a response to an allowed origin carries CORS headers for that origin only, whatever the inner layers set.
-    """
-
-    def __init__(self, app, allowed_origins: frozenset[str]):
-        self.app = app
-        self.allowed_origins = allowed_origins
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        origin = headers.get("origin")
-        if origin is None:
-            await self.app(scope, receive, send)
-            return
-        if not own_or_allowed(origin, headers, self.allowed_origins):
-            await JSONResponse({"detail": _foreign_origin(origin)}, status_code=403)(scope, receive, send)
-            return
-        if scope.get("method") == "OPTIONS" and "access-control-request-method" in headers:
-            allowed = {"Access-Control-Allow-Methods": CORS_METHODS, "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_S),
-                       **_allow(origin)}
-            if "access-control-request-headers" in headers:
-                allowed["Access-Control-Allow-Headers"] = headers["access-control-request-headers"]
-            await Response("OK", status_code=200, headers=allowed, media_type="text/plain")(scope, receive, send)
-            return
-
-        async def with_cors(message):
-            if message["type"] == "http.response.start":
-                answer = MutableHeaders(scope=message)
-                for name in [k for k in answer.keys() if k.startswith("access-control-")]:
-                    del answer[name]
-                for name, value in _allow(origin).items():
-                    answer[name] = value
-                answer.add_vary_header("Origin")
-            await send(message)
-
-        await self.app(scope, receive, with_cors)
-
-
-def _allow(origin: str) -> dict[str, str]:
-    return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true"}
-
-
-def own_or_allowed(origin: str, headers: Headers, allowed_origins: frozenset[str]) -> bool:
-    """Whether a browser page of `origin` may call the app: its own origin (same host and port as the request's
-    Host) or a --cors-allow-origin one. "null" (sandboxed frames, file: pages) and anything odd never may."""
-    parsed = urllib.parse.urlsplit(origin)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        return False
-    if parsed.netloc.lower() == headers.get("host", "").lower():
-        return True
-    return f"{parsed.scheme}://{parsed.netloc}".lower() in allowed_origins
-
-
-def _foreign_origin(origin: str) -> str:
-    return f"requests from pages of {origin!r} are not allowed; start the app with --cors-allow-origin {origin} to allow them"
-
-
 def session_user(scope, headers: Headers) -> str | None:
     """The user signed in with this request's Gradio session cookie, or None."""
     app = scope.get("app")
@@ -507,21 +433,3 @@ def guard_middleware(config: AppConfig, body_caps: dict[str, int] | None = None)
     """For launch(app_kwargs={"middleware": ...}); `body_caps` adds caps for other path prefixes."""
     return [Middleware(RequestGuard, policy=GuardPolicy.from_config(config, body_caps))]
 
-
-def guard_lifespan(config: AppConfig):
-    """For launch(app_kwargs={"lifespan": ...}): puts `CorsGate` in front of the whole app when the server starts.
-
-    Gradio adds its CORS layer with `add_middleware` after our middleware list is given, so it always runs
-    before ours, and Starlette has no public way to add a layer outside it. Starlette builds the app's layer
-    stack on the first ASGI call, which is the lifespan start-up, before any HTTP request is accepted; this
-    wraps that built stack once. No Gradio or Starlette code is changed.
-    """
-    allowed = GuardPolicy.from_config(config).allowed_origins
-
-    @asynccontextmanager
-    async def lifespan(app):
-        if not isinstance(app.middleware_stack, CorsGate):
-            app.middleware_stack = CorsGate(app.middleware_stack, allowed)
-        yield
-
-    return lifespan
