@@ -90,3 +90,26 @@ def test_error_texts_name_no_server_paths(app_config):
 def test_help_says_auth_passwords_show_in_the_process_list():
     text = " ".join(build_arg_parser().format_help().split())
     assert "process list" in text and "prefer --auth-file" in text
+
+
+def test_a_session_end_deletes_only_uploads_no_one_else_may_still_need(tmp_path):
+    from ldm_ui.uploads import UploadRegistry
+
+    def made(name: str) -> str:
+        path = tmp_path / name / "picture.png"  # Gradio's layout: a folder named by the content hash
+        path.parent.mkdir()
+        path.write_bytes(b"png")
+        return str(path)
+
+    shared, twice, result = made("shared"), made("twice"), made("result-copy")
+    registry = UploadRegistry()
+    registry.uploaded("alice", [shared, twice])
+    registry.uploaded("bob", [shared, twice])  # the same picture: one file
+    registry.used("alice-tab", [shared, twice, result])
+    registry.used("bob-tab", [shared])
+    assert registry.end_session("alice-tab") == []  # bob's tab uses one; bob's upload of the other is unused yet
+    assert all(Path(p).exists() for p in (shared, twice, result))
+    registry.used("bob-tab", [twice])
+    assert registry.end_session("bob-tab") == sorted([shared, twice])
+    assert not Path(shared).exists() and not Path(twice).parent.exists()
+    assert Path(result).exists()  # a file the app made, never uploaded: left to Gradio's daily sweep
