@@ -23,6 +23,7 @@ def create_app(config, banner: str | None = None, engine=None):
     from ldm_ui.access import exposure_banner, use_private_gradio_folder
     from ldm_ui.images import install_decode_limit
     from ldm_ui.ownership import OutputOwners
+    from ldm_ui.uploads import UploadRegistry, delete_on_session_end
     from ldm_ui.ui.extensions_ui import load_extensions
     from ldm_ui.presets import startup_model
 
@@ -41,6 +42,8 @@ def create_app(config, banner: str | None = None, engine=None):
     # queued only now: diffusers' lazy imports are not safe while this thread is still importing the UI's modules
     demo.ldm_ui.startup = StartupLoad(engine, model)
     demo.ldm_owners = owners  # the file route asks it whose a saved image is (ldm_ui/guard.py)
+    demo.ldm_uploads = UploadRegistry()  # who uploaded what, which sessions use it (ldm_ui/uploads.py)
+    delete_on_session_end(demo, demo.ldm_uploads)
     demo.delete_cache = UPLOAD_MAX_AGE  # Gradio deletes this app's uploads and copies after a day
     return engine, demo
 
@@ -57,14 +60,16 @@ def create_api(config, engine, demo):
 
 def launch_kwargs(config, api=None) -> dict:
     from ldm_ui.access import file_access_kwargs
+    from ldm_ui.cors import cors_lifespan
     from ldm_ui.guard import guard_middleware
     from ldm_ui.login_page import login_page_middleware
     from ldm_ui.ui.common import CSS, KEYBOARD_JS
 
     # no unauthenticated route map; Host/Origin/login-before-read/body caps/file owners (ldm_ui/guard.py); no
-    # API description on the login page (ldm_ui/login_page.py)
+    # API description on the login page (ldm_ui/login_page.py); CORS answered by us, in front of Gradio's own layer
     app_kwargs = {"openapi_url": None, "docs_url": None, "redoc_url": None,
-                  "middleware": [*guard_middleware(config), *login_page_middleware()]}
+                  "middleware": [*guard_middleware(config), *login_page_middleware()],
+                  "lifespan": cors_lifespan(config)}
     if api is not None:
         from starlette.routing import Mount
 

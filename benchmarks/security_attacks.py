@@ -143,7 +143,7 @@ def run(root: Path) -> list[tuple[str, str, float]]:
     rows: list[tuple[str, str, float]] = []
     work = Path(tempfile.mkdtemp(prefix="attacks-"))
     bomb = png_bomb(work / "bomb.png")
-    auth = ["--listen", "--auth", ":".join(ALICE), "--auth", ":".join(BOB)]
+    auth = ["--listen", "--api", "--auth", ":".join(ALICE), "--auth", ":".join(BOB)]
     with app(root, work / "outputs", *auth) as (url, server):
         alice, bob = login(url, ALICE), login(url, BOB)
         cookie = "Cookie: " + "; ".join(f"{k}={v}" for k, v in alice.cookies.items()) + "\r\n"
@@ -197,6 +197,13 @@ def run(root: Path) -> list[tuple[str, str, float]]:
         evil = alice.get(url + "/config", headers={"Origin": "https://evil.example", "Host": f"ldm-box.lan:{port}"})
         rows.append(("6 Origin: evil.example GET /config", f"{evil.status_code} ACAO="
                      f"{evil.headers.get('access-control-allow-origin')}", 0.0))
+        preflight = {"Origin": "https://evil.example", "Host": f"ldm-box.lan:{port}",
+                     "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+        for path in ("/gradio_api/queue/join", "/gradio_api/upload", "/sdapi/v1/txt2img"):
+            answer = alice.options(url + path, headers=preflight)
+            rows.append((f"6 evil preflight OPTIONS {path}", f"{answer.status_code} ACAO="
+                         f"{answer.headers.get('access-control-allow-origin')} credentials="
+                         f"{answer.headers.get('access-control-allow-credentials')}", 0.0))
         toggle = fn_index(url, bob, "extension-wildcards-enabled")
         answer = bob.post(url + "/gradio_api/run/predict", json={"data": [False], "fn_index": toggle,
                                                                  "session_hash": "b"})
@@ -208,6 +215,23 @@ def run(root: Path) -> list[tuple[str, str, float]]:
         planted.write_text("x")
         rows.append(("9 planted file in <tmp>/gradio", str(alice.get(f"{url}/gradio_api/file={planted}").status_code),
                      0.0))
+        upload_client = Client(url, auth=ALICE, verbose=False)
+        picture = work / f"alices-photo-{os.getpid()}.png"
+        picture.write_bytes(base64.b64decode(
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="))
+        upload_client.predict(handle_file(str(picture)), api_name="/pnginfo")
+        uploaded = next(Path(tempfile.gettempdir()).glob(f"*/*/{picture.name}"), None)
+        rows.append(("9 bob fetches alice's upload by path", str(bob.get(f"{url}/gradio_api/file={uploaded}").status_code)
+                     if uploaded else "upload not found", 0.0))
+        upload_client.close()  # alice's session ends
+        # a benchmark, not a test: poll for the unload event's effect, up to 30 s (gradio_client stops its
+        # heartbeat at the next 15 s beat; a browser closing its tab drops the connection at once)
+        for _ in range(300):
+            if not (uploaded and uploaded.exists()):
+                break
+            time.sleep(0.1)
+        rows.append(("9 alice's upload 30 s after her session ended",
+                     "still on disk" if uploaded and uploaded.exists() else "deleted", 0.0))
         foreign = alice.post(url + "/gradio_api/queue/join", json={"data": [{"path": "/etc/hostname", "meta": {
             "_type": "gradio.FileData"}}], "fn_index": 0, "session_hash": "x"})
         rows.append(("10 foreign file path in a payload", str(foreign.status_code), 0.0))

@@ -7,6 +7,8 @@ the Host and Origin headers. This middleware runs before any route and, in this 
    whose name was rebound to 127.0.0.1 (DNS rebinding) cannot drive the app.
 2. Origin: a request a browser sends from another site's page is refused unless that origin is the app's own
    or given with --cors-allow-origin; `GET /logout` is refused when the browser says it came from another site.
+   ldm_ui/cors.py answers the CORS side of this in front of Gradio's own CORS layer (which reflects any
+   Origin on a LAN or share address, preflights included).
 3. Login before reading: with logins on, a request with a body (POST, PUT, PATCH, DELETE) needs a signed-in
    session, except the login itself; a stranger gets 401 before a byte of the body is read.
 4. Body caps per path prefix (`GuardPolicy.body_caps`, longest prefix wins): Content-Length over the cap gets
@@ -15,7 +17,8 @@ the Host and Origin headers. This middleware runs before any route and, in this 
 5. JSON payloads may not carry `data:` URLs or file paths outside Gradio's upload folder: images must be
    uploaded files, which ldm_ui/images.py checks from their header before decoding.
 6. Files: under the outputs folder, never a dot-folder, and with logins on only the user whose job made it
-   (ldm_ui/ownership.py).
+   (ldm_ui/ownership.py); an upload only to the users who uploaded it, and it is deleted when the sessions
+   that used it end (ldm_ui/uploads.py).
 7. Logins: failures are counted per user and per address and logged (ldm_ui/login_throttle.py).
 """
 
@@ -37,6 +40,7 @@ from starlette.responses import JSONResponse
 
 from ldm_ui.access import basic_auth_user
 from ldm_ui.config import AppConfig
+from ldm_ui.cors import allowed_origins, foreign_origin, own_or_allowed
 from ldm_ui.login_throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -73,7 +77,7 @@ class GuardPolicy:
         return cls(
             auth_required=bool(config.auth), check_host=not (config.listen or config.share),
             allowed_hosts=LOCAL_HOSTS | {h.lower() for h in config.allowed_hosts},
-            allowed_origins=frozenset(o.lower().rstrip("/") for o in config.cors_allow_origins),
+            allowed_origins=allowed_origins(config),
             outputs_dir=Path(os.path.realpath(config.outputs_dir)), upload_cap=upload_cap,
             upload_quota=config.upload_quota_mb * MB,
             # the image editor sends its layers to /component_server as files: the upload limit applies there too
@@ -139,23 +143,15 @@ class RequestGuard:
 
     def _check_origin(self, headers: Headers, method: str, path: str):
         origin = headers.get("origin")
-        if origin is not None and not self._own_or_allowed(origin, headers):
-            return 403, (f"requests from pages of {origin!r} are not allowed; start the app with "
-                         f"--cors-allow-origin {origin} to allow them")
+        if origin is not None and not own_or_allowed(origin, headers, self.policy.allowed_origins):
+            return 403, foreign_origin(origin)
         if path.rstrip("/") == "/logout":
             site = headers.get("sec-fetch-site", "")
             referer = headers.get("referer")
-            if site in ("cross-site", "same-site") or (referer and not self._own_or_allowed(referer, headers)):
+            if site in ("cross-site", "same-site") or (
+                    referer and not own_or_allowed(referer, headers, self.policy.allowed_origins)):
                 return 403, "logging out is only possible from the app's own page"
         return None
-
-    def _own_or_allowed(self, origin: str, headers: Headers) -> bool:
-        parsed = urllib.parse.urlsplit(origin)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            return False  # "null" (sandboxed frames, file: pages) and anything odd
-        if parsed.netloc.lower() == headers.get("host", "").lower():
-            return True
-        return f"{parsed.scheme}://{parsed.netloc}".lower() in self.policy.allowed_origins
 
     # ---- 3-6: what is asked
 
@@ -185,6 +181,11 @@ class RequestGuard:
         if asked.startswith(("http://", "https://")):
             return None  # Gradio's own proxy rules apply
         real = Path(os.path.realpath(asked))
+        uploads = _blocks_attr(scope, "ldm_uploads")
+        if self.policy.auth_required and uploads is not None:
+            uploaders = uploads.uploaders(str(real))
+            if uploaders is not None and user not in uploaders:
+                return 404, f"File not found: {Path(asked).name}"  # another user's upload
         try:
             inside = real.relative_to(self.policy.outputs_dir)
         except ValueError:
@@ -195,7 +196,7 @@ class RequestGuard:
         if any(part.startswith(".") for part in inside.parts):
             return not_found
         if self.policy.auth_required:
-            owners = getattr(getattr(scope.get("app"), "blocks", None), "ldm_owners", None)
+            owners = _blocks_attr(scope, "ldm_owners")
             if user is None or owners is None or owners.owner_of(real) != user:
                 return not_found
         return None
@@ -214,19 +215,29 @@ class RequestGuard:
                     raise _TooLarge
             return message
 
+        answer = bytearray()  # the upload route's answer: the paths it saved
+        is_upload = path.startswith(UPLOAD_PATH)
+
         async def watched(message):
             nonlocal started, status
             if message["type"] == "http.response.start":
                 started, status = True, message["status"]
+            elif is_upload and message["type"] == "http.response.body" and len(answer) < MB:
+                answer.extend(message.get("body", b""))
             await send(message)
 
         status = 0
+        user = session_user(scope, headers)
+        uploads = _blocks_attr(scope, "ldm_uploads")
         try:
             if path in LOGIN_PATHS:
                 await self._login(scope, counted, watched, cap)
             elif _wants_json_check(path, headers):
                 body = await _read_all(counted)
-                problem = _payload_problem(body, getattr(scope.get("app"), "uploaded_file_dir", None))
+                upload_dir = getattr(scope.get("app"), "uploaded_file_dir", None)
+                problem = _payload_problem(body, upload_dir)
+                if problem is None and uploads is not None:
+                    problem = self._note_used_uploads(body, upload_dir, uploads, user)
                 if problem:
                     await JSONResponse({"detail": problem}, status_code=400)(scope, receive, send)
                     return
@@ -238,8 +249,28 @@ class RequestGuard:
                 raise
             await JSONResponse({"detail": _too_large(path, received, cap)}, status_code=413)(scope, receive, send)
             return
-        if path.startswith(UPLOAD_PATH) and status == 200:
-            self._uploads.setdefault(session_user(scope, headers) or "", []).append((time.time(), received))
+        if is_upload and status == 200:
+            self._uploads.setdefault(user or "", []).append((time.time(), received))
+            if uploads is not None:
+                uploads.uploaded(user or "", _json_strings(bytes(answer)))
+
+    def _note_used_uploads(self, body: bytes, upload_dir: str | None, uploads, user: str | None) -> str | None:
+        """Record the uploads an event payload uses under its session; with logins, refuse another user's."""
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        paths = _upload_paths(data, upload_dir)
+        if self.policy.auth_required:
+            for path in paths:
+                uploaders = uploads.uploaders(path)
+                if uploaders is not None and (user or "") not in uploaders:
+                    return (f"file {Path(path).name!r} is not one of your uploads; upload it first "
+                            "(POST /gradio_api/upload) and pass the path that returns")
+        session = data.get("session_hash") if isinstance(data, dict) else None
+        if paths and isinstance(session, str) and session:
+            uploads.used(session, paths)
+        return None
 
     async def _login(self, scope, receive, send, cap: int):
         body = await _read_all(receive)
@@ -305,6 +336,32 @@ def _payload_problem(body: bytes, upload_dir: str | None) -> str | None:
                 return (f"file {Path(path).name!r} is not an upload of this app; upload it first "
                         "(POST /gradio_api/upload) and pass the path that returns")
     return None
+
+
+def _upload_paths(data: Any, upload_dir: str | None) -> list[str]:
+    """The file paths in a payload that lie in the app's upload folder."""
+    if not upload_dir:
+        return []
+    root = os.path.realpath(upload_dir)
+    found = []
+    for item in _dicts(data):
+        path = item.get("path")
+        if isinstance(path, str) and _is_file_data(item) and os.path.realpath(path).startswith(root + os.sep):
+            found.append(os.path.realpath(path))
+    return found
+
+
+def _json_strings(body: bytes) -> list[str]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    return [item for item in data if isinstance(item, str)] if isinstance(data, list) else []
+
+
+def _blocks_attr(scope, name: str):
+    """What app.py hung on the Blocks (the output owners, the upload registry), or None outside the app."""
+    return getattr(getattr(scope.get("app"), "blocks", None), name, None)
 
 
 def _is_file_data(item: dict) -> bool:
@@ -375,3 +432,4 @@ def _host_name(host: str) -> str:
 def guard_middleware(config: AppConfig, body_caps: dict[str, int] | None = None) -> list[Middleware]:
     """For launch(app_kwargs={"middleware": ...}); `body_caps` adds caps for other path prefixes."""
     return [Middleware(RequestGuard, policy=GuardPolicy.from_config(config, body_caps))]
+

@@ -138,19 +138,62 @@ def test_dns_rebinding_host_is_refused_on_localhost(app_config):
             assert browser.get(url + "/config", headers={"Host": host}).status_code == 200
 
 
-def test_foreign_origins_are_refused_and_configured_ones_allowed(two_users):
-    two_users.cors_allow_origins = ["https://friend.example"]
-    with running_app(two_users) as (url, _, _), signed_in(url) as alice:
-        evil = {"Origin": "https://evil.example"}
-        for path in ("/config", "/gradio_api/info"):
-            answer = alice.get(url + path, headers=evil)
-            assert answer.status_code == 403 and "components" not in answer.text, path
-        join = alice.post(url + "/gradio_api/queue/join", json={"data": [], "fn_index": 0, "session_hash": "x"},
-                          headers=evil)
-        assert join.status_code == 403
-        assert alice.get(url + "/config", headers={"Origin": "null"}).status_code == 403
-        assert alice.get(url + "/config", headers={"Origin": url}).status_code == 200  # the app's own page
-        assert alice.get(url + "/config", headers={"Origin": "https://friend.example"}).status_code == 200
+CORS_PATHS = ("/config", "/gradio_api/queue/join", "/gradio_api/upload", "/gradio_api/file=outputs/x.png",
+              "/sdapi/v1/options", "/sdapi/v1/txt2img", "/")
+FRIEND = "https://friend.example"
+
+
+def _cors_headers(answer: httpx.Response) -> dict[str, str]:
+    return {k: v for k, v in answer.headers.items() if k.lower().startswith("access-control-")}
+
+
+@pytest.mark.parametrize("mode", ["localhost", "listen+auth"])
+def test_foreign_origins_are_refused_and_configured_ones_allowed(app_config, mode):
+    """Gradio's own CORS layer reflects any Origin, with credentials, on a LAN address and answers preflights
+    before any middleware of ours; on every route, for GET, POST and the preflight, only the app's own origin
+    and --cors-allow-origin ones may get CORS headers."""
+    app_config.api = True
+    app_config.cors_allow_origins = [FRIEND]
+    if mode == "listen+auth":
+        app_config.listen = True
+        app_config.auth = [(USER, PASSWORD), (BOB, BOB_PASSWORD)]
+    with running_app(app_config) as (url, _, _), httpx.Client(timeout=30) as browser:
+        if app_config.auth:
+            assert browser.post(url + "/login", data={"username": USER, "password": PASSWORD}).status_code == 200
+            browser.auth = (USER, PASSWORD)  # the /sdapi/v1 routes sign in with HTTP Basic
+        port = urllib.parse.urlsplit(url).port
+        # on --listen the page is reached by the machine's LAN address: Gradio's layer trusts any Origin there
+        host = f"192.168.1.50:{port}" if app_config.listen else f"127.0.0.1:{port}"
+        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+        for origin in ("https://evil.example", "null", "http://192.168.1.50"):
+            for path in CORS_PATHS:
+                for method in ("GET", "POST", "OPTIONS"):
+                    answer = browser.request(method, url + path, content=b"{}" if method == "POST" else None,
+                                             headers={"Host": host, "Origin": origin,
+                                                      **(preflight if method == "OPTIONS" else {})})
+                    assert answer.status_code == 403, (origin, method, path, answer.status_code)
+                    assert _cors_headers(answer) == {}, (origin, method, path, _cors_headers(answer))
+                    assert "components" not in answer.text
+        # the configured origin: preflights and answers name it, and only it
+        for path in CORS_PATHS:
+            answer = browser.options(url + path, headers={"Host": host, "Origin": FRIEND, **preflight})
+            assert answer.status_code == 200, path
+            assert answer.headers["access-control-allow-origin"] == FRIEND
+            assert answer.headers["access-control-allow-credentials"] == "true"
+            assert answer.headers["access-control-allow-headers"] == "content-type"
+        config = browser.get(url + "/config", headers={"Host": host, "Origin": FRIEND})
+        assert config.status_code == 200 and "components" in config.text
+        assert config.headers["access-control-allow-origin"] == FRIEND
+        options = browser.get(url + "/sdapi/v1/options", headers={"Host": host, "Origin": FRIEND})
+        assert options.status_code == 200 and options.headers["access-control-allow-origin"] == FRIEND
+        join = browser.post(url + "/gradio_api/queue/join", json={"data": []}, headers={"Host": host, "Origin": FRIEND})
+        assert "Session hash not found" in join.text  # Gradio's own answer: the route ran
+        assert join.headers["access-control-allow-origin"] == FRIEND
+        # the app's own page (same host and port) works, as does a request with no Origin at all
+        own = f"http://{host}"
+        assert browser.get(url + "/config", headers={"Host": host, "Origin": own}).status_code == 200
+        assert browser.options(url + "/config", headers={"Host": host, "Origin": own, **preflight}).status_code == 200
+        assert browser.get(url + "/config", headers={"Host": host}).status_code == 200
 
 
 def test_payload_data_urls_and_foreign_paths_are_refused(two_users, tmp_path):
