@@ -450,3 +450,27 @@ def test_txt2img_hires_fields_run_the_second_pass(api):
     assert image.size == (128, 128)  # the demo model's 64px, upscaled twice
     assert "Hires upscale: 2" in info["infotexts"][0] and "Hires upscaler: Latent" in info["infotexts"][0]
     assert not any("enable_hr" in item for item in info.get("ignored", []))
+
+
+def test_subseed_fields_run_the_variation_seed_in_txt2img_and_img2img(api):
+    """subseed / subseed_strength / seed_resize_from_w,h: the engine's variation seed, reported back in info."""
+    body = {"prompt": PROMPT, "seed": 6, **SMALL}
+    plain = api.post("/txt2img", json=body).json()
+    varied = api.post("/txt2img", json={**body, "subseed": 77, "subseed_strength": 0.5}).json()
+    info = json.loads(varied["info"])
+    assert (info["subseed"], info["all_subseeds"], info["subseed_strength"]) == (77, [77], 0.5)
+    assert "Variation seed: 77, Variation seed strength: 0.5" in info["infotexts"][0] and info["ignored"] == []
+    assert not np.array_equal(pixels(decode(plain["images"][0])), pixels(decode(varied["images"][0])))
+    assert json.loads(plain["info"])["subseed_strength"] == 0
+
+    source = Image.new("RGB", (64, 64), (30, 60, 220))
+    image_body = {"init_images": [encode(source)], "prompt": PROMPT, "denoising_strength": 0.8, "seed": 6, **SMALL}
+    resized = api.post("/img2img", json={**image_body, "subseed": 77, "subseed_strength": 0.3,
+                                         "seed_resize_from_w": 96, "seed_resize_from_h": 64}).json()
+    info = json.loads(resized["info"])
+    assert "Variation seed: 77" in info["infotexts"][0] and "Seed resize from: 96x64" in info["infotexts"][0]
+    assert (info["seed_resize_from_w"], info["seed_resize_from_h"]) == (96, 64)
+    one_side = json.loads(api.post("/img2img", json={**image_body, "seed_resize_from_w": 96}).json()["info"])
+    assert any("seed resize needs both" in item for item in one_side["ignored"])
+    bad = api.post("/txt2img", json={**body, "subseed_strength": 2})
+    assert bad.status_code == 422 and "variation strength must be between 0 and 1, got 2" in bad.text

@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from ldm_ui.metadata import parse_infotext
+from ldm_ui.metadata import generation_fields, parse_infotext
 from ldm_ui.requests import GenerationRequest, Img2ImgRequest, Output
 
 API_VERSION = "ldm-ui"
@@ -35,6 +35,10 @@ def generation_info(request: GenerationRequest, outputs: list[Output], ignored: 
     settings = first.settings if first else {}
     width, height = (first.size() if first else None) or (request.width, request.height)
     seeds = [o.seed for o in outputs]
+    subseeds = [p.get_int("Variation seed") for p in parsed]
+    subseeds = [seed for seed in subseeds if seed is not None]  # written only when the strength is above 0
+    fields = generation_fields(first)[0] if first else {}
+    resize_from = (fields.get("resize_from_width", -1), fields.get("resize_from_height", -1))
     return {
         "prompt": first.prompt if first else request.prompt,
         "all_prompts": [p.prompt for p in parsed],
@@ -42,14 +46,15 @@ def generation_info(request: GenerationRequest, outputs: list[Output], ignored: 
         "all_negative_prompts": [p.negative_prompt for p in parsed],
         "seed": seeds[0] if seeds else request.seed,
         "all_seeds": seeds,
-        "subseed": -1, "all_subseeds": [-1] * len(seeds), "subseed_strength": 0,
+        "subseed": subseeds[0] if subseeds else -1, "all_subseeds": subseeds or [-1] * len(seeds),
+        "subseed_strength": float(settings.get("Variation seed strength", 0) or 0),
         "width": width, "height": height,
         "sampler_name": request.sampler, "cfg_scale": request.cfg_scale, "steps": request.steps,
         "batch_size": request.batch_size,
         "restore_faces": False, "face_restoration_model": None,
         "sd_model_name": settings.get("Model"), "sd_model_hash": settings.get("Model hash"),
         "sd_vae_name": None, "sd_vae_hash": None,
-        "seed_resize_from_w": -1, "seed_resize_from_h": -1,
+        "seed_resize_from_w": resize_from[0], "seed_resize_from_h": resize_from[1],
         "denoising_strength": request.strength if isinstance(request, Img2ImgRequest) else None,
         "extra_generation_params": {k: v for k, v in settings.items()
                                     if k not in ("Steps", "Sampler", "CFG scale", "Seed", "Size", "Model hash",

@@ -23,6 +23,7 @@ class GenerationBody(_Body):
     negative_prompt: str = ""
     styles: list[str] | None = Field(default=None, description="prompt styles (not built yet in ldm-ui: ignored)")
     seed: int = -1
+    # variation seed (ldm_ui/engine/noise.py): -1 picks a random one; seed resize -1 or 0: off
     subseed: int = -1
     subseed_strength: float = 0.0
     seed_resize_from_h: int = -1

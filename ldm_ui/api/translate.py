@@ -20,6 +20,7 @@ from ldm_ui.engine.samplers import SAMPLER_NAMES
 from ldm_ui.images import load_image
 from ldm_ui.requests import (
     ControlNetUnit, GenerationRequest, HiresFix, Img2ImgRequest, InpaintRequest, RequestError, Txt2ImgRequest,
+    VariationSeed,
 )
 
 from ldm_ui.api.schemas import GenerationBody, Img2ImgBody, Txt2ImgBody
@@ -119,8 +120,6 @@ def common_fields(body: GenerationBody, engine, ignored: list[str]) -> dict[str,
     ignored.extend(f"override_settings.{key}: not an ldm-ui setting" for key in overrides)
     if body.styles:
         ignored.append(f"styles={body.styles}: prompt styles are not built yet")
-    if body.subseed_strength:
-        ignored.append("subseed_strength: variation seeds are not built yet")
     for flag in ("restore_faces", "tiling"):
         if getattr(body, flag):
             ignored.append(f"{flag}: not built in ldm-ui")
@@ -131,8 +130,20 @@ def common_fields(body: GenerationBody, engine, ignored: list[str]) -> dict[str,
         sampler=sampler_name(body.sampler_name or body.sampler_index or "Euler", body.scheduler),
         steps=body.steps, cfg_scale=body.cfg_scale, width=body.width, height=body.height, seed=body.seed,
         batch_count=body.n_iter, batch_size=body.batch_size, save_images=bool(body.save_images),
-        clip_skip=clip_skip,
+        clip_skip=clip_skip, variation=variation_seed(body, ignored),
     )
+
+
+def variation_seed(body: GenerationBody, ignored: list[str]) -> VariationSeed | None:
+    """subseed, subseed_strength and seed_resize_from_w/h (AUTOMATIC1111's -1 or 0: off) as our VariationSeed."""
+    width, height = max(body.seed_resize_from_w, 0), max(body.seed_resize_from_h, 0)
+    if bool(width) != bool(height):
+        ignored.append(f"seed_resize_from_w={body.seed_resize_from_w}, seed_resize_from_h={body.seed_resize_from_h}: "
+                       "seed resize needs both; it was left off")
+        width = height = 0
+    variation = VariationSeed(seed=body.subseed, strength=_number(body.subseed_strength, "subseed_strength"),
+                              resize_from_width=width, resize_from_height=height)
+    return variation if variation.active else None
 
 
 def controlnet_units(body: GenerationBody, engine, ignored: list[str],
