@@ -353,8 +353,9 @@ def test_listings_show_what_ldm_ui_has(api):
     modes = [m["name"] for m in api.get("/latent-upscale-modes").json()]
     assert modes[0] == "Latent" and "Latent (nearest-exact)" in modes
     assert "demo-redcircle" in api.get("/embeddings").json()["loaded"]
-    for path in ("/sd-vae", "/prompt-styles"):
-        assert api.get(path).json() == [], path  # not wired to the API yet: nothing is pretended
+    assert api.get("/sd-vae").json() == []  # not wired to the API yet: nothing is pretended
+    assert {"name": "Blueprint", "prompt": "a white {prompt} on a blue background", "negative_prompt": ""} in \
+        api.get("/prompt-styles").json()  # the shipped styles.csv
     flags = api.get("/cmd-flags")
     assert flags.json()["api"] is True and BOT_PASSWORD not in flags.text and APP_PASSWORD not in flags.text
     assert api.get("/memory").json()["ram"]["total"] > 0
@@ -474,3 +475,16 @@ def test_subseed_fields_run_the_variation_seed_in_txt2img_and_img2img(api):
     assert any("seed resize needs both" in item for item in one_side["ignored"])
     bad = api.post("/txt2img", json={**body, "subseed_strength": 2})
     assert bad.status_code == 422 and "variation strength must be between 0 and 1, got 2" in bad.text
+
+
+def test_styles_are_applied_to_the_prompts_by_name(api):
+    body = {"prompt": "square", "negative_prompt": "noise", "seed": 8, **SMALL}
+    styled = api.post("/txt2img", json={**body, "styles": ["Blueprint", "Sunset"]}).json()
+    info = json.loads(styled["info"])
+    # in order: Blueprint's {prompt} takes "square", then Sunset's takes the result; negatives are appended
+    assert info["prompt"] == "a orange a white square on a blue background on a purple background"
+    assert info["infotexts"][0].startswith("a orange a white square on a blue background on a purple background\n"
+                                           "Negative prompt: noise, blue, green\n")
+    assert info["styles"] == ["Blueprint", "Sunset"] and info["ignored"] == []
+    unknown = api.post("/txt2img", json={**body, "styles": ["Blueprint", "Neon"]})
+    assert unknown.status_code == 404 and "unknown style(s) 'Neon'; choose from: Night (white on black)" in unknown.text

@@ -1,7 +1,7 @@
 """What the GET listings of /sdapi/v1 return, in AUTOMATIC1111's shapes, from what ldm-ui really has.
 
-Features not built yet in ldm-ui (upscalers, latent upscale modes, styles, embeddings, VAE choice) list
-nothing: an empty list is the truth, and clients already handle it.
+What the API does not offer yet (the VAE choice) lists nothing: an empty list is the truth, and clients already
+handle it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,14 @@ from ldm_ui.api.translate import SAMPLER_ALIASES, SCHEDULERS
 
 # cmd-flags never shows these: logins and the login file's path
 SECRET_FLAGS = ("auth", "api_auth", "auth_file")
+
+
+def prompt_styles(config) -> list[dict[str, str]]:
+    """The styles file's styles (txt2img/img2img's `styles` field applies them by name)."""
+    from ldm_ui.styles import load_styles
+
+    return [{"name": style.name, "prompt": style.prompt, "negative_prompt": style.negative_prompt}
+            for style in load_styles(config.styles_file).styles.values()]
 
 
 def sd_models(engine) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ def png_base64(image: Image.Image, infotext: str | None = None) -> str:
 
 
 def generation_info(request: GenerationRequest, outputs: list[Output], ignored: list[str],
-                    interrupted: bool = False) -> dict[str, Any]:
+                    interrupted: bool = False, styles: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The `info` object: AUTOMATIC1111's keys, filled from what ran (the infotexts), not from what was asked."""
     parsed = [parse_infotext(o.infotext) for o in outputs]
     first = parsed[0] if parsed else None
@@ -61,7 +61,7 @@ def generation_info(request: GenerationRequest, outputs: list[Output], ignored: 
                                                  "Model")},
         "index_of_first_image": 0,
         "infotexts": [o.infotext for o in outputs],
-        "styles": [],
+        "styles": list(styles),
         "job_timestamp": dt.datetime.now().strftime("%Y%m%d%H%M%S"),
         "clip_skip": int(settings.get("Clip skip", 1)),
         "is_using_inpainting_conditioning": False,
@@ -79,5 +79,5 @@ def generation_response(body, request: GenerationRequest, outputs: list[Output],
     if "init_images" in parameters and not parameters.get("include_init_images"):
         parameters["init_images"], parameters["mask"] = None, None  # as AUTOMATIC1111: not echoed back
     images = [png_base64(o.image, o.infotext) for o in outputs] if body.send_images else []
-    info = generation_info(request, outputs, ignored, interrupted)
+    info = generation_info(request, outputs, ignored, interrupted, styles=body.styles or ())
     return {"images": images, "parameters": parameters, "info": json.dumps(info, ensure_ascii=False)}

@@ -118,8 +118,8 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
     api.get("/upscalers")(lambda: listings.upscalers(engine))
     api.get("/latent-upscale-modes")(listings.latent_upscale_modes)
     api.get("/embeddings")(lambda: listings.embeddings(engine))
-    for path in ("/sd-vae", "/prompt-styles"):
-        api.get(path)(lambda: [])
+    api.get("/sd-vae")(lambda: [])
+    api.get("/prompt-styles")(lambda: listings.prompt_styles(engine.config))
 
     @api.post("/refresh-checkpoints")
     def refresh_checkpoints() -> None:

@@ -21,7 +21,8 @@ class GenerationBody(_Body):
 
     prompt: str = ""
     negative_prompt: str = ""
-    styles: list[str] | None = Field(default=None, description="prompt styles (not built yet in ldm-ui: ignored)")
+    styles: list[str] | None = Field(default=None, description="names from /prompt-styles, applied to the prompts "
+                                     "in order")
     seed: int = -1
     # variation seed (ldm_ui/engine/noise.py): -1 picks a random one; seed resize -1 or 0: off
     subseed: int = -1

@@ -118,20 +118,34 @@ def common_fields(body: GenerationBody, engine, ignored: list[str]) -> dict[str,
     if vae not in (None, "Automatic", "None"):
         ignored.append(f"sd_vae={vae!r}: VAE choice is not built yet; the model's own VAE ran")
     ignored.extend(f"override_settings.{key}: not an ldm-ui setting" for key in overrides)
-    if body.styles:
-        ignored.append(f"styles={body.styles}: prompt styles are not built yet")
     for flag in ("restore_faces", "tiling"):
         if getattr(body, flag):
             ignored.append(f"{flag}: not built in ldm-ui")
     if body.script_name:
         ignored.append(f"script_name={body.script_name!r}: ldm-ui runs no AUTOMATIC1111 scripts")
+    prompt, negative_prompt = styled_prompts(body, engine)
     return dict(
-        prompt=body.prompt, negative_prompt=body.negative_prompt, model=model,
+        prompt=prompt, negative_prompt=negative_prompt, model=model,
         sampler=sampler_name(body.sampler_name or body.sampler_index or "Euler", body.scheduler),
         steps=body.steps, cfg_scale=body.cfg_scale, width=body.width, height=body.height, seed=body.seed,
         batch_count=body.n_iter, batch_size=body.batch_size, save_images=bool(body.save_images),
         clip_skip=clip_skip, variation=variation_seed(body, ignored),
     )
+
+
+def styled_prompts(body: GenerationBody, engine) -> tuple[str, str]:
+    """The prompts with `styles` (names from the styles file, /prompt-styles) applied in order, as the tabs apply
+    them on Generate; the infotext then records the final prompt. An unknown name is NotFound with the list."""
+    if not body.styles:
+        return body.prompt, body.negative_prompt
+    from ldm_ui.styles import apply_styles, load_styles
+
+    known = load_styles(engine.config.styles_file).styles
+    missing = [name for name in body.styles if name not in known]
+    if missing:
+        raise NotFound(f"unknown style(s) {', '.join(map(repr, missing))}; choose from: "
+                       f"{', '.join(known) or f'none (the styles file {engine.config.styles_file.name} has none)'}")
+    return apply_styles(body.prompt, body.negative_prompt, [known[name] for name in body.styles])
 
 
 def variation_seed(body: GenerationBody, ignored: list[str]) -> VariationSeed | None:
