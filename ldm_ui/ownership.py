@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Callable
 
 from gradio.context import LocalContext  # read only: Gradio sets the request of every event it runs
 
@@ -119,6 +120,26 @@ class OutputOwners:
                 if str(folder) in self._folders:
                     return self._folders[str(folder)]
         return None
+
+
+    def visible_to(self, user: str) -> Callable[[Path], bool]:
+        """Whether `user` owns a path, for checking many at once (a History page): the records are read once and
+        each folder is resolved once, not every file (a symlinked file then matches nothing: it fails closed)."""
+        with self._lock:
+            files = {path for path, owner in self._files.items() if owner == user}
+            folders = {path for path, owner in self._folders.items() if owner == user}
+        resolved: dict[str, tuple[str, bool]] = {}  # folder as listed -> (its real path, inside a run folder)
+
+        def visible(path: Path) -> bool:
+            path = Path(path)
+            listed = str(path.parent)
+            if listed not in resolved:
+                real = _real(path.parent)
+                resolved[listed] = (real, any(folder in folders for folder in (real, *map(str, Path(real).parents))))
+            real_parent, in_run_folder = resolved[listed]
+            return in_run_folder or os.path.join(real_parent, path.name) in files
+
+        return visible
 
 
 def _real(path: Path) -> str:

@@ -114,3 +114,18 @@ def test_owners_are_kept_in_their_file_and_read_back_after_a_restart(tmp_path):
     again = OutputOwners(store)
     assert again.owner_of(image) == "alice" and again.owner_of(tmp_path / "outputs" / "txt2img" / "00001-2.png") == "bob"
     assert again.owner_of(tmp_path / "outputs" / "txt2img" / "00002-3.png") is None
+
+
+def test_visible_to_matches_owner_of_for_files_and_run_folders(tmp_path):
+    from ldm_ui.ownership import OutputOwners
+
+    owners = OutputOwners()
+    mine, theirs = tmp_path / "txt2img" / "00000-1.png", tmp_path / "txt2img" / "00001-2.png"
+    frames = tmp_path / "interpolate" / "run-1"
+    owners.record("alice", mine)
+    owners.record("bob", theirs)
+    owners._folders[str(frames.resolve())] = "alice"  # what the listener records for an interpolate job
+    visible = owners.visible_to("alice")
+    for path in (mine, theirs, frames / "frame-000.png", tmp_path / "txt2img" / "00002-3.png"):
+        assert visible(path) == (owners.owner_of(path) == "alice"), path
+    assert visible(mine) and not visible(theirs) and visible(frames / "frame-000.png")

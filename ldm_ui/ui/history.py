@@ -31,7 +31,7 @@ def build(ui) -> None:
         if not config.auth:
             return None
         user = getattr(request, "username", None)
-        return lambda path: user is not None and owners.owner_of(path) == user
+        return owners.visible_to(user) if user is not None else (lambda path: False)
     with gr.Row(equal_height=True):
         search = gr.Textbox(label="Search prompts", placeholder="words in the prompt", scale=4,
                             elem_id="history-search")
