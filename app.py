@@ -22,14 +22,14 @@ def create_app(config, banner: str | None = None, engine=None):
 
     from ldm_ui.access import exposure_banner, use_private_gradio_folder
     from ldm_ui.images import install_decode_limit
-    from ldm_ui.ownership import OutputOwners
+    from ldm_ui.ownership import OWNERS_FILE, OutputOwners
     from ldm_ui.uploads import UploadRegistry, delete_on_session_end
     from ldm_ui.ui.extensions_ui import load_extensions
     from ldm_ui.presets import startup_model
 
     install_decode_limit()  # one pixel limit for every decode in the process, Pillow's included
     use_private_gradio_folder()  # before any component exists: each one reads the folder when it is made
-    owners = OutputOwners()
+    owners = OutputOwners(config.cache_dir / OWNERS_FILE)  # read back: a user's history survives a restart
     # the local engine, or engine replicas on Ray Serve (--backend ray); tests pass one with their listeners attached
     engine = engine if engine is not None else create_engine(config)
     engine.event_listeners.append(owners.listener)
@@ -38,7 +38,8 @@ def create_app(config, banner: str | None = None, engine=None):
     engine.start()
     extension_tabs = load_extensions(config, engine)  # a failing extension is reported in its tab, never raised
     banner = banner if banner is not None else exposure_banner(config)
-    demo = build_ui(engine, banner=banner, extra_tabs=extra_tabs() + extension_tabs, loading_model=model)
+    demo = build_ui(engine, banner=banner, extra_tabs=extra_tabs() + extension_tabs, loading_model=model,
+                    owners=owners)
     # queued only now: diffusers' lazy imports are not safe while this thread is still importing the UI's modules
     demo.ldm_ui.startup = StartupLoad(engine, model)
     demo.ldm_owners = owners  # the file route asks it whose a saved image is (ldm_ui/guard.py)

@@ -1,6 +1,9 @@
 """The image history: every PNG under the outputs folder (all tasks), newest first, a page at a time, searchable
 by prompt text; delete moves a file into `<outputs>/.trash/` (same relative path), and restore moves it back.
 
+With logins on, the History tab passes `visible` (the signed-in user owns the file, ldm_ui/ownership.py): a page
+lists, and delete/restore touch, only that user's files.
+
 Listing stats files only; the prompt of a file is read (its PNG text chunk, not its pixels) only when a search
 needs it, and kept by path and modification time, so paging through thousands of files stays fast.
 """
@@ -11,6 +14,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image
 
@@ -18,6 +22,8 @@ from ldm_ui.metadata import parse_infotext, read_png_parameters
 from ldm_ui.safe_paths import is_inside
 
 TRASH = ".trash"
+
+Visible = Callable[[Path], bool]  # whether the asking user may see (and delete) an image
 
 
 class HistoryError(ValueError):
@@ -74,8 +80,10 @@ class History:
             self._prompts[key] = text
         return text
 
-    def page(self, page: int = 1, per_page: int = 24, search: str = "") -> HistoryPage:
+    def page(self, page: int = 1, per_page: int = 24, search: str = "", visible: Visible | None = None) -> HistoryPage:
         files = self.files()
+        if visible is not None:
+            files = [(mtime, path) for mtime, path in files if visible(path)]
         needle = search.strip().lower()
         if needle:
             files = [(mtime, path) for mtime, path in files if needle in self.prompt(path, mtime)]
@@ -93,9 +101,15 @@ class History:
             raise HistoryError(f"{path.name} is not an image in {root}; refresh the history")
         return path
 
-    def delete(self, path: Path) -> Path:
+    @staticmethod
+    def _check_visible(path: Path, visible: Visible | None) -> None:
+        if visible is not None and not visible(path):
+            raise HistoryError(f"{path.name} is not one of your images; refresh the history")
+
+    def delete(self, path: Path, visible: Visible | None = None) -> Path:
         """Move `path` into the trash; returns where it went (for restore)."""
         path = self._check(path, self.root)
+        self._check_visible(path, visible)
         if is_inside(path, self.root / TRASH):
             raise HistoryError(f"{path.name} is already in the trash")
         target = self.root / TRASH / path.relative_to(self.root)
@@ -103,9 +117,10 @@ class History:
         os.replace(path, target)
         return target
 
-    def restore(self, trashed: Path) -> Path:
+    def restore(self, trashed: Path, visible: Visible | None = None) -> Path:
         trashed = self._check(trashed, self.root / TRASH)
         target = self.root / trashed.relative_to(self.root / TRASH)
+        self._check_visible(target, visible)  # ownership is recorded by the original path
         if target.exists():
             raise HistoryError(f"{target.name} exists again in {target.parent}; not overwritten")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -292,6 +292,11 @@ class VariationSeed:
         return self.strength > 0 or self.resize_from is not None
 
 
+def check_variation(value: Any) -> None:
+    if value is not None and not isinstance(value, VariationSeed):
+        raise RequestError(f"variation must be a VariationSeed or None, got {value!r:.80}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Txt2ImgRequest(GenerationRequest):
     task: ClassVar[str] = "txt2img"
@@ -301,8 +306,7 @@ class Txt2ImgRequest(GenerationRequest):
 
     def validate(self) -> None:
         super().validate()
-        if self.variation is not None and not isinstance(self.variation, VariationSeed):
-            raise RequestError(f"variation must be a VariationSeed, got {self.variation!r:.80}")
+        check_variation(self.variation)
         if self.hires is None:
             return
         if not isinstance(self.hires, HiresFix):
@@ -320,6 +324,8 @@ class Img2ImgRequest(GenerationRequest):
     init_image: Image.Image
     strength: float = 0.75
     resize_mode: str = "just resize"
+    # the noise added to the init image: mixed with a variation seed's, or made at another size (None: off)
+    variation: VariationSeed | None = None
 
     def __post_init__(self) -> None:
         # width/height left out: the init image's own size, fitted to 64..2048 in multiples of 8
@@ -335,6 +341,7 @@ class Img2ImgRequest(GenerationRequest):
         super().validate()
         check_loaded_image("init image", self.init_image)
         _check_float("denoising strength", self.strength, 0.0, 1.0)
+        check_variation(self.variation)
         if self.resize_mode not in RESIZE_MODES:
             raise RequestError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {self.resize_mode!r}")
 

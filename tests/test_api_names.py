@@ -21,9 +21,9 @@ UNIT = ["enabled", "image", "preprocessor", "model", "weight", "guidance_start",
 CONTROLNET = [f"controlnet{index}_{name}" for index in (1, 2, 3) for name in UNIT]
 EXPECTED = {
     "/txt2img": GENERATION + VARIATION + SHARED + HIRES + CONTROLNET,
-    "/img2img": ["init_image", "strength", "resize_mode"] + GENERATION + SHARED + CONTROLNET,
+    "/img2img": ["init_image", "strength", "resize_mode"] + GENERATION + SHARED + CONTROLNET + VARIATION,
     "/inpaint": ["editor", "uploaded_mask", "strength", "resize_mode", "mask_blur", "invert_mask", "masked_content",
-                 "inpaint_area", "padding"] + GENERATION + SHARED + CONTROLNET,
+                 "inpaint_area", "padding"] + GENERATION + SHARED + CONTROLNET + VARIATION,
     "/interpolate": ["mode", "prompt_b", "seed_b", "frames", "easing", "fps", "ping_pong", "latent_mix",
                      "strength"] + GENERATION + SHARED + ["image_a", "image_b"],
     "/inspect_latents": ["picture", "model"],
@@ -37,7 +37,7 @@ EXPECTED = {
     "/set_vae": ["name", "model_name"],
 }
 # parameters a script may leave out because the handler's signature gives them a default
-OPTIONAL = {"/txt2img": HIRES + CONTROLNET, "/img2img": CONTROLNET, "/inpaint": CONTROLNET,
+OPTIONAL = {"/txt2img": HIRES + CONTROLNET, "/img2img": CONTROLNET + VARIATION, "/inpaint": CONTROLNET + VARIATION,
             "/interpolate": ["image_a", "image_b"]}
 
 

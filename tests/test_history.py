@@ -1,4 +1,4 @@
-"""The image history: newest first, paging, prompt search, delete to the trash and restore, off with logins."""
+"""The image history: newest first, paging, prompt search, delete to the trash and restore, per user with logins."""
 
 from __future__ import annotations
 
@@ -62,12 +62,14 @@ def test_files_outside_the_outputs_are_refused(outputs, tmp_path):
         History(outputs).delete(outside)
 
 
-def test_the_tab_is_off_with_logins(app_config):
+def test_the_tab_is_off_with_logins_when_the_app_records_no_owners(app_config):
     import gradio as gr
 
     from ldm_ui.ui import history as history_tab
 
     class FakeUi:
+        owners = None
+
         class engine:
             config = app_config
 
@@ -75,5 +77,55 @@ def test_the_tab_is_off_with_logins(app_config):
     with gr.Blocks() as demo:
         history_tab.build(FakeUi)
     texts = [block.value for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
-    assert any("history is off while logins are on" in text for text in texts)
+    assert any("does not record who made which image" in text for text in texts)
     assert not any(isinstance(block, gr.Gallery) for block in demo.blocks.values())
+
+
+def test_with_an_owner_check_a_user_lists_deletes_and_restores_only_their_own(outputs):
+    history = History(outputs)
+    everything = history.page(1, per_page=50).paths
+    alices = set(everything[::2])
+    alice = lambda path: path in alices  # noqa: E731
+    bob = lambda path: path not in alices  # noqa: E731
+    page = history.page(1, per_page=50, visible=alice)
+    assert set(page.paths) == alices and page.total == 15
+    assert set(history.page(1, per_page=50, search="red", visible=bob).paths) <= set(everything) - alices
+    with pytest.raises(HistoryError, match="is not one of your images"):
+        history.delete(everything[0], visible=bob)
+    assert everything[0].is_file()
+    trashed = history.delete(everything[0], visible=alice)
+    with pytest.raises(HistoryError, match="is not one of your images"):
+        history.restore(trashed, visible=bob)
+    assert history.restore(trashed, visible=alice) == everything[0]
+
+
+def test_owners_are_kept_in_their_file_and_read_back_after_a_restart(tmp_path):
+    from ldm_ui.ownership import OutputOwners
+
+    store = tmp_path / "cache" / "output-owners.jsonl"
+    image = tmp_path / "outputs" / "txt2img" / "00000-1.png"
+    owners = OutputOwners(store)
+    owners.record("alice", image)
+    owners.record("alice", image)  # a job's Output and Finished both name it: one line
+    owners.record("bob", tmp_path / "outputs" / "txt2img" / "00001-2.png")
+    assert len(store.read_text().splitlines()) == 2
+    with store.open("a") as out:
+        out.write("not json\n")
+    again = OutputOwners(store)
+    assert again.owner_of(image) == "alice" and again.owner_of(tmp_path / "outputs" / "txt2img" / "00001-2.png") == "bob"
+    assert again.owner_of(tmp_path / "outputs" / "txt2img" / "00002-3.png") is None
+
+
+def test_visible_to_matches_owner_of_for_files_and_run_folders(tmp_path):
+    from ldm_ui.ownership import OutputOwners
+
+    owners = OutputOwners()
+    mine, theirs = tmp_path / "txt2img" / "00000-1.png", tmp_path / "txt2img" / "00001-2.png"
+    frames = tmp_path / "interpolate" / "run-1"
+    owners.record("alice", mine)
+    owners.record("bob", theirs)
+    owners._folders[str(frames.resolve())] = "alice"  # what the listener records for an interpolate job
+    visible = owners.visible_to("alice")
+    for path in (mine, theirs, frames / "frame-000.png", tmp_path / "txt2img" / "00002-3.png"):
+        assert visible(path) == (owners.owner_of(path) == "alice"), path
+    assert visible(mine) and not visible(theirs) and visible(frames / "frame-000.png")

@@ -652,3 +652,15 @@ def test_extras_bad_input_names_the_field_and_the_server_keeps_serving(api, chan
     empty = api.post("/extra-batch-images", json={"imageList": [], "upscaler_1": "Lanczos"})
     assert empty.status_code == 422 and "imageList" in empty.json()["detail"]
     assert api.post("/extra-single-image", json={"image": encode(scene()), "upscaler_1": "Lanczos"}).status_code == 200
+
+
+def test_subseed_fields_run_the_variation_seed_in_img2img(api):
+    source = Image.new("RGB", (64, 64), (30, 60, 220))
+    image_body = {"init_images": [encode(source)], "prompt": PROMPT, "denoising_strength": 0.8, "seed": 6, **SMALL}
+    plain = api.post("/img2img", json=image_body).json()
+    resized = api.post("/img2img", json={**image_body, "subseed": 77, "subseed_strength": 0.3,
+                                         "seed_resize_from_w": 96, "seed_resize_from_h": 64}).json()
+    info = json.loads(resized["info"])
+    assert "Variation seed: 77" in info["infotexts"][0] and "Seed resize from: 96x64" in info["infotexts"][0]
+    assert (info["seed_resize_from_w"], info["seed_resize_from_h"]) == (96, 64) and info["ignored"] == []
+    assert not np.array_equal(pixels(decode(plain["images"][0])), pixels(decode(resized["images"][0])))

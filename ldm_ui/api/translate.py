@@ -256,8 +256,6 @@ def img2img_request(body: Img2ImgBody, engine, settings: ApiSettings | None = No
     ignored: list[str] = []
     overrides = Overrides()
     fields = common_fields(body, engine, ignored, settings or ApiSettings(), overrides)
-    if body.subseed_strength or body.seed_resize_from_w > 0 or body.seed_resize_from_h > 0:
-        ignored.append("subseed_strength/seed_resize_from: variation seeds are built for txt2img only")
     if not body.init_images:
         raise RequestError("init_images must hold one base64 image; got none")
     if len(body.init_images) > 1:
@@ -271,7 +269,7 @@ def img2img_request(body: Img2ImgBody, engine, settings: ApiSettings | None = No
     if body.initial_noise_multiplier not in (None, 1, 1.0):
         ignored.append("initial_noise_multiplier: not built; the noise was not scaled")
     common = dict(fields, init_image=init_image, strength=body.denoising_strength,
-                  resize_mode=RESIZE_MODES[body.resize_mode],
+                  resize_mode=RESIZE_MODES[body.resize_mode], variation=variation_seed(body),
                   controlnets=controlnet_units(body, engine, ignored, default_image=init_image))
     if not body.mask:
         return Translation(Img2ImgRequest(**common), ignored, overrides)

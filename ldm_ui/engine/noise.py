@@ -1,4 +1,7 @@
-"""The initial noise of a txt2img batch: the seed's own, mixed with a variation seed's, or made at another size.
+"""The initial noise of a batch: the seed's own, mixed with a variation seed's, or made at another size.
+
+txt2img hands it to the pipeline as `latents=`; img2img and inpaint hand it to the scheduler, whose `add_noise`
+noises the init latents with it (`samplers._add_noise_with`).
 
 With no variation the noise is drawn exactly as diffusers' pipelines draw it (`randn_tensor` with each image's
 CPU generator, in the dtype of the prompt embeddings), so an image made with a seed alone is the same image
@@ -15,7 +18,17 @@ from __future__ import annotations
 import torch
 
 from ldm_ui.engine.latent_math import slerp
-from ldm_ui.requests import VariationSeed
+from ldm_ui.requests import RequestError, VariationSeed
+
+
+def draws_own_noise(model, variation: VariationSeed | None) -> bool:
+    """Whether the loop can make this model's noise (U-Net models); DiT pipelines (SD3) draw their own, so a
+    variation there is refused with the reason rather than silently dropped."""
+    makes_noise = getattr(model.pipe, "unet", None) is not None
+    if not makes_noise and variation is not None:
+        raise RequestError(f"variation seeds work with U-Net models (SD 1.x, 2.x, SDXL and the demo); "
+                           f"{model.entry.name} is a {model.family} model: set the variation strength to 0")
+    return makes_noise
 
 
 def noise_dtype(pipe) -> torch.dtype:
@@ -27,10 +40,12 @@ def noise_dtype(pipe) -> torch.dtype:
     return torch.float32
 
 
-def latent_shape(pipe, width: int, height: int) -> tuple[int, int, int]:
-    """(channels, rows, columns) of one image's latent, by the pipeline's own rule."""
+def latent_shape(pipe, width: int, height: int, channels: int | None = None) -> tuple[int, int, int]:
+    """(channels, rows, columns) of one image's latent, by the pipeline's own rule (txt2img: the U-Net's input
+    channels; img2img and inpaint pass the init latents' channels, which a 9-channel inpainting U-Net exceeds)."""
     factor = int(pipe.vae_scale_factor)
-    return int(pipe.unet.config.in_channels), int(height) // factor, int(width) // factor
+    channels = int(pipe.unet.config.in_channels) if channels is None else channels
+    return channels, int(height) // factor, int(width) // factor
 
 
 def draw(shape: tuple[int, int, int], generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
@@ -52,12 +67,13 @@ def paste_centred(small: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def initial_noise(pipe, width: int, height: int, seeds: list[int], generators: list[torch.Generator],
-                  variation: VariationSeed | None, variation_seeds: list[int]) -> torch.Tensor:
+                  variation: VariationSeed | None, variation_seeds: list[int],
+                  channels: int | None = None) -> torch.Tensor:
     """(B, C, H, W) unscaled noise on the CPU for `seeds`, advancing `generators` as the pipeline would."""
     dtype = noise_dtype(pipe)
-    shape = latent_shape(pipe, width, height)
+    shape = latent_shape(pipe, width, height, channels)
     resize = variation.resize_from if variation is not None else None
-    source_shape = latent_shape(pipe, *resize) if resize else shape
+    source_shape = latent_shape(pipe, *resize, channels) if resize else shape
     noises = []
     for seed, generator, variation_seed in zip(seeds, generators, variation_seeds or [None] * len(seeds)):
         noise = draw(shape, generator, dtype)  # the pipeline's own draw, which also advances the generator

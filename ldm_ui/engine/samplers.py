@@ -97,8 +97,33 @@ def _previewing_class(base: type) -> type:
             self.last_x0 = x0
             return out if return_dict else tuple(out.values())
 
-        _preview_classes[base] = type(f"Previewing{base.__name__}", (base,), {"step": step, "last_x0": None})
+        members = {"step": step, "last_x0": None, "initial_noise": None}
+        if hasattr(base, "add_noise"):
+            members["add_noise"] = _add_noise_with(base)
+        _preview_classes[base] = type(f"Previewing{base.__name__}", (base,), members)
     return _preview_classes[base]
+
+
+def _add_noise_with(base: type):
+    """`add_noise` that, when the batch loop has set `initial_noise` (variation seeds in img2img and inpaint),
+    noises the init latents with that instead of the noise the pipeline drew.
+
+    img2img pipelines take no noise of their own (`latents=` is not the noise there); they draw it and hand it
+    to this public scheduler method, which the inpaint pipeline also calls after every step to re-noise the
+    original outside the mask: all of those get the same initial noise, as they would get the drawn one.
+    """
+
+    @functools.wraps(base.add_noise)
+    def add_noise(self, original_samples, noise, timesteps):
+        chosen = self.initial_noise
+        if chosen is not None:
+            if tuple(chosen.shape) != tuple(noise.shape):
+                raise ValueError(f"the variation noise is {tuple(chosen.shape)} but the pipeline noises "
+                                 f"{tuple(noise.shape)} latents")
+            noise = chosen.to(noise.device, noise.dtype)
+        return base.add_noise(self, original_samples, noise, timesteps)
+
+    return add_noise
 
 
 def _flow_match_x0(scheduler, model_output, timestep, sample):

@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from ldm_ui.config import PREVIEW_METHODS
+from ldm_ui.ownership import OutputOwners
 from ldm_ui.ui.common import (
     GenerationControls, OutputPanel, new_session_state, one_line, render_status, without_server_paths,
 )
@@ -37,6 +38,7 @@ class UiContext:
     startup: Any = None  # the StartupLoad of the first model (ldm_ui/ui/startup.py), or None
     hires_panel: Any = None  # txt2img's hires fix widgets (ui/hires_panel.py), for PNG info's "Send to"
     seed_extras: dict[str, Any] = field(default_factory=dict)  # tab -> its SeedExtras (PNG info fills them)
+    owners: OutputOwners | None = None  # who made which output: with logins on, History shows a user their own
 
     def shared_fields(self) -> list[tuple[str, Any]]:
         """The InputTable rows every generation tab ends with (the session is no API parameter)."""
@@ -50,9 +52,9 @@ class UiContext:
 
 
 def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None,
-             loading_model: str | None = None) -> gr.Blocks:
+             loading_model: str | None = None, owners=None) -> gr.Blocks:
     """loading_model: the model app.py loads in the background once the UI is built (its StartupLoad goes into
-    `demo.ldm_ui.startup`); the header says so until it is in."""
+    `demo.ldm_ui.startup`); the header says so until it is in. owners: who made which output (History per user)."""
     config = engine.config
     current = engine.models.current
     loading = loading_model if current is None else None
@@ -77,7 +79,7 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None,
                 vae_status.render()
         # errors get the page's full width: a long message squeezed into the header column is unreadable
         model_error = gr.HTML("", elem_id="model-error", visible=False)
-        ui = UiContext(engine=engine, native_size=native, model=model, session=new_session_state())
+        ui = UiContext(engine=engine, native_size=native, model=model, session=new_session_state(), owners=owners)
         # settings widgets are created first (unrendered) so every tab can take them as inputs
         ui.preview_method = gr.Radio(list(PREVIEW_METHODS), value=config.preview_method, render=False,
                                      label="Live preview method",

@@ -16,6 +16,7 @@ from ldm_ui.ui.common import (
     add_reuse_seed, build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation,
 )
 from ldm_ui.ui.inputs import InputTable
+from ldm_ui.ui.seed_extras import build_seed_extras, variation_of, wire_seed_buttons
 from ldm_ui.ui.img2img import STRENGTH_INFO, size_of_input
 from ldm_ui.ui.send_to import wire_target
 from ldm_ui.ui.styles_panel import build_styles_panel
@@ -57,7 +58,7 @@ def to_request(*, editor, uploaded_mask, strength, resize_mode, mask_blur, inver
         init_image=image, mask=mask, strength=float(strength), resize_mode=resize_mode,
         mask_blur_px=int(mask_blur), invert_mask=bool(invert_mask), masked_content=masked_content,
         inpaint_area=inpaint_area, only_masked_padding_px=int(padding), controlnets=units_from_values(values),
-        **settings_from(values),
+        variation=variation_of(values), **settings_from(values),
     )
 
 
@@ -97,6 +98,8 @@ def build(ui) -> None:
             controls = build_generation_controls("inpaint", ui.native_size, generate_label="Inpaint",
                                                  engine=ui.engine)
             build_styles_panel("inpaint", controls, ui.engine.config.styles_file)
+            extras, variation_dice, variation_reuse = build_seed_extras("inpaint")
+            ui.seed_extras["inpaint"] = extras
             build_lora_picker("inpaint", controls.prompt, ui.engine.config)
             controlnet = build_controlnet_panel("inpaint", ui.engine, controls.width, controls.height)
         with gr.Column(scale=1):
@@ -110,8 +113,9 @@ def build(ui) -> None:
     table = InputTable([("editor", editor), ("uploaded_mask", uploaded_mask), ("strength", strength),
                         ("resize_mode", resize_mode), ("mask_blur", mask_blur), ("invert_mask", invert_mask),
                         ("masked_content", masked_content), ("inpaint_area", inpaint_area), ("padding", padding)],
-                       controls.fields(), ui.shared_fields(), controlnet.fields())
+                       controls.fields(), ui.shared_fields(), controlnet.fields(), extras.optional_fields())
     wire_generation(ui, "inpaint", controls, panel, table, job_runner(ui, "inpaint", to_request), "inpaint")
+    wire_seed_buttons(panel, extras.variation_seed, variation_dice, variation_reuse, key="Variation seed")
     editor.upload(lambda value: size_of_input((value or {}).get("background")), editor,
                   [controls.width, controls.height], queue=False, api_visibility="private")
     ui.after_build.append(lambda ui: wire_target(ui, "inpaint", editor, controls, panel.status))

@@ -1,5 +1,6 @@
-"""Seed controls: the 🎲 (random) and ♻ (the selected image's seed) buttons beside a seed box, and txt2img's
-"Extra" seed section (variation seed, variation strength, resize seed from width x height)."""
+"""Seed controls: the 🎲 (random) and ♻ (the selected image's seed) buttons beside a seed box, and the
+"Extra" seed section of txt2img, img2img and inpaint (variation seed, variation strength, resize seed from
+width x height)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import gradio as gr
 
 from ldm_ui.metadata import parse_infotext
 from ldm_ui.requests import MAX_SEED, MAX_SIZE, Output, RequestError, VariationSeed
+from ldm_ui.ui.inputs import Input
 
 DICE, RECYCLE = "🎲", "♻"
 STRENGTH_INFO = "0: the seed's image; 1: the variation seed's noise; in between, a mix (slerp) of the two noises."
@@ -33,13 +35,20 @@ class SeedExtras:
         """(public API name, widget) rows for a tab's InputTable; `variation_of(values)` reads them back."""
         return list(zip(VARIATION_FIELDS, self.inputs()))
 
+    def optional_fields(self) -> list[Input]:
+        """The same rows with API defaults (off), for tabs whose API had no variation before: scripts that leave
+        them out keep working; they go after every required row."""
+        return [Input(name, component, default)
+                for (name, component), default in zip(self.fields(), VARIATION_OFF)]
+
 
 VARIATION_FIELDS = ("variation_seed", "variation_strength", "resize_seed_from_width", "resize_seed_from_height")
+VARIATION_OFF = (-1, 0.0, 0, 0)
 
 
 def variation_of(values: dict[str, Any]) -> VariationSeed | None:
-    """`variation_from` of the SeedExtras rows in a tab's values dict."""
-    return variation_from(*(values[name] for name in VARIATION_FIELDS))
+    """`variation_from` of the SeedExtras rows in a tab's values dict (rows left out: off)."""
+    return variation_from(*(values.get(name, off) for name, off in zip(VARIATION_FIELDS, VARIATION_OFF)))
 
 
 def seed_buttons(tab: str, what: str = "seed") -> tuple[gr.Button, gr.Button]:

@@ -73,6 +73,10 @@ class SamplingPlan:
     second_pass: Callable[[torch.Tensor, list[int], list[str], int], torch.Tensor | None] | None = None
     # txt2img: the loop draws the initial noise (variation seeds, seed resize) and hands it over as `latents=`
     makes_noise: bool = False
+    # img2img/inpaint: with a variation, the loop makes the noise and the scheduler's add_noise noises the init
+    # latents with it (these pipelines draw their own); the value is the init latents' channel count. With
+    # makes_noise too (inpaint at strength 1, which starts from pure noise), the noise also goes in as `latents=`.
+    noises_init_latents: int | None = None
 
 
 def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], SamplingStats]:
@@ -82,7 +86,9 @@ def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], Sam
     pipe, call_kwargs, adapter_infotext = prepare_adapters(ctx, plan.pipe, plan.call_kwargs, width, height)
     infotext_extra = {**plan.infotext, **adapter_infotext}
     first_seed = resolve_seed(request.seed)
-    variation = getattr(request, "variation", None) if plan.makes_noise else None
+    noise_is_ours = plan.makes_noise or plan.noises_init_latents is not None
+    variation = getattr(request, "variation", None) if noise_is_ours else None
+    variation = variation if variation is not None and variation.active else None  # strength 0, no resize: off
     first_variation_seed = resolve_seed(variation.seed) if variation is not None and variation.strength > 0 else None
     folder = ctx.output_folder(request.task)
     outputs: list[Output] = []
@@ -100,7 +106,12 @@ def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], Sam
         variation_seeds = ([] if first_variation_seed is None else
                            batch_seeds(first_variation_seed, batch_index, request.batch_size))
         noise_kwargs = {"latents": initial_noise(pipe, width, height, seeds, generators, variation,
-                                                 variation_seeds)} if plan.makes_noise else {}
+                                                 variation_seeds, plan.noises_init_latents)} if plan.makes_noise else {}
+        if variation is not None and plan.noises_init_latents is not None:
+            # fresh generators when the pipeline draws (and advances) its own, so its later draws are unchanged
+            pipe.scheduler.initial_noise = noise_kwargs["latents"] if noise_kwargs else initial_noise(
+                pipe, width, height, seeds, seeded_generators(seeds), variation, variation_seeds,
+                plan.noises_init_latents)
         began = time.perf_counter()
         # the prompt language (weights, chunks, editing, embeddings, clip skip): encoded once per distinct text
         conditioning = job_conditioning(ctx, pipe, prompts, [request.negative_prompt] * len(seeds), request.steps)

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from ldm_ui.engine.context import TaskContext
+from ldm_ui.engine.noise import draws_own_noise
 from ldm_ui.engine.tasks.batch import SamplingPlan, run_batches, target_size
 from ldm_ui.image_ops import resize_image
 from ldm_ui.requests import Finished, Img2ImgRequest
@@ -53,6 +54,15 @@ class ReconstructionOnly:
         return SimpleNamespace(images=self.latents.repeat(batch, 1, 1, 1))
 
 
+def variation_noise(model, request: Img2ImgRequest, latents: torch.Tensor, inpaint_pipeline: bool) -> dict[str, Any]:
+    """The SamplingPlan fields for a variation seed: `noises_init_latents` (the init latents' channels) and, for
+    the inpaint pipeline at strength 1 (it starts from its pure noise then, noising nothing), `makes_noise`."""
+    draws_own_noise(model, request.variation)  # refuses a variation on a model whose pipeline draws its noise
+    if request.variation is None or not request.variation.active:
+        return {}
+    return {"noises_init_latents": int(latents.shape[1]), "makes_noise": inpaint_pipeline and request.strength >= 1}
+
+
 def steps_summary(request: Img2ImgRequest, steps_run: int) -> str:
     if steps_run == 0:
         return (f"Denoising strength {request.strength:g} leaves no step of {request.steps} to run: "
@@ -69,7 +79,8 @@ def run(ctx: TaskContext) -> Finished:
     canvas = resize_image(request.init_image.convert("RGB"), width, height, request.resize_mode)
     latents = model.vae.encode(canvas)  # encoded here, under the one VAE policy, and handed over as latents
     extra = {"Denoising strength": f"{request.strength:g}", "Resize mode": request.resize_mode}
-    if model.is_inpainting_model:
+    inpaint_pipeline = model.is_inpainting_model
+    if inpaint_pipeline:
         # a 9-channel UNet needs a mask: all of it repainted is plain img2img
         pipe = task_pipeline(model, INPAINT_PIPELINE)
         call_kwargs = {"image": latents, "mask_image": Image.new("L", (width, height), 255),
@@ -77,7 +88,9 @@ def run(ctx: TaskContext) -> Finished:
     else:
         pipe = task_pipeline(model, IMG2IMG_PIPELINE)
         call_kwargs = {"image": latents, "strength": request.strength}
-    if denoising_steps(request.steps, request.strength) == 0:
-        pipe = ReconstructionOnly(pipe, latents)
-    outputs, stats = run_batches(ctx, SamplingPlan(pipe=pipe, call_kwargs=call_kwargs, infotext=extra))
+    plan = SamplingPlan(pipe=pipe, call_kwargs=call_kwargs, infotext=extra,
+                        **variation_noise(model, request, latents, inpaint_pipeline))
+    if denoising_steps(request.steps, request.strength) == 0:  # no noise is added
+        plan = SamplingPlan(pipe=ReconstructionOnly(pipe, latents), call_kwargs=call_kwargs, infotext=extra)
+    outputs, stats = run_batches(ctx, plan)
     return Finished(outputs=outputs, summary=steps_summary(request, stats.steps_run), result=stats)

@@ -15,7 +15,9 @@ from PIL import Image
 
 from ldm_ui.engine.context import TaskContext
 from ldm_ui.engine.tasks.batch import SamplingPlan, run_batches, target_size
-from ldm_ui.engine.tasks.img2img import INPAINT_PIPELINE, ReconstructionOnly, denoising_steps, steps_summary, task_pipeline
+from ldm_ui.engine.tasks.img2img import (
+    INPAINT_PIPELINE, ReconstructionOnly, denoising_steps, steps_summary, task_pipeline, variation_noise,
+)
 from ldm_ui.image_ops import blur_mask, crop_region, fill_masked, latent_cell_mask, paste_back, placement, resize_image
 from ldm_ui.requests import Finished, InpaintRequest
 
@@ -79,8 +81,9 @@ def run(ctx: TaskContext) -> Finished:
         masked_image_latents = latents
     call_kwargs = {"image": latents, "mask_image": canvas.mask, "masked_image_latents": masked_image_latents,
                    "strength": request.strength}
+    noise_fields = variation_noise(model, request, latents, inpaint_pipeline=True)
     if denoising_steps(request.steps, request.strength) == 0:
-        pipe = ReconstructionOnly(pipe, latents)
+        pipe, noise_fields = ReconstructionOnly(pipe, latents), {}  # no noise is added
     original = request.init_image.convert("RGB")
     extra = {
         "Denoising strength": f"{request.strength:g}", "Mask blur": request.mask_blur_px,
@@ -91,7 +94,7 @@ def run(ctx: TaskContext) -> Finished:
         "Inpainting model": "9-channel" if model.is_inpainting_model else None,
     }
     plan = SamplingPlan(
-        pipe=pipe, call_kwargs=call_kwargs, infotext=extra, crop_box=canvas.box,
+        pipe=pipe, call_kwargs=call_kwargs, infotext=extra, crop_box=canvas.box, **noise_fields,
         postprocess=lambda images: [paste_back(original, image, canvas.box, canvas.soft_mask) for image in images],
     )
     outputs, stats = run_batches(ctx, plan)

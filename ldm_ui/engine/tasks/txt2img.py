@@ -5,16 +5,14 @@ from __future__ import annotations
 from ldm_ui.engine.context import TaskContext
 from ldm_ui.engine.tasks.batch import SamplingPlan, run_batches, target_size
 from ldm_ui.engine.tasks.hires import HiresPass, hires_infotext
-from ldm_ui.requests import Finished, RequestError
+from ldm_ui.engine.noise import draws_own_noise
+from ldm_ui.requests import Finished
 
 
 def run(ctx: TaskContext) -> Finished:
     request, model = ctx.request, ctx.model
     # the batch loop draws the initial noise itself (variation seeds) for U-Net models; DiT pipelines draw their own
-    makes_noise = getattr(model.pipe, "unet", None) is not None
-    if not makes_noise and getattr(request, "variation", None) is not None:
-        raise RequestError(f"variation seeds work with U-Net models (SD 1.x, 2.x, SDXL and the demo); "
-                           f"{model.entry.name} is a {model.family} model: set the variation strength to 0")
+    makes_noise = draws_own_noise(model, request.variation)
     if request.hires is None:
         outputs, stats = run_batches(ctx, SamplingPlan(pipe=model.pipe, makes_noise=makes_noise))
         return Finished(outputs=outputs, result=stats)
