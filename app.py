@@ -60,6 +60,7 @@ def launch_kwargs(config, api=None) -> dict:
     from ldm_ui.guard import guard_middleware
     from ldm_ui.login_page import login_page_middleware
     from ldm_ui.ui.common import CSS, KEYBOARD_JS
+    from ldm_ui.ui.number_fields import NUMBER_NOTES_CSS, NUMBER_NOTES_JS
 
     # no unauthenticated route map; Host/Origin/login-before-read/body caps/file owners (ldm_ui/guard.py); no
     # API description on the login page (ldm_ui/login_page.py)
@@ -74,7 +75,8 @@ def launch_kwargs(config, api=None) -> dict:
     # run_history=False: our own history is per session; Gradio's adds routes that skip the login (SECURITY.md)
     return dict(
         server_name=config.host, server_port=config.port, share=config.share,
-        auth=config.auth or None, **file_access_kwargs(config), css=CSS, js=KEYBOARD_JS, show_error=True,
+        auth=config.auth or None, **file_access_kwargs(config), css=CSS + NUMBER_NOTES_CSS,
+        js=f"() => {{ ({KEYBOARD_JS.strip()})(); ({NUMBER_NOTES_JS.strip()})(); }}", show_error=True,
         run_history=False,
         app_kwargs=app_kwargs,
     )

@@ -24,6 +24,7 @@ from ldm_ui.requests import (
 from ldm_ui.ui import prompt_tools
 from ldm_ui.ui.inputs import InputTable
 from ldm_ui.ui.job_stream import UrgentEvents, event_batches
+from ldm_ui.ui.number_fields import CheckedLaterNumber, CheckedLaterSlider
 
 PREVIEW_DISPLAY_PX = 256
 DEFAULT_TAB = "txt2img"
@@ -115,22 +116,25 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
                 skip = gr.Button("Skip", variant="secondary", elem_id=f"{tab}-skip", min_width=70)
     with gr.Row():
         sampler = gr.Dropdown(list(SAMPLER_NAMES), value="Euler a", label="Sampler", elem_id=f"{tab}-sampler")
-        steps = gr.Slider(1, MAX_STEPS, value=20, step=1, label="Sampling steps", elem_id=f"{tab}-steps")
+        steps = CheckedLaterSlider(1, MAX_STEPS, value=20, step=1, label="Sampling steps", elem_id=f"{tab}-steps")
     with gr.Row():
-        width = gr.Slider(MIN_SIZE, MAX_SIZE, value=native_size, step=8, label="Width", elem_id=f"{tab}-width")
-        height = gr.Slider(MIN_SIZE, MAX_SIZE, value=native_size, step=8, label="Height", elem_id=f"{tab}-height")
+        width = CheckedLaterSlider(MIN_SIZE, MAX_SIZE, value=native_size, step=8, label="Width", elem_id=f"{tab}-width")
+        height = CheckedLaterSlider(MIN_SIZE, MAX_SIZE, value=native_size, step=8, label="Height",
+                                    elem_id=f"{tab}-height")
     with gr.Row():
-        cfg = gr.Slider(0, MAX_CFG, value=7.0, step=0.5, label="CFG scale", elem_id=f"{tab}-cfg")
-        clip_skip = gr.Slider(1, MAX_CLIP_SKIP, value=engine.config.clip_skip if engine else 1, step=1,
-                              label="Clip skip", elem_id=f"{tab}-clip-skip",
-                              info="text-encoder layer, from the end")
+        cfg = CheckedLaterSlider(0, MAX_CFG, value=7.0, step=0.5, label="CFG scale", elem_id=f"{tab}-cfg")
+        clip_skip = CheckedLaterSlider(1, MAX_CLIP_SKIP, value=engine.config.clip_skip if engine else 1, step=1,
+                                       label="Clip skip", elem_id=f"{tab}-clip-skip",
+                                       info="text-encoder layer, from the end")
         with gr.Row(equal_height=True):
-            seed = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed (-1 = random)",
-                             elem_id=f"{tab}-seed", scale=4)
+            seed = CheckedLaterNumber(value=-1, precision=0, minimum=-1, maximum=MAX_SEED,
+                                      label="Seed (-1 = random)", elem_id=f"{tab}-seed", scale=4)
             seed_random, seed_reuse = seed_buttons(tab)
     with gr.Row():
-        batch_count = gr.Slider(1, MAX_BATCH_COUNT, value=1, step=1, label="Batch count", elem_id=f"{tab}-batch-count")
-        batch_size = gr.Slider(1, MAX_BATCH_SIZE, value=1, step=1, label="Batch size", elem_id=f"{tab}-batch-size")
+        batch_count = CheckedLaterSlider(1, MAX_BATCH_COUNT, value=1, step=1, label="Batch count",
+                                         elem_id=f"{tab}-batch-count")
+        batch_size = CheckedLaterSlider(1, MAX_BATCH_SIZE, value=1, step=1, label="Batch size",
+                                        elem_id=f"{tab}-batch-size")
     if engine is not None:
         prompt_tools.build_embedding_picker(tab, prompt, negative, engine)
         prompt_tools.wire_token_counter(engine, prompt, steps, prompt_count)
