@@ -16,6 +16,7 @@ import gradio as gr
 
 from ldm_ui.engine.engine import JobFailed
 from ldm_ui.engine.samplers import SAMPLER_NAMES
+from ldm_ui.metadata import parse_infotext
 from ldm_ui.ui.seed_extras import seed_buttons, wire_seed_buttons
 from ldm_ui.requests import (
     MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_CFG, MAX_CLIP_SKIP, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, Cancelled,
@@ -177,7 +178,20 @@ def format_seconds(seconds: float) -> str:
 
 def gallery_item(output: Output) -> tuple[str, str]:
     width, height = output.image.size
-    return output.path or output.image, f"{width}x{height} · seed {output.seed}"
+    return output.path or output.image, f"{width}x{height} · {seed_caption(output)}"
+
+
+def seed_caption(output: Output) -> str:
+    """"seed 42"; an interpolation frame says which frame it is, and an in-between frame of a seed walk says it
+    mixes two seeds' noise (its infotext's Seed is seed A: alone, that would caption every frame with seed A)."""
+    if "Interpolation frame:" not in output.infotext:
+        return f"seed {output.seed}"
+    settings = parse_infotext(output.infotext).settings
+    frame, weight = settings.get("Interpolation frame", "?"), float(settings.get("Interpolation weight", 0) or 0)
+    seed_b = settings.get("Seed B")
+    if seed_b and settings.get("Interpolation") in ("seeds", "both") and 0 < weight < 1:
+        return f"frame {frame} · seed {output.seed}→{seed_b} at {weight:.0%}"
+    return f"frame {frame} · seed {output.seed}"
 
 
 @dataclass
@@ -317,7 +331,8 @@ def _job_updates(job, session: Session, urgent, on_finished: Callable[[Finished]
             elif isinstance(event, Finished):
                 session.history.extend(event.outputs)
                 on_finished(event)
-                preview, status = gr.update(value=None), render_status(describe_finished(event), 1.0, "ok")
+                done = without_server_paths(describe_finished(event), config)  # outputs/..., not the server's path
+                preview, status = gr.update(value=None), render_status(done, 1.0, "ok")
                 gallery = [gallery_item(o) for o in event.outputs]
                 infotext = event.outputs[-1].infotext if event.outputs else ""
                 shown_outputs = event.outputs
@@ -468,5 +483,8 @@ CSS = """
 .ldm-progress { height: 8px; background: #8883; border-radius: 4px; margin-bottom: 4px; overflow: hidden; }
 .ldm-progress-fill { height: 100%; background: #f97316; transition: width 0.2s; }
 .ldm-token-counter { text-align: right; font-size: 0.8em; opacity: 0.7; margin-top: -6px; min-height: 0; }
+/* gallery captions in full (Gradio cuts them at 80% of a thumbnail): wrapped over the picture's foot */
+.pixelated .caption-label.caption-label { white-space: normal; overflow: visible; text-overflow: clip;
+  max-width: calc(100% - 2 * var(--block-label-margin)); left: var(--block-label-margin); opacity: 0.85; }
 .ldm-banner { background: #fde68a; color: #7c2d12; padding: 8px 12px; border-radius: 6px; font-weight: 600; }
 """
