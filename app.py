@@ -97,22 +97,29 @@ def main(argv: list[str] | None = None) -> int:
     for warning in exposure_warnings(config):
         log.warning(warning)
     from ldm_ui.presets import PresetError
+    from ldm_ui.starting_page import StartingPage
 
+    # answers at once with "ldm-ui is starting…" while gradio, torch and diffusers are imported and the tabs built
+    starting = StartingPage.serve(config.host, config.port)
     try:
-        engine, demo = create_app(config)
-    except PresetError as error:
-        print(f"ldm-ui: --preset: {error}", file=sys.stderr)
-        return 2
-    except ConfigError as error:  # e.g. --backend ray asking for more GPUs than the Ray cluster has
-        print(f"ldm-ui: {error}", file=sys.stderr)
-        return 2
-    except RequestError as error:
-        print(f"ldm-ui: cannot start with model {config.default_model!r}: {error}", file=sys.stderr)
-        return 2
-    demo.queue(default_concurrency_limit=None)
-    api = create_api(config, engine, demo)
-    if api is not None:
-        log.info("AUTOMATIC1111 API on: http://%s:%s/sdapi/v1 (routes: /sdapi/v1/docs)", config.host, config.port)
+        try:
+            engine, demo = create_app(config)
+        except PresetError as error:
+            print(f"ldm-ui: --preset: {error}", file=sys.stderr)
+            return 2
+        except ConfigError as error:  # e.g. --backend ray asking for more GPUs than the Ray cluster has
+            print(f"ldm-ui: {error}", file=sys.stderr)
+            return 2
+        except RequestError as error:
+            print(f"ldm-ui: cannot start with model {config.default_model!r}: {error}", file=sys.stderr)
+            return 2
+        demo.queue(default_concurrency_limit=None)
+        api = create_api(config, engine, demo)
+        if api is not None:
+            log.info("AUTOMATIC1111 API on: http://%s:%s/sdapi/v1 (routes: /sdapi/v1/docs)", config.host, config.port)
+    finally:
+        if starting is not None:
+            starting.close()  # the app takes the address next
     demo.launch(**launch_kwargs(config, api))
     engine.shutdown()
     return 0
