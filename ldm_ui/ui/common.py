@@ -113,8 +113,8 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button(generate_label, variant="primary", size="lg", elem_id=f"{tab}-generate")
             with gr.Row():
-                interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{tab}-interrupt", min_width=70)
-                skip = gr.Button("Skip", variant="secondary", elem_id=f"{tab}-skip", min_width=70)
+                interrupt = gr.Button("Interrupt", variant="stop", size="md", elem_id=f"{tab}-interrupt", min_width=70)
+                skip = gr.Button("Skip", variant="secondary", size="md", elem_id=f"{tab}-skip", min_width=70)
     with gr.Row():
         sampler = gr.Dropdown(list(SAMPLER_NAMES), value="Euler a", label="Sampler", elem_id=f"{tab}-sampler")
         steps = CheckedLaterSlider(1, MAX_STEPS, value=20, step=1, label="Sampling steps", elem_id=f"{tab}-steps")
