@@ -114,7 +114,9 @@ def test_a_wrong_number_is_shown_where_it_is_typed_and_generate_names_it_in_the_
         "Sampling steps: 1000 is above the maximum 150; it was set to 150 (allowed: 1 to 150).")
 
     type_number(page, f"{tab}-seed", 99999999999)  # a number field does not snap: it says what is allowed
-    expect(note(page, f"{tab}-seed")).to_have_text("Seed must be -1 to 4294967295; 99999999999 is above the maximum.")
+    seed_label = "Seed A" if tab == "interpolate" else "Seed"  # the field's own label, without "(-1 = random)"
+    expect(note(page, f"{tab}-seed")).to_have_text(
+        f"{seed_label} must be -1 to 4294967295; 99999999999 is above the maximum.")
     generate_and_read_the_status(
         page, tab, "seed must be between -1 and 4294967295 (-1 picks a random seed), got 99999999999")
     screenshot(page, f"numbers-{tab}")
