@@ -60,7 +60,7 @@ def server(tmp_path_factory):
     build_tiny_sd(models / "diffusers" / "tiny-sd")
     config = AppConfig(models_dir=models, outputs_dir=root / "outputs", cache_dir=root / "cache", api=True,
                        auth=[(APP_USER, APP_PASSWORD)], api_auth=[(BOT_USER, BOT_PASSWORD), (EVE_USER, EVE_PASSWORD)], max_file_size_mb=1,
-                       port=free_port())
+                       port=free_port(), preview_method="approx")  # previews of one pixel per latent cell
     engine, demo = app.create_app(config)
     demo.queue(default_concurrency_limit=None)
     demo.launch(**app.launch_kwargs(config, app.create_api(config, engine, demo)), prevent_thread_lock=True,
