@@ -65,6 +65,7 @@ def launch_kwargs(config, api=None) -> dict:
     from ldm_ui.guard import guard_middleware
     from ldm_ui.login_page import login_page_middleware
     from ldm_ui.ui.common import CSS, KEYBOARD_JS
+    from ldm_ui.ui.number_fields import NUMBER_NOTES_CSS, NUMBER_NOTES_JS
 
     # no unauthenticated route map; Host/Origin/login-before-read/body caps/file owners (ldm_ui/guard.py); no
     # API description on the login page (ldm_ui/login_page.py); CORS answered by us, in front of Gradio's own layer
@@ -80,7 +81,8 @@ def launch_kwargs(config, api=None) -> dict:
     # run_history=False: our own history is per session; Gradio's adds routes that skip the login (SECURITY.md)
     return dict(
         server_name=config.host, server_port=config.port, share=config.share,
-        auth=config.auth or None, **file_access_kwargs(config), css=CSS, js=KEYBOARD_JS, show_error=True,
+        auth=config.auth or None, **file_access_kwargs(config), css=CSS + NUMBER_NOTES_CSS,
+        js=f"() => {{ ({KEYBOARD_JS.strip()})(); ({NUMBER_NOTES_JS.strip()})(); }}", show_error=True,
         run_history=False,
         app_kwargs=app_kwargs,
     )
@@ -101,22 +103,29 @@ def main(argv: list[str] | None = None) -> int:
     for warning in exposure_warnings(config):
         log.warning(warning)
     from ldm_ui.presets import PresetError
+    from ldm_ui.starting_page import StartingPage
 
+    # answers at once with "ldm-ui is starting…" while gradio, torch and diffusers are imported and the tabs built
+    starting = StartingPage.serve(config.host, config.port)
     try:
-        engine, demo = create_app(config)
-    except PresetError as error:
-        print(f"ldm-ui: --preset: {error}", file=sys.stderr)
-        return 2
-    except ConfigError as error:  # e.g. --backend ray asking for more GPUs than the Ray cluster has
-        print(f"ldm-ui: {error}", file=sys.stderr)
-        return 2
-    except RequestError as error:
-        print(f"ldm-ui: cannot start with model {config.default_model!r}: {error}", file=sys.stderr)
-        return 2
-    demo.queue(default_concurrency_limit=None)
-    api = create_api(config, engine, demo)
-    if api is not None:
-        log.info("AUTOMATIC1111 API on: http://%s:%s/sdapi/v1 (routes: /sdapi/v1/docs)", config.host, config.port)
+        try:
+            engine, demo = create_app(config)
+        except PresetError as error:
+            print(f"ldm-ui: --preset: {error}", file=sys.stderr)
+            return 2
+        except ConfigError as error:  # e.g. --backend ray asking for more GPUs than the Ray cluster has
+            print(f"ldm-ui: {error}", file=sys.stderr)
+            return 2
+        except RequestError as error:
+            print(f"ldm-ui: cannot start with model {config.default_model!r}: {error}", file=sys.stderr)
+            return 2
+        demo.queue(default_concurrency_limit=None)
+        api = create_api(config, engine, demo)
+        if api is not None:
+            log.info("AUTOMATIC1111 API on: http://%s:%s/sdapi/v1 (routes: /sdapi/v1/docs)", config.host, config.port)
+    finally:
+        if starting is not None:
+            starting.close()  # the app takes the address next
     demo.launch(**launch_kwargs(config, api))
     engine.shutdown()
     return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL_NAME = "demo-shapes"
-PREVIEW_METHODS = ("approx", "full", "off")
+PREVIEW_METHODS = ("auto", "approx", "full", "off")
 
 
 DTYPES = ("auto", "float16", "bfloat16", "float32")
@@ -40,7 +40,7 @@ class AppConfig:
     compile_unet: bool = False  # torch.compile the U-Net (a warm-up on the first job of each size)
     cpu_threads: int = 0  # torch threads for CPU work; 0 = auto (engine.models.cpu_threads_for)
     allow_pickle: bool = False
-    preview_method: str = "approx"
+    preview_method: str = "auto"
     preview_every_n_steps: int = 1
     # at most one preview per this many seconds of sampling: the browser shows 5 updates a second, so a preview
     # per 6 ms step on a GPU (or the demo model) would be work nobody sees; 0 = every eligible step
@@ -142,7 +142,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         "else torch's default)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow loading .ckpt/.pt/.bin checkpoints (loaded with torch.load(weights_only=True))")
-    p.add_argument("--preview", choices=PREVIEW_METHODS, default="approx", help="live preview method")
+    p.add_argument("--preview", choices=PREVIEW_METHODS, default="auto",
+                   help="live preview method (auto: a full decode where it is cheap, else approx)")
     p.add_argument("--preview-every", type=int, default=1, help="decode a preview every N steps")
     p.add_argument("--preview-interval", type=float, default=0.1, metavar="SECONDS",
                    help="and at most one preview per SECONDS of sampling (default 0.1; 0: every N steps exactly)")

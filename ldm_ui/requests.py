@@ -157,8 +157,8 @@ class GenerationRequest:
         _check_int("batch count", self.batch_count, 1, MAX_BATCH_COUNT)
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
             raise RequestError(f"model must be a model name, got {self.model!r}")
-        if self.preview_method not in (None, "approx", "full", "off"):
-            raise RequestError(f"preview method must be approx, full or off, got {self.preview_method!r}")
+        if self.preview_method not in (None, "auto", "approx", "full", "off"):
+            raise RequestError(f"preview method must be auto, approx, full or off, got {self.preview_method!r}")
         if self.preview_every_n_steps is not None:
             _check_int("preview every N steps", self.preview_every_n_steps, 1, MAX_STEPS)
         if self.clip_skip is not None:

@@ -29,7 +29,7 @@ class UserSettings:
     cfg_scale: float = 7.0
     width: int = 0  # 0: the model's native size
     height: int = 0
-    preview_method: str = "approx"
+    preview_method: str = "auto"
     preview_every_n_steps: int = 1
 
     @classmethod

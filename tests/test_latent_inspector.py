@@ -64,3 +64,25 @@ def test_an_unknown_model_fails_with_its_name(engine):
         engine.submit(InspectLatentsRequest(image=Image.new("RGB", (64, 64)), model="no-such-model"))
     events = list(engine.submit(InspectLatentsRequest(image=Image.new("RGB", (64, 64)))).events(timeout=60))
     assert not isinstance(events[-1], Failed)
+
+
+def test_the_inspector_status_says_interrupted_once_and_no_server_path(tmp_path):
+    """Issue 14: the status read "Interrupted (interrupted)."; a failure showed the server's models path."""
+    from types import SimpleNamespace
+
+    from ldm_ui.config import AppConfig
+    from ldm_ui.requests import Cancelled
+    from ldm_ui.ui.inspector import inspect
+
+    config = AppConfig(models_dir=tmp_path / "models", outputs_dir=tmp_path / "outputs")
+    picture = tmp_path / "in.png"
+    Image.new("RGB", (16, 16)).save(picture)
+
+    def status_for(event) -> str:
+        job = SimpleNamespace(events=lambda: iter([event]), done=SimpleNamespace(is_set=lambda: True))
+        engine = SimpleNamespace(config=config, submit=lambda request: job)
+        return next(inspect(engine, str(picture), None))[0]
+
+    assert "Interrupted.</span>" in status_for(Cancelled())
+    failed = status_for(Failed(f"no VAE in {tmp_path / 'models' / 'diffusers' / 'x'}"))
+    assert "no VAE in models/diffusers/x" in failed and str(tmp_path) not in failed

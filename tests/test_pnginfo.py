@@ -98,8 +98,9 @@ def test_png_info_reads_ours_a1111s_and_says_when_there_is_nothing(tmp_path):
     assert text == A1111 and message == ""
     html = render_parameters(text)
     for shown in ("Lora hashes", "7c6bad76eb54", "Hires upscaler", "4x-UltraSharp", "Version", "easynegative",
-                  "&lt;lora:add_detail:0.8&gt;", "(kept)"):
+                  "&lt;lora:add_detail:0.8&gt;", "Also recorded"):
         assert shown in html, shown
+    assert "(kept)" not in html
     assert read_parameters(png_with(tmp_path, None, "plain.png")) == (None, NO_METADATA)
     jpeg = tmp_path / "photo.jpg"
     Image.new("RGB", (16, 16)).save(jpeg)

@@ -62,7 +62,8 @@ def server(tmp_path_factory):
     styles = add_api_assets(models, root)
     config = AppConfig(models_dir=models, outputs_dir=root / "outputs", cache_dir=root / "cache", api=True,
                        auth=[(APP_USER, APP_PASSWORD)], api_auth=[(BOT_USER, BOT_PASSWORD), (EVE_USER, EVE_PASSWORD)], max_file_size_mb=1,
-                       port=free_port(), styles_file=styles)
+                       port=free_port(), styles_file=styles,
+                       preview_method="approx")  # previews of one pixel per latent cell
     engine, demo = app.create_app(config)
     demo.queue(default_concurrency_limit=None)
     demo.launch(**app.launch_kwargs(config, app.create_api(config, engine, demo)), prevent_thread_lock=True,

@@ -132,3 +132,37 @@ def test_on_a_trained_model_x0_is_already_near_the_result_when_the_latent_is_sti
     final = seen[-1][0]
     latents, x0 = seen[1]  # after 2 of 10 steps
     assert (x0 - final).norm() < 0.5 * (latents - final).norm()
+
+
+@pytest.mark.skipif(not (DEMO_DIR / "model_index.json").is_file(), reason="the built-in demo model is not here")
+def test_the_default_preview_of_the_demo_model_is_a_full_decode_and_a_large_latent_gets_the_cheap_one(tmp_path):
+    """Issue 14 item 10: the demo's 8x8 latent previewed by the linear map is an 8x8 mosaic; a full decode of
+    it is cheap, so the default (auto) decodes it. At 512 px (64x64 cells) the default is the linear map."""
+    from ldm_ui.config import AppConfig
+    from ldm_ui.engine.engine import Engine
+
+    config = AppConfig(models_dir=DEMO_DIR.parent.parent, outputs_dir=tmp_path / "outputs",
+                       cache_dir=tmp_path / "cache", default_model="demo-shapes")
+    assert config.preview_method == "auto"
+    engine = Engine(config).start()
+    try:
+        model = engine.models.current or engine.switch_model("demo-shapes")
+        seen, previews = _record_steps(engine, None, steps=4)
+        _, x0 = seen[0]
+        first = np.asarray(previews[0].image)
+        assert first.shape == (64, 64, 3), "the preview is the full-size picture, not the latent's 8x8 cells"
+        assert np.array_equal(first, np.asarray(model.full_preview(x0)[0]))
+        mosaic = np.asarray(model.approx_preview(x0)[0].resize((64, 64), 0))
+        assert np.abs(first.astype(int) - mosaic).mean() > 1
+
+        engine.step_hooks.append(lambda info: seen.append((info.latents, info.x0.clone())))
+        seen.clear()
+        job = engine.submit(Txt2ImgRequest(prompt="a red circle on a blue background", steps=1, seed=3,
+                                           width=512, height=512, sampler="Euler", preview_every_n_steps=1))
+        large = [e for e in job.events(timeout=300) if isinstance(e, Preview)]
+        _, x0 = seen[0]
+        assert large[0].image.size == (64, 64), "a 64x64-cell latent gets the linear preview, one pixel a cell"
+        assert np.array_equal(np.asarray(large[0].image), np.asarray(model.approx_preview(x0)[0]))
+    finally:
+        engine.step_hooks.clear()
+        engine.shutdown()

@@ -11,6 +11,9 @@ from ldm_ui.engine.lora import (
     LoraError, cached_lora_hash, describe_loaded, list_loras, lora_dirs, lora_hash, lora_layout, lora_tag,
 )
 from ldm_ui.engine.preprocessors import ANNOTATOR_REPO, PREPROCESSORS, annotators_dir, missing_weights
+from ldm_ui.ui.common import without_server_paths
+
+TAB_TITLE = "LoRA/ControlNet"  # as ui/tabs.py lists it
 
 LORA_HEADERS = ["Name", "Tag", "Layout", "Size", "Hash", "File"]
 
@@ -25,8 +28,22 @@ def lora_rows(config, compute_hashes: bool = False) -> list[list[str]]:
         short = lora_hash(entry.path, config.cache_dir) if compute_hashes else cached_lora_hash(
             entry.path, config.cache_dir)
         rows.append([entry.name, lora_tag(entry.name), layout, human_size(entry.path.stat().st_size),
-                     short or "(not computed)", str(entry.path)])
+                     short or "(not computed)", shown_path(entry.path, config)])
     return rows
+
+
+def shown_path(path, config) -> str:
+    """models/Lora/x.safetensors for the app's folders; for a folder added with --lora-dir, its own name and what
+    is under it: where the server keeps it is not the browser's business."""
+    text = without_server_paths(str(path), config)
+    if text != str(path):
+        return text
+    for folder in lora_dirs(config):
+        try:
+            return str(Path(Path(folder).name) / Path(path).resolve().relative_to(Path(folder).resolve()))
+        except ValueError:
+            continue
+    return Path(path).name
 
 
 def human_size(size: int) -> str:
@@ -34,7 +51,7 @@ def human_size(size: int) -> str:
 
 
 def controlnet_rows(config) -> list[list[str]]:
-    return [[e.name, e.kind, e.location] for e in list_controlnets(config)]
+    return [[e.name, e.kind, without_server_paths(str(e.location), config)] for e in list_controlnets(config)]
 
 
 def preprocessor_rows(config) -> list[list[str]]:
@@ -62,7 +79,8 @@ def loaded_summary(engine) -> str:
 
 def build(ui) -> None:
     config = ui.engine.config
-    folders = ", ".join(f"`{d}`" for d in lora_dirs(config))
+    shown = lambda path: shown_path(path, config)  # noqa: E731 - models/..., not the server's path
+    folders = ", ".join(f"`{shown(d)}`" for d in lora_dirs(config))
     gr.Markdown(f"### LoRA\nFiles (`.safetensors`, kohya/AUTOMATIC1111 or diffusers layout) are read from {folders} "
                 "(add folders with `--lora-dir`). Use one by writing its tag in the prompt, e.g. "
                 "`<lora:name:0.8>`, or with the LoRA picker under the prompt.")
@@ -72,12 +90,13 @@ def build(ui) -> None:
         refresh = gr.Button("↻ Refresh", size="sm", elem_id="adapters-refresh")
         hashes = gr.Button("Compute hashes", size="sm", elem_id="adapters-hashes")
     loaded = gr.Markdown(loaded_summary(ui.engine), elem_id="adapters-loaded")
-    gr.Markdown(f"### ControlNet\nDiffusers folders and single `.safetensors` files in `{controlnet_dir(config)}`; "
+    gr.Markdown(f"### ControlNet\nDiffusers folders and single `.safetensors` files in `{shown(controlnet_dir(config))}`; "
                 "a hub id (e.g. `lllyasviel/control_v11p_sd15_canny`) also works once downloaded.")
     controlnets = gr.Dataframe(controlnet_rows(config), headers=["Name", "Kind", "Location"], interactive=False,
                                wrap=True, elem_id="adapters-controlnet-table")
     gr.Markdown(f"### Preprocessors\nThose marked *needs a download* use learned detectors: get their files from "
-                f"https://huggingface.co/{ANNOTATOR_REPO} and put them in `{annotators_dir(config.models_dir)}`.")
+                f"https://huggingface.co/{ANNOTATOR_REPO} and put them in "
+                f"`{shown(annotators_dir(config.models_dir))}`.")
     preprocessors = gr.Dataframe(preprocessor_rows(config), headers=["Name", "What it does", "Status"],
                                  interactive=False, wrap=True, elem_id="adapters-preprocessor-table")
 
@@ -86,4 +105,7 @@ def build(ui) -> None:
 
     outputs = [loras, loaded, controlnets, preprocessors]
     refresh.click(refresh_all, None, outputs, queue=False, api_name=False)
+    # what is loaded changes with every job and model switch: shown fresh whenever the tab is opened
+    ui.after_build.append(lambda ui: ui.tab_components[TAB_TITLE].select(
+        refresh_all, None, outputs, queue=False, api_visibility="private", show_progress="hidden"))
     hashes.click(lambda: lora_rows(config, compute_hashes=True), None, loras, api_name=False)

@@ -83,7 +83,8 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None,
         # settings widgets are created first (unrendered) so every tab can take them as inputs
         ui.preview_method = gr.Radio(list(PREVIEW_METHODS), value=config.preview_method, render=False,
                                      label="Live preview method",
-                                     info="approx: linear latent->RGB (cheap); full: VAE decode; off")
+                                     info="auto: a VAE decode where it is cheap (a small model at a small size), "
+                                          "else approx; approx: linear latent->RGB (cheap); full: VAE decode; off")
         ui.preview_every = gr.Slider(1, 50, value=config.preview_every_n_steps, step=1, render=False,
                                      label="Preview every N steps")
         with gr.Tabs() as tab_group:

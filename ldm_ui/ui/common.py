@@ -16,6 +16,7 @@ import gradio as gr
 
 from ldm_ui.engine.engine import JobFailed
 from ldm_ui.engine.samplers import SAMPLER_NAMES
+from ldm_ui.metadata import parse_infotext
 from ldm_ui.ui.seed_extras import seed_buttons, wire_seed_buttons
 from ldm_ui.requests import (
     MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_CFG, MAX_CLIP_SKIP, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, Cancelled,
@@ -24,6 +25,7 @@ from ldm_ui.requests import (
 from ldm_ui.ui import prompt_tools
 from ldm_ui.ui.inputs import InputTable
 from ldm_ui.ui.job_stream import UrgentEvents, event_batches
+from ldm_ui.ui.number_fields import CheckedLaterNumber, CheckedLaterSlider
 
 PREVIEW_DISPLAY_PX = 256
 DEFAULT_TAB = "txt2img"
@@ -111,26 +113,29 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button(generate_label, variant="primary", size="lg", elem_id=f"{tab}-generate")
             with gr.Row():
-                interrupt = gr.Button("Interrupt", variant="stop", elem_id=f"{tab}-interrupt", min_width=70)
-                skip = gr.Button("Skip", variant="secondary", elem_id=f"{tab}-skip", min_width=70)
+                interrupt = gr.Button("Interrupt", variant="stop", size="md", elem_id=f"{tab}-interrupt", min_width=70)
+                skip = gr.Button("Skip", variant="secondary", size="md", elem_id=f"{tab}-skip", min_width=70)
     with gr.Row():
         sampler = gr.Dropdown(list(SAMPLER_NAMES), value="Euler a", label="Sampler", elem_id=f"{tab}-sampler")
-        steps = gr.Slider(1, MAX_STEPS, value=20, step=1, label="Sampling steps", elem_id=f"{tab}-steps")
+        steps = CheckedLaterSlider(1, MAX_STEPS, value=20, step=1, label="Sampling steps", elem_id=f"{tab}-steps")
     with gr.Row():
-        width = gr.Slider(MIN_SIZE, MAX_SIZE, value=native_size, step=8, label="Width", elem_id=f"{tab}-width")
-        height = gr.Slider(MIN_SIZE, MAX_SIZE, value=native_size, step=8, label="Height", elem_id=f"{tab}-height")
+        width = CheckedLaterSlider(MIN_SIZE, MAX_SIZE, value=native_size, step=8, label="Width", elem_id=f"{tab}-width")
+        height = CheckedLaterSlider(MIN_SIZE, MAX_SIZE, value=native_size, step=8, label="Height",
+                                    elem_id=f"{tab}-height")
     with gr.Row():
-        cfg = gr.Slider(0, MAX_CFG, value=7.0, step=0.5, label="CFG scale", elem_id=f"{tab}-cfg")
-        clip_skip = gr.Slider(1, MAX_CLIP_SKIP, value=engine.config.clip_skip if engine else 1, step=1,
-                              label="Clip skip", elem_id=f"{tab}-clip-skip",
-                              info="text-encoder layer, from the end")
+        cfg = CheckedLaterSlider(0, MAX_CFG, value=7.0, step=0.5, label="CFG scale", elem_id=f"{tab}-cfg")
+        clip_skip = CheckedLaterSlider(1, MAX_CLIP_SKIP, value=engine.config.clip_skip if engine else 1, step=1,
+                                       label="Clip skip", elem_id=f"{tab}-clip-skip",
+                                       info="text-encoder layer, from the end")
         with gr.Row(equal_height=True):
-            seed = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed (-1 = random)",
-                             elem_id=f"{tab}-seed", scale=4)
+            seed = CheckedLaterNumber(value=-1, precision=0, minimum=-1, maximum=MAX_SEED,
+                                      label="Seed (-1 = random)", elem_id=f"{tab}-seed", scale=4)
             seed_random, seed_reuse = seed_buttons(tab)
     with gr.Row():
-        batch_count = gr.Slider(1, MAX_BATCH_COUNT, value=1, step=1, label="Batch count", elem_id=f"{tab}-batch-count")
-        batch_size = gr.Slider(1, MAX_BATCH_SIZE, value=1, step=1, label="Batch size", elem_id=f"{tab}-batch-size")
+        batch_count = CheckedLaterSlider(1, MAX_BATCH_COUNT, value=1, step=1, label="Batch count",
+                                         elem_id=f"{tab}-batch-count")
+        batch_size = CheckedLaterSlider(1, MAX_BATCH_SIZE, value=1, step=1, label="Batch size",
+                                        elem_id=f"{tab}-batch-size")
     if engine is not None:
         prompt_tools.build_embedding_picker(tab, prompt, negative, engine)
         prompt_tools.wire_token_counter(engine, prompt, steps, prompt_count)
@@ -173,7 +178,20 @@ def format_seconds(seconds: float) -> str:
 
 def gallery_item(output: Output) -> tuple[str, str]:
     width, height = output.image.size
-    return output.path or output.image, f"{width}x{height} · seed {output.seed}"
+    return output.path or output.image, f"{width}x{height} · {seed_caption(output)}"
+
+
+def seed_caption(output: Output) -> str:
+    """"seed 42"; an interpolation frame says which frame it is, and an in-between frame of a seed walk says it
+    mixes two seeds' noise (its infotext's Seed is seed A: alone, that would caption every frame with seed A)."""
+    if "Interpolation frame:" not in output.infotext:
+        return f"seed {output.seed}"
+    settings = parse_infotext(output.infotext).settings
+    frame, weight = settings.get("Interpolation frame", "?"), float(settings.get("Interpolation weight", 0) or 0)
+    seed_b = settings.get("Seed B")
+    if seed_b and settings.get("Interpolation") in ("seeds", "both") and 0 < weight < 1:
+        return f"frame {frame} · seed {output.seed}→{seed_b} at {weight:.0%}"
+    return f"frame {frame} · seed {output.seed}"
 
 
 @dataclass
@@ -313,7 +331,8 @@ def _job_updates(job, session: Session, urgent, on_finished: Callable[[Finished]
             elif isinstance(event, Finished):
                 session.history.extend(event.outputs)
                 on_finished(event)
-                preview, status = gr.update(value=None), render_status(describe_finished(event), 1.0, "ok")
+                done = without_server_paths(describe_finished(event), config)  # outputs/..., not the server's path
+                preview, status = gr.update(value=None), render_status(done, 1.0, "ok")
                 gallery = [gallery_item(o) for o in event.outputs]
                 infotext = event.outputs[-1].infotext if event.outputs else ""
                 shown_outputs = event.outputs
@@ -464,5 +483,8 @@ CSS = """
 .ldm-progress { height: 8px; background: #8883; border-radius: 4px; margin-bottom: 4px; overflow: hidden; }
 .ldm-progress-fill { height: 100%; background: #f97316; transition: width 0.2s; }
 .ldm-token-counter { text-align: right; font-size: 0.8em; opacity: 0.7; margin-top: -6px; min-height: 0; }
+/* gallery captions in full (Gradio cuts them at 80% of a thumbnail): wrapped over the picture's foot */
+.pixelated .caption-label.caption-label { white-space: normal; overflow: visible; text-overflow: clip;
+  max-width: calc(100% - 2 * var(--block-label-margin)); left: var(--block-label-margin); opacity: 0.85; }
 .ldm-banner { background: #fde68a; color: #7c2d12; padding: 8px 12px; border-radius: 6px; font-weight: 600; }
 """

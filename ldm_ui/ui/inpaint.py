@@ -13,7 +13,8 @@ from ldm_ui.requests import (
 )
 from ldm_ui.ui.adapters_panel import build_controlnet_panel, build_lora_picker, units_from_values
 from ldm_ui.ui.common import (
-    add_reuse_seed, build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation,
+    add_reuse_seed, build_generation_controls, build_output_panel, job_runner, render_status, settings_from,
+    wire_generation,
 )
 from ldm_ui.ui.inputs import InputTable
 from ldm_ui.ui.seed_extras import build_seed_extras, variation_of, wire_seed_buttons
@@ -22,7 +23,8 @@ from ldm_ui.ui.send_to import wire_target
 from ldm_ui.ui.styles_panel import build_styles_panel
 
 EDITOR_HELP = ("Upload an image, then paint over what should change. Pixels outside the painted area (after the "
-               "mask blur) come back exactly as they were. The result has the input image's size.")
+               "mask blur) come back exactly as they were. The result has the input image's size. *Clear mask* "
+               "removes the strokes and keeps the image; the editor's 🗑 removes both.")
 
 
 def image_and_mask(editor: dict[str, Any] | None, uploaded_mask: Any) -> tuple[Image.Image, Image.Image]:
@@ -46,6 +48,13 @@ def image_and_mask(editor: dict[str, Any] | None, uploaded_mask: Any) -> tuple[I
             alpha = alpha.resize(background.size, Image.Resampling.NEAREST)
         mask = ImageChops.lighter(mask, alpha)
     return background, mask
+
+
+def image_without_strokes(background):
+    """The editor's value for its image with no painted strokes (the editor's own 🗑 clears the image too)."""
+    if background is None:
+        return gr.skip()
+    return {"background": background, "layers": [], "composite": background}
 
 
 def to_request(*, editor, uploaded_mask, strength, resize_mode, mask_blur, invert_mask, masked_content, inpaint_area,
@@ -72,7 +81,9 @@ def build(ui) -> None:
                                color_mode="fixed", default_size=12),
                 eraser=gr.Eraser(default_size=12), elem_id="inpaint-editor", elem_classes=["pixelated"],
             )
-            gr.Markdown(EDITOR_HELP)
+            with gr.Row(equal_height=True):
+                gr.Markdown(EDITOR_HELP)
+                clear_mask = gr.Button("Clear mask", size="sm", scale=0, min_width=110, elem_id="inpaint-clear-mask")
             with gr.Accordion("Upload a mask instead (white = repaint)", open=False):
                 uploaded_mask = gr.Image(label="Mask", type="filepath", image_mode=None, format="png",
                                          sources=["upload", "clipboard"],
@@ -116,6 +127,13 @@ def build(ui) -> None:
                        controls.fields(), ui.shared_fields(), controlnet.fields(), extras.optional_fields())
     wire_generation(ui, "inpaint", controls, panel, table, job_runner(ui, "inpaint", to_request), "inpaint")
     wire_seed_buttons(panel, extras.variation_seed, variation_dice, variation_reuse, key="Variation seed")
+    # the editor redraws only on a new value: empty it, then give the image back without the strokes
+    kept_image = gr.State(None)
+    clear_mask.click(lambda value: ((value or {}).get("background"), None), editor, [kept_image, editor], queue=False,
+                     api_visibility="private", show_progress="hidden").then(
+        image_without_strokes, kept_image, editor, queue=False, api_visibility="private", show_progress="hidden").then(
+        lambda image: render_status("Mask cleared; the image stays." if image else "There is no mask to clear."),
+        kept_image, panel.status, queue=False, api_visibility="private", show_progress="hidden")
     editor.upload(lambda value: size_of_input((value or {}).get("background")), editor,
                   [controls.width, controls.height], queue=False, api_visibility="private")
     ui.after_build.append(lambda ui: wire_target(ui, "inpaint", editor, controls, panel.status))

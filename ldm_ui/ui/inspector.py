@@ -8,7 +8,7 @@ import gradio as gr
 
 from ldm_ui.images import load_image
 from ldm_ui.requests import Cancelled, Failed, Finished, InspectLatentsRequest, RequestError
-from ldm_ui.ui.common import render_status
+from ldm_ui.ui.common import describe_cancelled, one_line, render_status, without_server_paths
 from ldm_ui.ui.inputs import InputTable
 
 INTRO = ("A latent diffusion model never sees pixels: its VAE squeezes each image into a small latent, the "
@@ -53,7 +53,7 @@ def inspect(engine, image, model):
     try:
         job = engine.submit(InspectLatentsRequest(image=load_image(image, "image"), model=model or None))
     except RequestError as error:
-        yield render_status(str(error), kind="error"), skip, skip, skip
+        yield render_status(one_line(error, engine.config), kind="error"), skip, skip, skip
         return
     try:
         for event in job.events():
@@ -64,9 +64,10 @@ def inspect(engine, image, model):
                             for i, (image, s) in enumerate(zip(found.channels, found.channel_stats))]
                 yield render_status("Done.", 1.0, "ok"), describe(found), comparison, channels
             elif isinstance(event, Failed):
-                yield render_status(f"Failed: {event.message}", kind="error"), skip, skip, skip
-            elif isinstance(event, Cancelled):
-                yield render_status(f"Interrupted ({event.message}).", kind="warn"), skip, skip, skip
+                message = without_server_paths(event.message, engine.config)
+                yield render_status(f"Failed: {message}", kind="error"), skip, skip, skip
+            elif isinstance(event, Cancelled):  # "Interrupted." or the engine's reason, said once
+                yield render_status(describe_cancelled(event, None, 0), kind="warn"), skip, skip, skip
             elif getattr(event, "message", ""):
                 yield render_status(event.message, 0.5), skip, skip, skip
     finally:

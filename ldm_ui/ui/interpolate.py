@@ -14,6 +14,7 @@ from ldm_ui.ui.common import (
     _whole, add_reuse_seed, build_generation_controls, build_output_panel, settings_from, stream_job, wire_generation,
 )
 from ldm_ui.ui.inputs import Input, InputTable
+from ldm_ui.ui.number_fields import CheckedLaterNumber
 
 DEFAULT_SAMPLER = "DPM++ 2M"  # deterministic: in-between frames of a seed walk change smoothly
 MODE_HELP = {
@@ -74,8 +75,9 @@ def build(ui) -> None:
             with gr.Row():
                 prompt_b = gr.Textbox("", label="Prompt B", lines=2, placeholder="a blue circle on a white background",
                                       elem_id="interpolate-prompt-b", scale=3)
-                seed_b = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed B (-1 = random)",
-                                   elem_id="interpolate-seed-b", visible=False, scale=1)
+                seed_b = CheckedLaterNumber(value=-1, precision=0, minimum=-1, maximum=MAX_SEED,
+                                            label="Seed B (-1 = random)", elem_id="interpolate-seed-b",
+                                            visible=False, scale=1)
             prompt_b_count = prompt_tools.build_token_counter("interpolate", "prompt-b")
             prompt_tools.wire_token_counter(ui.engine, prompt_b, controls.steps, prompt_b_count)
             with gr.Group(visible=False) as images_group:

@@ -45,22 +45,25 @@ def read_parameters(path: str | None) -> tuple[str | None, str]:
 
 
 def render_parameters(text: str) -> str:
-    """HTML: prompt, negative prompt, then every setting (the ones 'Send to' does not apply are marked)."""
+    """HTML: prompt, negative prompt, the settings 'Send to' fills in, then those it only shows (model, hashes,
+    anything another app wrote), under their own heading rather than a mark on each name."""
     info = parse_infotext(text)
     fields, notes = generation_fields(info)
-    rows = []
+    applied, shown_only = [], []
     for key, value in info.settings.items():
-        used = key in WIDGET_KEYS
-        mark = "" if used else ' <span class="ldm-pnginfo-kept" title="shown, not applied">(kept)</span>'
-        rows.append(f'<tr data-key="{html.escape(key)}"><th>{html.escape(key)}{mark}</th>'
-                    f"<td>{html.escape(value)}</td></tr>")
+        row = (f'<tr data-key="{html.escape(key)}"><th>{html.escape(key)}</th>'
+               f"<td>{html.escape(value)}</td></tr>")
+        (applied if key in WIDGET_KEYS else shown_only).append(row)
     negative = info.negative_prompt or "(none)"
     note_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     return (
         '<div class="ldm-pnginfo">'
         f'<h4>Prompt</h4><pre id="pnginfo-prompt-text">{html.escape(info.prompt) or "(empty)"}</pre>'
         f'<h4>Negative prompt</h4><pre id="pnginfo-negative-text">{html.escape(negative)}</pre>'
-        f'<h4>Settings</h4><table class="ldm-pnginfo-settings">{"".join(rows)}</table>'
+        f'<h4>Settings</h4><table class="ldm-pnginfo-settings" id="pnginfo-applied">{"".join(applied)}</table>'
+        + (f'<h4>Also recorded</h4><p class="ldm-pnginfo-kept-help">Shown for reference; <em>Send to</em> does not '
+           f'apply these.</p><table class="ldm-pnginfo-settings" id="pnginfo-shown-only">{"".join(shown_only)}'
+           "</table>" if shown_only else "")
         + (f"<ul class='ldm-pnginfo-notes'>{note_html}</ul>" if note_html else "")
         + "</div>"
     )

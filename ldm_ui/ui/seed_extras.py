@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 
 from ldm_ui.metadata import parse_infotext
+from ldm_ui.ui.number_fields import CheckedLaterNumber
 from ldm_ui.requests import MAX_SEED, MAX_SIZE, Output, RequestError, VariationSeed
 from ldm_ui.ui.inputs import Input
 
@@ -64,7 +65,7 @@ def build_seed_extras(tab: str) -> tuple[SeedExtras, gr.Button, gr.Button]:
     with gr.Accordion("Extra seed settings", open=False, elem_id=f"{tab}-seed-extras"):
         with gr.Row():
             with gr.Row(equal_height=True):
-                variation_seed = gr.Number(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, scale=4,
+                variation_seed = CheckedLaterNumber(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, scale=4,
                                            label="Variation seed (-1 = random)", elem_id=f"{tab}-variation-seed")
                 dice, recycle = seed_buttons(tab, "variation-seed")
             strength = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Variation strength", info=STRENGTH_INFO,

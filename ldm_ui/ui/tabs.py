@@ -10,6 +10,6 @@ def extra_tabs() -> list:
     from ldm_ui.ui import extras, history, img2img, inpaint, outpaint
 
     return [("img2img", img2img.build), ("Inpaint", inpaint.build), ("Outpaint", outpaint.build),
-            ("LoRA/ControlNet", adapters_tab.build),
+            (adapters_tab.TAB_TITLE, adapters_tab.build),
             ("PNG info", pnginfo.build), ("Interpolate", interpolate.build), ("Latent inspector", inspector.build),
             ("Extras", extras.build), ("History", history.build)]

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from PIL import Image
 
 from ldm_ui.engine.context import ProgressClock, StepInfo, TaskContext
+from ldm_ui.engine.preview import AutoPreview
 from ldm_ui.engine.prompt_conditioning import step_updates
 from ldm_ui.requests import Progress
 
@@ -26,6 +27,8 @@ def preview_decoder(ctx: TaskContext) -> tuple[PreviewDecoder | None, int]:
     request, config = ctx.request, ctx.config
     method = request.preview_method or config.preview_method
     every = request.preview_every_n_steps or config.preview_every_n_steps
+    if method == "auto":
+        return AutoPreview(ctx.model), every  # per call: it keeps its own time budget
     if method == "approx":
         return ctx.model.approx_preview, every
     if method == "full":
