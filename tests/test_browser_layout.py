@@ -7,7 +7,6 @@ frames are captioned as what they are.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from PIL import Image

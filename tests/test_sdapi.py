@@ -640,7 +640,7 @@ def test_extra_batch_images_upscales_each_image(api):
     ({"extras_upscaler_2_visibility": 2}, 422, "extras_upscaler_2_visibility must be between 0 and 1, got 2"),
     ({"resize_mode": 1, "upscaling_resize_w": 0}, 422, "upscaling_resize_w must be between 1 and 4096, got 0"),
     ({"resize_mode": 1, "upscaling_crop": False}, 422, "upscaling_crop=false is not built"),
-    ({"upscaler_1": "None"}, 422, f"upscaler_1 is 'None'"),
+    ({"upscaler_1": "None"}, 422, "upscaler_1 is 'None'"),
     ({"upscaler_1": "4x-foo"}, 404, f"unknown upscaler '4x-foo' in upscaler_1; choose one of: Lanczos, Nearest, "
                                     f"{TINY_UPSCALER}"),
     ({"upscaler_2": "4x-bar"}, 404, "unknown upscaler '4x-bar' in upscaler_2; choose one of: None, Lanczos"),
