@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -33,6 +34,7 @@ class UploadRegistry:
         self._upload_count: dict[str, int] = {}  # real path -> upload requests that returned it
         self._user_sessions: dict[str, int] = {}  # real path -> sessions that used it
         self._sessions: dict[str, set[str]] = {}  # session hash -> real paths it used
+        self._used_at: dict[tuple[str, str], float] = {}  # (session hash, real path) -> when it last used it
         self._released = threading.Condition(self._lock)
         self._ended: dict[str, None] = {}  # insertion-ordered: the oldest are dropped first
         self._recorded = 0
@@ -53,9 +55,12 @@ class UploadRegistry:
         with self._lock:
             self._ended.pop(session_hash, None)
             mine = self._sessions.setdefault(session_hash, set())
-            for real in {os.path.realpath(p) for p in paths} - mine:
-                mine.add(real)
-                self._user_sessions[real] = self._user_sessions.get(real, 0) + 1
+            now = time.time()
+            for real in {os.path.realpath(p) for p in paths}:
+                self._used_at[(session_hash, real)] = now
+                if real not in mine:
+                    mine.add(real)
+                    self._user_sessions[real] = self._user_sessions.get(real, 0) + 1
 
     def uploaders(self, path: str) -> set[str] | None:
         """The users who uploaded this file; None when it is no upload this registry saw (e.g. a result copy)."""
@@ -67,9 +72,13 @@ class UploadRegistry:
         """Delete the files this session used that no other open session uses; returns the deleted paths."""
         with self._lock:
             mine = self._sessions.pop(session_hash, set())
+            used_at = {p: self._used_at.pop((session_hash, p), 0.0) for p in mine}
             still_used = set().union(*self._sessions.values()) if self._sessions else set()
+            # a file written after this session last used it is a new upload of the same picture (Gradio names
+            # files by content) whose registration may still be on its way: it stays
             gone = sorted(p for p in mine - still_used
-                          if 1 <= self._upload_count.get(p, 0) <= self._user_sessions.get(p, 0))
+                          if 1 <= self._upload_count.get(p, 0) <= self._user_sessions.get(p, 0)
+                          and not _written_after(p, used_at[p]))
             for path in gone:
                 self._forget(path)
         for path in gone:
@@ -102,6 +111,13 @@ def delete_on_session_end(demo: gr.Blocks, registry: UploadRegistry) -> None:
 
     with demo:
         demo.unload(end_session)
+
+
+def _written_after(path: str, moment: float) -> bool:
+    try:
+        return os.stat(path).st_mtime > moment
+    except OSError:
+        return False
 
 
 def _delete(path: Path) -> None:

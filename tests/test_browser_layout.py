@@ -83,6 +83,7 @@ def test_clear_mask_removes_the_strokes_and_keeps_the_image(page, tmp_path):
     open_tab(page, "Inpaint")
     picture = tmp_path / "blue.png"
     Image.new("RGB", (80, 72), (30, 60, 220)).save(picture)
+    page.wait_for_selector("#inpaint-editor canvas", state="attached")  # the editor takes files once it is drawn
     page.set_input_files("#inpaint-editor input[type=file]", str(picture))
     expect(page.locator("#inpaint-width input[type=number]")).to_have_value("80")  # the upload is in
     canvas = page.locator("#inpaint-editor canvas").first

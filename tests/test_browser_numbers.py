@@ -60,6 +60,8 @@ def open_tab(page, url: str, tab: str, tmp_path: Path) -> None:
     if upload:
         image = tmp_path / "input.png"
         Image.new("RGB", (80, 72), (200, 30, 30)).save(image)
+        if tab == "inpaint":  # the image editor takes files once its canvas is drawn
+            page.wait_for_selector("#inpaint-editor canvas", state="attached")
         page.set_input_files(upload, str(image))
         if TABS[tab][1]:  # the upload is in once the size fields follow the image
             expect(page.locator(f"#{tab}-width input[type=number]")).to_have_value("80")

@@ -57,8 +57,10 @@ def job_conditioning(ctx, pipe, prompts: list[str], negative_prompts: list[str],
     clip_skip, embeddings = clip_skip_for(ctx), ctx.embeddings()
 
     def build() -> PromptConditioning:
+        # a stand-in pipeline (tests) may have no `_execution_device`: the text encoder's device then
+        device = execution_device(pipe) if hasattr(type(pipe), "_execution_device") else None
         return build_conditioning(pipe, [encoder_prompt(p) for p in prompts], list(negative_prompts), steps,
-                                  clip_skip, embeddings, device=execution_device(pipe))
+                                  clip_skip, embeddings, device=device)
 
     cache = getattr(ctx.model, "last_conditioning", None)
     if cache is None:
