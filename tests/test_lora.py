@@ -174,3 +174,25 @@ def test_an_active_lora_is_merged_while_it_repeats_and_the_weights_come_back_exa
     assert any(not torch.equal(p, merged[name]) for name, p in base_weights().items()), "still the weight-1 merge"
     pixels(lora_engine, PROMPT)
     assert all(torch.equal(p, original[name]) for name, p in base_weights().items()), "base weights not restored"
+
+
+def test_a_merged_pipeline_is_freed_once_the_model_is_gone(tmp_path):
+    """The merge bookkeeping never keeps a switched-away model's pipeline (and its weights) alive."""
+    import gc
+    import weakref
+
+    from diffusers import StableDiffusionPipeline
+
+    from ldm_ui.config import AppConfig
+    from ldm_ui.engine.lora import apply_loras, parse_lora_tags
+    from tiny_models import build_tiny_sd
+
+    build_tiny_sd(tmp_path / "models" / "diffusers" / "tiny-sd")
+    pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "models" / "diffusers" / "tiny-sd")
+    write_diffusers_lora(tmp_path / "loras" / "style.safetensors", random_lora(pipe.unet, pipe.text_encoder, seed=1))
+    config = AppConfig(models_dir=tmp_path / "models", cache_dir=tmp_path / "cache", lora_dirs=[tmp_path / "loras"])
+    apply_loras(config, pipe, parse_lora_tags("a <lora:style:1>")[1], fuse=True)
+    gone = weakref.ref(pipe)
+    del pipe
+    gc.collect()
+    assert gone() is None, "the LoRA merge registry kept the pipeline alive"

@@ -9,9 +9,9 @@ the merge changes are copied (like AUTOMATIC1111's backup of network weights); `
 would not). After a release the adapters are loaded again from their files when a job asks for them.
 
     fusion = LoraFusion.of(pipe)
-    fusion.release()          # before the adapter set or weights change
-    ...set_adapters(...)
-    fusion.fuse(key)          # merge what is active now; `key` says what that is
+    fusion.release()                  # before the adapter set or weights change
+    ...set_adapters(names, weights)
+    fusion.fuse(key, names)           # merge what is active now; `key` says what that is
 """
 
 from __future__ import annotations
@@ -37,9 +37,17 @@ class LoraFusion:
     """One pipeline's merged state: which adapter set is merged, and the base weights it changed."""
 
     def __init__(self, pipe):
-        self.pipe = pipe
+        # weakly: the registry's value must not keep its key (the pipeline) alive after a model switch
+        self._pipe = weakref.ref(pipe)
         self.key: Any = None  # what is merged now (None: nothing)
         self._backups: list[tuple[torch.Tensor, torch.Tensor]] = []  # (parameter, its weights before the merge)
+
+    @property
+    def pipe(self):
+        pipe = self._pipe()
+        if pipe is None:
+            raise RuntimeError("the pipeline of this LoRA fusion is gone")
+        return pipe
 
     @classmethod
     def of(cls, pipe) -> LoraFusion:
