@@ -74,7 +74,9 @@ def loaded_summary(engine) -> str:
     cached = [Path(location).name for location in current.controlnets]
     controlnets = ", ".join(cached) if cached else "none"
     return (f"**Loaded on {current.entry.name}:** LoRA adapters: {loras} · ControlNet models: {controlnets}\n\n"
-            "Adapters stay loaded between jobs; a job switches on only the LoRAs its prompt names, at their weights.")
+            "A job uses only the LoRAs its prompt names, at their weights, merged into the model's weights while "
+            "the next jobs ask for the same ones (as fast as the model alone); a change puts the original weights "
+            "back exactly.")
 
 
 def build(ui) -> None:
