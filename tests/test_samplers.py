@@ -87,3 +87,18 @@ def test_deterministic_means_no_noise_after_the_first(name, engine):
     assert np.array_equal(a, b) == sampler_is_deterministic(name), name
     assert sampler_is_deterministic(name) == (name not in STOCHASTIC)
     assert np.array_equal(run(1, 7), a)  # and the same seeds reproduce
+
+
+def test_each_scheduler_is_a_fresh_one_with_its_own_seed(engine):
+    """Schedulers are copied from a kept template: the copies share no state, and DPM++ SDE's Brownian tree
+    takes each call's seed (not the seed the template was first made with)."""
+    config = engine.models.get(None).base_scheduler_config
+    first, second = make_scheduler("DPM++ 2M Karras", config), make_scheduler("DPM++ 2M Karras", config)
+    first.set_timesteps(5)
+    second.set_timesteps(9)
+    assert first is not second and len(first.timesteps) == 5 and len(second.timesteps) == 9
+    first.initial_noise = torch.zeros(1)
+    assert make_scheduler("DPM++ 2M Karras", config).initial_noise is None
+    seeded = [make_scheduler("DPM++ SDE Karras", config, seed=s) for s in (11, 12, 11)]
+    assert [s.noise_sampler_seed for s in seeded] == [11, 12, 11]
+    assert [s.config.noise_sampler_seed for s in seeded] == [11, 12, 11]

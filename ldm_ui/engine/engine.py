@@ -179,7 +179,9 @@ class Engine(HasHooks):
 
     def generate(self, request: GenerationRequest, timeout: float | None = None) -> Finished:
         """Submit and wait: the short way for tests, scripts and the HTTP API."""
-        return self.submit(request).wait(timeout)
+        job = self.submit(request)
+        job.done.wait(timeout)  # one wake-up at the end, not one per step event (those contend for the GIL)
+        return job.wait(0)  # the events are all there (or, after a timeout, queue.Empty as before)
 
     def switch_model(self, name: str, timeout: float | None = None) -> LoadedModel:
         """Load a model through the queue, after the jobs already waiting, and return it."""

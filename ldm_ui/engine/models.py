@@ -209,6 +209,10 @@ class ModelManager:
     # ---- loading
 
     def get(self, name: str | None, report: Callable[[str], None] = lambda message: None) -> LoadedModel:
+        current = self.current
+        if current is not None and current.entry.name == check_name((name or self.config.default_model).strip(),
+                                                                    "model"):
+            return current  # every job asks: no scan of the model folders when it is the loaded one
         entry = self.resolve(name)
         with self._lock:
             if self.current and self.current.entry == entry:
