@@ -21,6 +21,7 @@ class FakeVae:
         self.config = SimpleNamespace(scaling_factor=0.5, shift_factor=None, force_upcast=force_upcast)
         self.dtype = torch.float16
         self.calls: list[str] = []
+        self.decoded_batches: list[int] = []
 
     def to(self, dtype):
         self.calls.append(f"to {str(dtype).split('.')[-1]}")
@@ -60,6 +61,18 @@ def test_tiling_from_1024x1024_pixels(width, height, tiled):
     codec.decode_pixels(torch.zeros(1, 4, height // 8, width // 8))
     assert vae.calls[0] == ("tiling on" if tiled else "tiling off")
     assert (width * height >= TILE_FROM_PX) == tiled
+
+
+def test_a_batch_is_decoded_one_image_at_a_time_in_order():
+    vae = FakeVae()
+    codec = codec_for(vae, upcast=True)
+    latents = torch.arange(3, dtype=torch.float32).view(3, 1, 1, 1).expand(3, 4, 8, 8)
+    vae.decode = lambda z: (vae.decoded_batches.append(z.shape[0]),
+                            SimpleNamespace(sample=z[:, :3].repeat_interleave(8, 2).repeat_interleave(8, 3)))[1]
+    images = codec.decode_pixels(latents)
+    assert vae.decoded_batches == [1, 1, 1]  # the decode's memory peak is one image's
+    assert images.shape == (3, 3, 64, 64)
+    assert [float(images[i].mean()) for i in range(3)] == [i / vae.config.scaling_factor for i in range(3)]
 
 
 def test_fp16_nan_decode_is_redone_in_fp32_and_the_shared_vae_keeps_its_dtype():

@@ -112,7 +112,10 @@ class VaeCodec:
         h, w = latents.shape[-2:]
         self.set_tiling(w * self.downscale, h * self.downscale)
         z = latents.float() / self.scaling_factor + self.shift_factor
-        return self._run("decode", lambda x: self.vae.decode(x).sample, z).float()
+        # one image at a time (as AUTOMATIC1111 decodes): a batch's decode peak is one image's, not batch-size
+        # times it, which is what runs a 6-8 GB GPU out of memory at the end of a batch
+        return torch.cat([self._run("decode", lambda x: self.vae.decode(x).sample, one).float()
+                          for one in z.split(1)])
 
     # ---- images
 
