@@ -209,10 +209,8 @@ class ModelManager:
     # ---- loading
 
     def get(self, name: str | None, report: Callable[[str], None] = lambda message: None) -> LoadedModel:
-        current = self.current
-        if current is not None and current.entry.name == check_name((name or self.config.default_model).strip(),
-                                                                    "model"):
-            return current  # every job asks: no scan of the model folders when it is the loaded one
+        if self._is_current(name):
+            return self.current  # every job asks: no scan of the model folders when it is the loaded one
         entry = self.resolve(name)
         with self._lock:
             if self.current and self.current.entry == entry:
@@ -226,6 +224,11 @@ class ModelManager:
             reapply_after_load(self.current, vae_choice, self.config)  # the VAE picked stays picked
             log.info("loaded %s (%s) in %.1f s", entry.name, self.current.family, time.perf_counter() - started)
             return self.current
+
+    def _is_current(self, name: str | None) -> bool:
+        """Whether `name` is the loaded model (holding no reference to it: a switch frees it before loading)."""
+        wanted = check_name((name or self.config.default_model).strip(), "model")
+        return self.current is not None and self.current.entry.name == wanted
 
     def unload(self) -> None:
         if self.current is None:
