@@ -43,6 +43,18 @@ def running_app(config, banner: str | None = None, wait_for_model: bool = True) 
         engine.shutdown()
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """One chromium for a test module (a fixture: import it into the module); each test opens its own context."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=60_000)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
 @contextmanager
 def browser_page(width: int = 1400, height: int = 1000):
     from playwright.sync_api import sync_playwright

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from browser_support import CHROMIUM, CHROMIUM_ARGS, needs_chromium, running_app, screenshot, set_number
+from browser_support import browser, needs_chromium, running_app, screenshot, set_number  # noqa: F401 (browser: a fixture)
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
@@ -27,17 +27,6 @@ def app(models_dir, tmp_path_factory):
                        default_model="tiny-sd", preview_method="off")
     with running_app(config) as (url, engine, _demo):
         yield url, engine
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=60_000)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
