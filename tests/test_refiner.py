@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from ldm_ui.config import AppConfig
-from ldm_ui.engine.engine import Engine, JobCancelled, JobFailed
+from ldm_ui.engine.engine import Engine, JobFailed
 from ldm_ui.metadata import generation_fields, parse_infotext
 from ldm_ui.requests import (
     Cancelled, Failed, Img2ImgRequest, InpaintRequest, Progress, RefinerSettings, RequestError, Txt2ImgRequest,

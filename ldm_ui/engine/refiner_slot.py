@@ -16,8 +16,10 @@ from typing import Any, Callable
 
 from ldm_ui.engine.model_types import ModelError
 
-# annotations name models.py's LoadedModel, ModelEntry and ModelManager without importing it: models.py builds
-# the slot, so an import here would make a cycle
+# models.py's LoadedModel, ModelEntry and ModelManager, by name only: models.py builds the slot, so importing it
+# here (even for type checking) would make an import cycle
+LoadedModel = ModelEntry = ModelManager = Any
+
 log = logging.getLogger(__name__)
 
 REFINER_FAMILY = "sdxl"
