@@ -22,16 +22,12 @@ from ldm_ui.metadata import generation_fields, parse_infotext
 from ldm_ui.requests import (
     Cancelled, Failed, Img2ImgRequest, InpaintRequest, Progress, RefinerSettings, RequestError, Txt2ImgRequest,
 )
-from tiny_models import build_tiny_sd, build_tiny_sdxl, build_tiny_sdxl_refiner
+from tiny_models import build_refiner_models
 
 
 @pytest.fixture(scope="module")
 def sdxl_models(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("sdxl-models")
-    build_tiny_sdxl(root / "diffusers" / "tiny-sdxl")
-    build_tiny_sdxl_refiner(root / "diffusers" / "tiny-refiner")
-    build_tiny_sd(root / "diffusers" / "tiny-sd")
-    return root
+    return build_refiner_models(tmp_path_factory.mktemp("sdxl-models"))
 
 
 @pytest.fixture(scope="module")

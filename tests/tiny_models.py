@@ -178,3 +178,12 @@ def build_tiny_sdxl_refiner(folder: Path, seed: int = 1):
                                             requires_aesthetics_score=True, force_zeros_for_empty_prompt=False)
     pipe.save_pretrained(folder)
     return pipe
+
+
+def build_refiner_models(root: Path) -> Path:
+    """A models folder with tiny-sdxl (a base), tiny-refiner (an SDXL refiner) and tiny-sd (SD1-shaped, which a
+    refiner must refuse); returns `root`."""
+    build_tiny_sdxl(root / "diffusers" / "tiny-sdxl")
+    build_tiny_sdxl_refiner(root / "diffusers" / "tiny-refiner")
+    build_tiny_sd(root / "diffusers" / "tiny-sd")
+    return root
