@@ -176,6 +176,13 @@ def test_a_non_sdxl_refiner_is_refused_with_its_name(engine):
     with pytest.raises(RequestError, match="inpainting runs without one"):
         InpaintRequest(prompt="x", init_image=Image.new("RGB", (64, 64)), mask=Image.new("L", (64, 64), 255),
                        refiner=RefinerSettings(checkpoint="tiny-refiner"))
+    from ldm_ui.requests import ControlNetUnit
+
+    image = Image.new("RGB", (64, 64))
+    with pytest.raises(JobFailed, match="the refiner and ControlNet units cannot run together in img2img"):
+        engine.generate(Img2ImgRequest(prompt="x", steps=4, init_image=image,
+                                       controlnets=(ControlNetUnit(model="any", image=image),),
+                                       refiner=RefinerSettings(checkpoint="tiny-refiner")))
     assert engine.generate(txt2img(None)).images  # still serving
 
 
@@ -187,3 +194,40 @@ def test_switching_the_refiner_off_frees_it(engine):
     assert engine.models.refiner.current is None
     assert held() is None
     assert engine.models.current.entry.name == "tiny-sdxl"
+
+
+def test_refiner_then_hires_fix_and_the_base_as_its_own_refiner(engine):
+    from ldm_ui.requests import HiresFix
+
+    events = run_events(engine, txt2img(0.7, hires=HiresFix(upscaler="Latent", scale=2.0, steps=4,
+                                                            denoising_strength=0.5)))
+    finished = events[-1]
+    assert finished.images[0].size == (128, 128)
+    infotext = finished.outputs[0].infotext
+    assert "Refiner: tiny-refiner [" in infotext and "Hires upscaler: Latent" in infotext
+    refined = [(e.step, e.steps) for e in events if isinstance(e, Progress) and e.steps and not e.phase]
+    assert refined == [(step, 10) for step in range(1, 11)]  # base and refiner, then the hires pass on its own
+    assert any(e.phase == "hires" for e in events if isinstance(e, Progress))
+
+    # the loaded model picked as its own refiner: shared, not loaded twice
+    finished = engine.generate(txt2img(0.7, refiner="tiny-sdxl"))
+    assert engine.models.refiner.current is engine.models.current
+    assert "Refiner: tiny-sdxl [" in finished.outputs[0].infotext
+
+
+def test_the_refiner_loads_with_the_base_models_settings(sdxl_models, tmp_path):
+    """The refiner goes through the manager's own loader: the same dtype (and, on CUDA, --medvram/--lowvram
+    offload) as the base."""
+    import torch
+
+    from ldm_ui.engine.models import ModelManager
+
+    config = AppConfig(models_dir=sdxl_models, outputs_dir=tmp_path / "outputs", cache_dir=tmp_path / "cache",
+                       default_model="tiny-sdxl", dtype="bfloat16", medvram=True)
+    manager = ModelManager(config)
+    base = manager.get("tiny-sdxl")
+    refiner = manager.refiner.get("tiny-refiner", base, lambda message: None)
+    assert base.pipe.unet.dtype == refiner.pipe.unet.dtype == torch.bfloat16
+    assert (refiner.device, refiner.offloaded, refiner.family) == (base.device, base.offloaded, "sdxl")
+    manager.refiner.release()
+    assert manager.refiner.current is None and manager.current is base

@@ -18,10 +18,12 @@ from typing import Any, Callable
 import torch
 
 from ldm_ui.engine.context import TaskContext
+from ldm_ui.engine.controlnet import active_units
 from ldm_ui.engine.prompt_conditioning import call_kwargs_for, job_conditioning
 from ldm_ui.engine.samplers import make_scheduler
 from ldm_ui.engine.tasks.batch import SamplingPlan, seeded_generators
 from ldm_ui.engine.tasks.sampling import StepCallback, sample
+from ldm_ui.requests import RequestError
 
 REFINER_PIPELINE = "AutoPipelineForImage2Image"  # over an SDXL model: StableDiffusionXLImg2ImgPipeline
 
@@ -131,6 +133,11 @@ def with_refiner(ctx: TaskContext, plan: SamplingPlan, strength: float | None = 
     the case where the refiner runs the whole job."""
     if ctx.refiner is None:
         return plan, None
+    if strength is not None and active_units(getattr(ctx.request, "controlnets", ())):
+        # diffusers' SDXL ControlNet img2img pipeline has no denoising_end: the base would not stop at the switch
+        raise RequestError("the refiner and ControlNet units cannot run together in img2img (the ControlNet "
+                           "img2img pipeline cannot stop at the switch point); switch the units off, or set Refiner "
+                           "to None (in txt2img they work together)")
     stage = RefinerStage(ctx, strength)
     base_kwargs = {"denoising_end": stage.switch_at}
     changes: dict[str, Any] = {}
