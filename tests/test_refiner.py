@@ -231,3 +231,22 @@ def test_the_refiner_loads_with_the_base_models_settings(sdxl_models, tmp_path):
     assert (refiner.device, refiner.offloaded, refiner.family) == (base.device, base.offloaded, "sdxl")
     manager.refiner.release()
     assert manager.refiner.current is None and manager.current is base
+
+
+def test_a_prompt_edit_before_the_switch_reaches_the_refiner(engine):
+    """The refiner's first step reads the prompt as it is at that step of the schedule (an edit the base made at
+    step 5 of 10 holds in the refiner from step 7), through its own text encoder."""
+    import torch
+
+    from ldm_ui.engine.prompt_conditioning import call_kwargs_for
+    from ldm_ui.prompts import build_conditioning
+
+    engine.generate(txt2img(0.7))  # the model and the refiner loaded by a job
+    pipe = engine.models.refiner.current.pipeline("AutoPipelineForImage2Image")
+    edited = build_conditioning(pipe, ["[a red cat:a blue dog:0.5]"], [""], 10)
+    plain = build_conditioning(pipe, ["a blue dog"], [""], 10)
+    first = call_kwargs_for(edited, 7)
+    assert torch.equal(first["prompt_embeds"], plain.pipeline_kwargs()["prompt_embeds"])
+    assert torch.equal(first["pooled_prompt_embeds"], plain.pipeline_kwargs()["pooled_prompt_embeds"])
+    assert not torch.equal(call_kwargs_for(edited)["prompt_embeds"], first["prompt_embeds"])
+    assert first["prompt_embeds"].shape[-1] == 24  # the refiner's one (second) text encoder
