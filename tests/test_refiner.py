@@ -250,3 +250,15 @@ def test_a_prompt_edit_before_the_switch_reaches_the_refiner(engine):
     assert torch.equal(first["pooled_prompt_embeds"], plain.pipeline_kwargs()["pooled_prompt_embeds"])
     assert not torch.equal(call_kwargs_for(edited)["prompt_embeds"], first["prompt_embeds"])
     assert first["prompt_embeds"].shape[-1] == 24  # the refiner's one (second) text encoder
+
+
+def test_a_model_held_as_the_refiner_becomes_the_model_without_a_second_load(sdxl_models, tmp_path):
+    from ldm_ui.engine.models import ModelManager
+
+    manager = ModelManager(AppConfig(models_dir=sdxl_models, outputs_dir=tmp_path / "o", cache_dir=tmp_path / "c"))
+    manager.get("tiny-sd")
+    refiner = manager.refiner.get("tiny-sdxl", manager.current, lambda message: None)  # an SDXL model as refiner
+    reports = []
+    assert manager.get("tiny-sdxl", reports.append) is refiner  # picked as the model: the same weights
+    assert reports == []  # nothing loaded
+    assert manager.refiner.current is manager.current

@@ -218,6 +218,11 @@ class ModelManager:
                 return self.current
             vae_choice = self.current.vae_selection.choice if self.current and self.current.vae_selection else None
             self.unload()
+            held = self.refiner.current
+            if held is not None and held.entry == entry:  # the refiner held beside it becomes the model: one copy
+                self.current = held
+                reapply_after_load(self.current, vae_choice, self.config)
+                return self.current
             report(f"loading {entry.name}")
             started = time.perf_counter()
             pipe, family = self._load_pipeline(entry, report)
