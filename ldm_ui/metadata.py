@@ -22,7 +22,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from ldm_ui.requests import MAX_SEED, HiresFix, RequestError
+from ldm_ui.requests import MAX_SEED, MIN_REFINER_SWITCH, HiresFix, RequestError
 
 NEGATIVE_PREFIX = "Negative prompt:"
 # one `Key: value` pair of the settings line; a value is a JSON string or runs to the next comma
@@ -196,7 +196,7 @@ HIRES_KEYS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler", 
               "Hires negative prompt", "Denoising strength")
 # settings that map onto a generation tab's widgets; everything else in an infotext is shown, not applied
 WIDGET_KEYS = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Clip skip", *HIRES_KEYS,
-               "Variation seed", "Variation seed strength", "Seed resize from")
+               "Variation seed", "Variation seed strength", "Seed resize from", "Refiner", "Refiner switch at")
 
 
 def sampler_from_infotext(settings: dict[str, str]) -> str | None:
@@ -260,7 +260,24 @@ def generation_fields(info: Infotext) -> tuple[dict[str, Any], list[str]]:
         else:
             notes.append(note)
     variation_fields(info, fields, notes)
+    refiner_fields(info, fields, notes)
     return fields, notes
+
+
+def refiner_fields(info: Infotext, fields: dict[str, Any], notes: list[str]) -> None:
+    """`Refiner: <name> [<hash>]` and `Refiner switch at` (AUTOMATIC1111's keys) into `fields` as
+    refiner_checkpoint (the name, without the hash) and refiner_switch_at."""
+    name = re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", info.settings.get("Refiner", "").strip())
+    if not name:
+        return
+    fields["refiner_checkpoint"] = name
+    if "Refiner switch at" in info.settings:
+        switch = info.get_float("Refiner switch at")
+        if switch is None or not MIN_REFINER_SWITCH <= switch <= 1.0:
+            notes.append(f"Refiner switch at {info.settings['Refiner switch at']!r} is not a number from "
+                         f"{MIN_REFINER_SWITCH:g} to 1; left unchanged")
+        else:
+            fields["refiner_switch_at"] = switch
 
 
 def variation_fields(info: Infotext, fields: dict[str, Any], notes: list[str]) -> None:

@@ -297,16 +297,46 @@ def check_variation(value: Any) -> None:
         raise RequestError(f"variation must be a VariationSeed or None, got {value!r:.80}")
 
 
+MIN_REFINER_SWITCH = 0.01
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefinerSettings:
+    """The SDXL refiner (AUTOMATIC1111's `refiner_checkpoint`, `refiner_switch_at`): the base model denoises the
+    schedule up to `switch_at` (a fraction of the whole schedule) and the `checkpoint` finishes the same latents.
+    switch_at 1.0 leaves nothing to the refiner: the job runs (and is written down) as the base alone."""
+
+    checkpoint: str
+    switch_at: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.checkpoint, str) or not self.checkpoint.strip():
+            raise RequestError(f"refiner checkpoint must be a model name (or None for no refiner), "
+                               f"got {self.checkpoint!r}")
+        _check_float("refiner switch at", self.switch_at, MIN_REFINER_SWITCH, 1.0)
+
+    @property
+    def active(self) -> bool:
+        return self.switch_at < 1.0
+
+
+def check_refiner(value: Any) -> None:
+    if value is not None and not isinstance(value, RefinerSettings):
+        raise RequestError(f"refiner must be a RefinerSettings or None, got {value!r:.80}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Txt2ImgRequest(GenerationRequest):
     task: ClassVar[str] = "txt2img"
 
     hires: HiresFix | None = None  # a second, larger pass after each batch (None: off)
     variation: VariationSeed | None = None  # variation seed / strength / resize seed from (None: off)
+    refiner: RefinerSettings | None = None  # an SDXL refiner finishing each image (None: off)
 
     def validate(self) -> None:
         super().validate()
         check_variation(self.variation)
+        check_refiner(self.refiner)
         if self.hires is None:
             return
         if not isinstance(self.hires, HiresFix):
@@ -326,6 +356,7 @@ class Img2ImgRequest(GenerationRequest):
     resize_mode: str = "just resize"
     # the noise added to the init image: mixed with a variation seed's, or made at another size (None: off)
     variation: VariationSeed | None = None
+    refiner: RefinerSettings | None = None  # an SDXL refiner finishing each image (None: off; not in inpaint)
 
     def __post_init__(self) -> None:
         # width/height left out: the init image's own size, fitted to 64..2048 in multiples of 8
@@ -342,6 +373,7 @@ class Img2ImgRequest(GenerationRequest):
         check_loaded_image("init image", self.init_image)
         _check_float("denoising strength", self.strength, 0.0, 1.0)
         check_variation(self.variation)
+        check_refiner(self.refiner)
         if self.resize_mode not in RESIZE_MODES:
             raise RequestError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {self.resize_mode!r}")
 
@@ -381,6 +413,9 @@ class InpaintRequest(Img2ImgRequest):
 
     def validate(self) -> None:
         super().validate()
+        if self.refiner is not None:
+            raise RequestError("the SDXL refiner works in txt2img and img2img; inpainting runs without one "
+                               "(set Refiner to None)")
         check_loaded_image("mask", self.mask)
         _check_int("mask blur", self.mask_blur_px, 0, MAX_MASK_BLUR_PX, " px")
         _check_int("only-masked padding", self.only_masked_padding_px, 0, MAX_MASK_PADDING_PX, " px")

@@ -16,12 +16,13 @@ VARIATION = ["variation_seed", "variation_strength", "resize_seed_from_width", "
 HIRES = ["hires_enabled", "hires_upscaler", "hires_scale", "hires_resize_width", "hires_resize_height", "hires_steps",
          "hires_denoising_strength", "hires_sampler", "hires_prompt", "hires_negative_prompt"]
 SHARED = ["model", "preview_method", "preview_every"]
+REFINER = ["refiner_checkpoint", "refiner_switch_at"]
 UNIT = ["enabled", "image", "preprocessor", "model", "weight", "guidance_start", "guidance_end", "canny_low",
         "canny_high"]
 CONTROLNET = [f"controlnet{index}_{name}" for index in (1, 2, 3) for name in UNIT]
 EXPECTED = {
-    "/txt2img": GENERATION + VARIATION + SHARED + HIRES + CONTROLNET,
-    "/img2img": ["init_image", "strength", "resize_mode"] + GENERATION + SHARED + CONTROLNET + VARIATION,
+    "/txt2img": GENERATION + VARIATION + SHARED + HIRES + CONTROLNET + REFINER,
+    "/img2img": ["init_image", "strength", "resize_mode"] + GENERATION + SHARED + CONTROLNET + VARIATION + REFINER,
     "/inpaint": ["editor", "uploaded_mask", "strength", "resize_mode", "mask_blur", "invert_mask", "masked_content",
                  "inpaint_area", "padding"] + GENERATION + SHARED + CONTROLNET + VARIATION,
     "/interpolate": ["mode", "prompt_b", "seed_b", "frames", "easing", "fps", "ping_pong", "latent_mix",
@@ -37,7 +38,7 @@ EXPECTED = {
     "/set_vae": ["name", "model_name"],
 }
 # parameters a script may leave out because the handler's signature gives them a default
-OPTIONAL = {"/txt2img": HIRES + CONTROLNET, "/img2img": CONTROLNET + VARIATION, "/inpaint": CONTROLNET + VARIATION,
+OPTIONAL = {"/txt2img": HIRES + CONTROLNET + REFINER, "/img2img": CONTROLNET + VARIATION + REFINER, "/inpaint": CONTROLNET + VARIATION,
             "/interpolate": ["image_a", "image_b"]}
 
 

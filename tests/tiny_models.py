@@ -138,3 +138,52 @@ def build_tiny_sdxl(folder: Path, seed: int = 0):
                                      tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler)
     pipe.save_pretrained(folder)
     return pipe
+
+
+def build_tiny_sdxl_refiner(folder: Path, seed: int = 1):
+    """Save a tiny SDXL-refiner-shaped pipeline as a diffusers folder: only the second (OpenCLIP-like) text
+    encoder, a U-Net conditioned on its states and on 5 time ids (sizes, crop, aesthetic score), the same
+    f=8 VAE layout as build_tiny_sdxl; StableDiffusionXLImg2ImgPipeline with requires_aesthetics_score=True."""
+    from diffusers import (
+        AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer_dir = folder.parent / f".{folder.name}-tokenizer"
+    write_char_tokenizer(tokenizer_dir)
+    tokenizer_2 = CLIPTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer_2.pad_token = "!"
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        norm_num_groups=8, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4), use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=5 * 8 + 24, cross_attention_dim=24,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=64, norm_num_groups=8,
+        block_out_channels=(8, 16, 16, 16), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.13025,
+    )
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(
+        hidden_size=24, num_hidden_layers=3, projection_dim=24, vocab_size=len(tokenizer_2), intermediate_size=37,
+        num_attention_heads=4, max_position_embeddings=77, bos_token_id=tokenizer_2.bos_token_id,
+        eos_token_id=tokenizer_2.eos_token_id, pad_token_id=tokenizer_2.pad_token_id,
+    ))
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1, timestep_spacing="leading")
+    pipe = StableDiffusionXLImg2ImgPipeline(vae=vae, text_encoder=None, text_encoder_2=text_encoder_2,
+                                            tokenizer=None, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler,
+                                            requires_aesthetics_score=True, force_zeros_for_empty_prompt=False)
+    pipe.save_pretrained(folder)
+    return pipe
+
+
+def build_refiner_models(root: Path) -> Path:
+    """A models folder with tiny-sdxl (a base), tiny-refiner (an SDXL refiner) and tiny-sd (SD1-shaped, which a
+    refiner must refuse); returns `root`."""
+    build_tiny_sdxl(root / "diffusers" / "tiny-sdxl")
+    build_tiny_sdxl_refiner(root / "diffusers" / "tiny-refiner")
+    build_tiny_sd(root / "diffusers" / "tiny-sd")
+    return root

@@ -52,6 +52,9 @@ class GenerationBody(_Body):
     alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
     force_task_id: str | None = None
     infotext: str | None = None
+    # the SDXL refiner (ldm_ui/engine/tasks/refine.py): a model name or /sd-models title, None/"None" for none
+    refiner_checkpoint: str | None = None
+    refiner_switch_at: float | None = None  # None: 0.8, as the UI's default
 
 
 class Txt2ImgBody(GenerationBody):

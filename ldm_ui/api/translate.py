@@ -19,8 +19,8 @@ from PIL import Image
 from ldm_ui.engine.samplers import SAMPLER_NAMES
 from ldm_ui.images import load_image
 from ldm_ui.requests import (
-    ControlNetUnit, GenerationRequest, HiresFix, Img2ImgRequest, InpaintRequest, LoadModelRequest, Request,
-    RequestError, SetVaeRequest, Txt2ImgRequest, VariationSeed,
+    ControlNetUnit, GenerationRequest, HiresFix, Img2ImgRequest, InpaintRequest, LoadModelRequest, RefinerSettings,
+    Request, RequestError, SetVaeRequest, Txt2ImgRequest, VariationSeed,
 )
 
 from ldm_ui.api.schemas import GenerationBody, Img2ImgBody, Txt2ImgBody
@@ -173,6 +173,15 @@ def variation_seed(body: GenerationBody) -> VariationSeed | None:
                          resize_from_width=resize[0], resize_from_height=resize[1])
 
 
+def refiner_settings(body: GenerationBody, engine) -> RefinerSettings | None:
+    """refiner_checkpoint (a name or an /sd-models title; None, "" or "None": no refiner) and refiner_switch_at."""
+    checkpoint = body.refiner_checkpoint
+    if checkpoint is None or checkpoint.strip().lower() in ("", "none"):
+        return None
+    switch = 0.8 if body.refiner_switch_at is None else _number(body.refiner_switch_at, "refiner_switch_at")
+    return RefinerSettings(checkpoint=resolve_model(engine, checkpoint), switch_at=switch)
+
+
 def controlnet_units(body: GenerationBody, engine, ignored: list[str],
                      default_image: Image.Image | None = None) -> tuple[ControlNetUnit, ...]:
     """alwayson_scripts.controlnet.args: units as the ControlNet extension defines them (dicts)."""
@@ -248,7 +257,7 @@ def txt2img_request(body: Txt2ImgBody, engine, settings: ApiSettings | None = No
     fields = common_fields(body, engine, ignored, settings or ApiSettings(), overrides)
     hires = hires_fix(body, ignored) if body.enable_hr else None
     request = Txt2ImgRequest(**fields, controlnets=controlnet_units(body, engine, ignored), hires=hires,
-                             variation=variation_seed(body))
+                             variation=variation_seed(body), refiner=refiner_settings(body, engine))
     return Translation(request, ignored, overrides)
 
 
@@ -271,8 +280,12 @@ def img2img_request(body: Img2ImgBody, engine, settings: ApiSettings | None = No
     common = dict(fields, init_image=init_image, strength=body.denoising_strength,
                   resize_mode=RESIZE_MODES[body.resize_mode], variation=variation_seed(body),
                   controlnets=controlnet_units(body, engine, ignored, default_image=init_image))
+    refiner = refiner_settings(body, engine)
     if not body.mask:
-        return Translation(Img2ImgRequest(**common), ignored, overrides)
+        return Translation(Img2ImgRequest(**common, refiner=refiner), ignored, overrides)
+    if refiner is not None:
+        ignored.append(f"refiner_checkpoint={body.refiner_checkpoint!r}: inpainting (img2img with a mask) runs "
+                       "without the refiner")
     if body.inpainting_fill not in INPAINTING_FILLS:
         raise RequestError(f"inpainting_fill must be one of "
                            f"{', '.join(f'{k} ({v})' for k, v in INPAINTING_FILLS.items())}, got {body.inpainting_fill!r}")

@@ -107,8 +107,9 @@ class TaskContext:
     def __init__(self, job: JobHandle, request: Any, model: LoadedModel | None, config: AppConfig,
                  hooks: EngineHooks, load_model: Callable[[str | None], LoadedModel] | None = None,
                  embeddings: EmbeddingLibrary | None = None, save_image: SaveImage = save_png_atomically,
-                 upscalers: UpscalerLibrary | None = None):
+                 upscalers: UpscalerLibrary | None = None, refiner: LoadedModel | None = None):
         self.job, self.request, self.config, self.hooks = job, request, config, hooks
+        self.refiner = refiner  # the SDXL refiner the request asked for, loaded beside the model (or None)
         self._save_image = save_image
         self._upscalers = upscalers
         self._model = model

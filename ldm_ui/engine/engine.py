@@ -156,6 +156,8 @@ class Engine(HasHooks):
         """Queue a request. Raises RequestError at once for an unknown request type or model."""
         if task_for(request).requires_model:  # unknown request types fail here, not on the worker
             self.models.resolve(request.model)
+        if getattr(request, "refiner", None) is not None:  # an unknown refiner name, too
+            self.models.resolve(request.refiner.checkpoint)
         job = Job(request, self.event_listeners, on_cancel=self._withdraw)
         with self._cond:
             if self._thread is None:
@@ -226,13 +228,16 @@ class Engine(HasHooks):
             loaded = None
             if task.requires_model:
                 loaded = self.models.get(job.request.model, report=lambda message: job.emit(_status(message)))
+            # txt2img/img2img: the SDXL refiner beside it, or none (which frees a held one)
+            refiner = self.models.refiner.for_request(job.request, loaded, lambda message: job.emit(_status(message)))
             loading = False
             extra = {"save_image": self._save_image} if self._save_image else {}
             # a generation request's own VAE, for this job only (SetVaeRequest's `vae` is a choice that stays)
             job_vae = job.request.vae if isinstance(job.request, GenerationRequest) else None
             with vae_for_job(loaded, job_vae, self.config):
                 outcome = task.run(TaskContext(job, job.request, loaded, self.config, self.hooks,
-                                               embeddings=self.embeddings, upscalers=self.upscalers, **extra))
+                                               embeddings=self.embeddings, upscalers=self.upscalers,
+                                               refiner=refiner, **extra))
         except JobCancelled as stop:
             outcome = Cancelled(str(stop) or "interrupted")
         except (RequestError, SamplerMismatch) as error:

@@ -18,6 +18,7 @@ from ldm_ui.config import AppConfig
 from ldm_ui.engine.file_hashes import short_file_hash
 from ldm_ui.engine.model_types import PICKLE_SUFFIXES, SINGLE_FILE_SUFFIXES, ModelError
 from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
+from ldm_ui.engine.refiner_slot import RefinerSlot
 from ldm_ui.engine.samplers import samplers_for
 from ldm_ui.engine.single_file import CONFIGS_DIR, load_single_file
 from ldm_ui.engine.vae import VaeCodec
@@ -150,7 +151,8 @@ def placement_warnings(config: AppConfig, device: torch.device, dtype: torch.dty
 
 
 class ModelManager:
-    """Lists the models a user can pick and keeps exactly one of them loaded."""
+    """Lists the models a user can pick and keeps exactly one of them loaded (and an SDXL refiner beside it, when
+    jobs ask for one: `refiner`)."""
 
     def __init__(self, config: AppConfig):
         self.config = config
@@ -163,6 +165,7 @@ class ModelManager:
         self._hash_cache_path = config.cache_dir / "model-hashes.json"
         self._lock = threading.Lock()
         self.single_file_configs = CONFIGS_DIR  # one diffusers config folder per family variant (tests use tiny ones)
+        self.refiner = RefinerSlot(self)
 
     # ---- discovery
 
@@ -217,6 +220,11 @@ class ModelManager:
                 return self.current
             vae_choice = self.current.vae_selection.choice if self.current and self.current.vae_selection else None
             self.unload()
+            held = self.refiner.current
+            if held is not None and held.entry == entry:  # the refiner held beside it becomes the model: one copy
+                self.current = held
+                reapply_after_load(self.current, vae_choice, self.config)
+                return self.current
             report(f"loading {entry.name}")
             started = time.perf_counter()
             pipe, family = self._load_pipeline(entry, report)
@@ -233,9 +241,14 @@ class ModelManager:
     def unload(self) -> None:
         if self.current is None:
             return
-        self.current.pipelines.clear()
-        self.current.controlnets.clear()
+        if self.refiner.current is not self.current:  # a base that is also the refiner stays whole for it
+            self.current.pipelines.clear()
+            self.current.controlnets.clear()
         self.current = None
+        self.free_memory()
+
+    @staticmethod
+    def free_memory() -> None:
         gc.collect()
         empty_device_caches()
 

@@ -51,7 +51,9 @@ def conditioning_key(prompts: list[str], negative_prompts: list[str], steps: int
     return (tuple(prompts), tuple(negative_prompts), steps, clip_skip, fingerprints, lora_state)
 
 
-def job_conditioning(ctx, pipe, prompts: list[str], negative_prompts: list[str], steps: int):
+def job_conditioning(ctx, pipe, prompts: list[str], negative_prompts: list[str], steps: int, model=None):
+    """`model`: the LoadedModel whose kept conditioning `pipe` uses (default: the job's model; the SDXL refiner's
+    text encoder is its own)."""
     if not covered(pipe):
         return PlainPrompts([encoder_prompt(p) for p in prompts], list(negative_prompts))
     clip_skip, embeddings = clip_skip_for(ctx), ctx.embeddings()
@@ -62,15 +64,17 @@ def job_conditioning(ctx, pipe, prompts: list[str], negative_prompts: list[str],
         return build_conditioning(pipe, [encoder_prompt(p) for p in prompts], list(negative_prompts), steps,
                                   clip_skip, embeddings, device=device)
 
-    cache = getattr(ctx.model, "last_conditioning", None)
+    cache = getattr(model or ctx.model, "last_conditioning", None)
     if cache is None:
         return build()
     return cache.get(conditioning_key(prompts, negative_prompts, steps, clip_skip, embeddings, ctx.lora_state), build)
 
 
-def call_kwargs_for(conditioning) -> dict[str, Any]:
-    """The embeddings for the first step, and the tensors the step callback may replace."""
-    return {**conditioning.pipeline_kwargs(),
+def call_kwargs_for(conditioning, first_step: int = 0) -> dict[str, Any]:
+    """The embeddings for the first step (`first_step` of the schedule: a later stage's call starts there), and
+    the tensors the step callback may replace."""
+    kwargs = conditioning.pipeline_kwargs(first_step) if first_step else conditioning.pipeline_kwargs()
+    return {**kwargs,
             "callback_on_step_end_tensor_inputs": ["latents", *conditioning.tensor_inputs]}
 
 

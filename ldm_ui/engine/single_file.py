@@ -80,8 +80,10 @@ def recognize(path: Path, tensors: dict[str, TensorInfo]) -> Variant:
             raise ModelError(f"{path.name} looks like SDXL but lacks its first text encoder ('{SDXL_TEXT_1}*')")
         family, label = "sdxl", "SDXL"
     elif has(SDXL_REFINER_TEXT):
-        raise ModelError(f"{path.name} is an SDXL refiner, which refines another model's images and cannot make "
-                         "one from a prompt; ldm-ui does not load refiners yet")
+        raise ModelError(f"{path.name} is an SDXL refiner single file; ldm-ui loads a refiner (the Refiner "
+                         "accordion of txt2img and img2img) from a diffusers folder in models/diffusers or a hub id "
+                         "such as stabilityai/stable-diffusion-xl-refiner-1.0, not from a single file yet, and a "
+                         "refiner cannot be the model itself (it cannot make an image from a prompt)")
     elif has(SD2_TEXT):
         family, label = "sd2", "SD2.x"
     elif has(SD1_TEXT):

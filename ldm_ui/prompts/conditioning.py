@@ -57,9 +57,10 @@ class PromptConditioning:
         pooled = torch.cat([self.encoded[t].pooled for t in texts]) if self.sdxl else None
         return states, pooled
 
-    def pipeline_kwargs(self) -> dict[str, torch.Tensor]:
-        """prompt_embeds / negative_prompt_embeds (and the pooled pair on SDXL) for the first step."""
-        positive, negative = self.texts_at(0)
+    def pipeline_kwargs(self, step_index: int = 0) -> dict[str, torch.Tensor]:
+        """prompt_embeds / negative_prompt_embeds (and the pooled pair on SDXL) for the first step of a call that
+        starts at `step_index` of the schedule (0, or where an earlier stage left off)."""
+        positive, negative = self.texts_at(step_index)
         (states, pooled), (negative_states, negative_pooled) = self._stack(positive), self._stack(negative)
         kwargs = {"prompt_embeds": states, "negative_prompt_embeds": negative_states}
         if self.sdxl:

@@ -38,6 +38,7 @@ class UiContext:
     startup: Any = None  # the StartupLoad of the first model (ldm_ui/ui/startup.py), or None
     hires_panel: Any = None  # txt2img's hires fix widgets (ui/hires_panel.py), for PNG info's "Send to"
     seed_extras: dict[str, Any] = field(default_factory=dict)  # tab -> its SeedExtras (PNG info fills them)
+    refiner_panels: dict[str, Any] = field(default_factory=dict)  # tab -> its RefinerPanel (PNG info fills them)
     owners: OutputOwners | None = None  # who made which output: with logins on, History shows a user their own
 
     def shared_fields(self) -> list[tuple[str, Any]]:

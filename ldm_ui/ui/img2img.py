@@ -13,6 +13,7 @@ from ldm_ui.ui.common import (
     add_reuse_seed, build_generation_controls, build_output_panel, job_runner, settings_from, wire_generation,
 )
 from ldm_ui.ui.inputs import InputTable
+from ldm_ui.ui.refiner_panel import build_refiner_panel, refiner_of
 from ldm_ui.ui.seed_extras import build_seed_extras, variation_of, wire_seed_buttons
 from ldm_ui.ui.send_to import wire_target
 from ldm_ui.ui.styles_panel import build_styles_panel
@@ -24,14 +25,15 @@ RESIZE_INFO = "When the input's shape differs from width x height: stretch it, c
 
 def to_request(*, init_image, strength, resize_mode, model, preview_method, preview_every,
                **values) -> Img2ImgRequest:
-    """values: the shared generation controls and the ControlNet units, by their InputTable names."""
+    """values: the shared generation controls, the ControlNet units, the variation seed and the refiner, by their
+    InputTable names."""
     if init_image is None:
         raise RequestError("no input image: upload or paste one, or use 'Send to img2img' from a result")
     init_image = load_image(init_image, "input image")  # size limit, EXIF rotation, any mode -> RGB
     return Img2ImgRequest(model=model or None, preview_method=preview_method,
                           preview_every_n_steps=int(preview_every), init_image=init_image,
                           strength=float(strength), resize_mode=resize_mode, variation=variation_of(values),
-                          controlnets=units_from_values(values), **settings_from(values))
+                          refiner=refiner_of(values), controlnets=units_from_values(values), **settings_from(values))
 
 
 def size_of_input(image):
@@ -63,6 +65,8 @@ def build(ui) -> None:
             build_styles_panel("img2img", controls, ui.engine.config.styles_file)
             extras, variation_dice, variation_reuse = build_seed_extras("img2img")
             ui.seed_extras["img2img"] = extras
+            refiner = build_refiner_panel("img2img", ui.engine)
+            ui.refiner_panels["img2img"] = refiner
             build_lora_picker("img2img", controls.prompt, ui.engine.config)
             controlnet = build_controlnet_panel("img2img", ui.engine, controls.width, controls.height)
         with gr.Column(scale=1):
@@ -74,7 +78,8 @@ def build(ui) -> None:
     ui.register_tab("img2img", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
 
     table = InputTable([("init_image", init_image), ("strength", strength), ("resize_mode", resize_mode)],
-                       controls.fields(), ui.shared_fields(), controlnet.fields(), extras.optional_fields())
+                       controls.fields(), ui.shared_fields(), controlnet.fields(), extras.optional_fields(),
+                       refiner.fields())
     wire_generation(ui, "img2img", controls, panel, table, job_runner(ui, "img2img", to_request), "img2img")
     wire_seed_buttons(panel, extras.variation_seed, variation_dice, variation_reuse, key="Variation seed")
     init_image.change(size_of_input, init_image, [controls.width, controls.height], queue=False,

@@ -3,7 +3,8 @@
 Reads ours, AUTOMATIC1111's, and any tool's PNG that writes the `parameters` text chunk (and A1111's JPEG and
 WebP files, which keep the same text in the EXIF UserComment). Every setting is
 shown, including keys ldm-ui does not use; "Send to" fills the target tab's prompt (LoRA tags included),
-negative prompt, sampler, steps, CFG, size and seed, and switches to that tab.
+negative prompt, sampler, steps, CFG, size and seed (and the hires fix, variation seed and refiner where the tab has
+them), and switches to that tab.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ldm_ui.images import ImageUploadError, check_image_file
 from ldm_ui.metadata import WIDGET_KEYS, exif_user_comment, generation_fields, parse_infotext, read_png_parameters
 from ldm_ui.requests import MAX_SIZE, MIN_SIZE
 from ldm_ui.ui.hires_panel import hires_updates
+from ldm_ui.ui.refiner_panel import refiner_updates
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +144,13 @@ def wire_send_buttons(ui, send_row: gr.Row, image, raw: gr.Textbox, send_status:
             hires = ui.hires_panel if target == "txt2img" else None
             if hires is not None:
                 outputs.extend(hires.inputs())
+            refiner = ui.refiner_panels.get(target)
+            if refiner is not None:
+                outputs.extend(refiner.inputs())
 
             def send(text: str, prompt: str, path: str | None, target: str = target,
                      with_image: bool = image_input is not None, with_hires: bool = hires is not None,
-                     with_extras: bool = extras is not None) -> list[Any]:
+                     with_extras: bool = extras is not None, with_refiner: bool = refiner is not None) -> list[Any]:
                 updates, note = send_updates(text, prompt)
                 if with_extras:
                     updates.extend(seed_extra_updates(text))
@@ -154,6 +159,9 @@ def wire_send_buttons(ui, send_row: gr.Row, image, raw: gr.Textbox, send_status:
                 if with_hires:  # the accordion shows the image's hires fix; one without leaves it as it is
                     updates.extend(hires_updates(generation_fields(parse_infotext(text))[0].get("hires")
                                                  if text else None))
+                if with_refiner:  # the image's refiner, or None when it had none
+                    updates.extend(refiner_updates(generation_fields(parse_infotext(text))[0] if text else None,
+                                                   ui.engine))
                 if not text:
                     return updates + [gr.skip(), note]
                 return updates + [gr.Tabs(selected=_tab_id(ui, target)), note]

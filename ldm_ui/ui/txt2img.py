@@ -11,16 +11,18 @@ from ldm_ui.ui.common import (
 )
 from ldm_ui.ui.hires_panel import build_hires_panel, hires_of, upscaler_library
 from ldm_ui.ui.inputs import InputTable
+from ldm_ui.ui.refiner_panel import build_refiner_panel, refiner_of
 from ldm_ui.ui.seed_extras import build_seed_extras, variation_of, wire_seed_buttons
 from ldm_ui.ui.styles_panel import build_styles_panel
 
 
 def to_request(*, model, preview_method, preview_every, **values) -> Txt2ImgRequest:
-    """values: the shared generation controls, the variation seed, the hires fix and the ControlNet units, by
-    their InputTable names."""
+    """values: the shared generation controls, the variation seed, the hires fix, the ControlNet units and the
+    refiner, by their InputTable names."""
     return Txt2ImgRequest(model=model or None, preview_method=preview_method,
                           preview_every_n_steps=int(preview_every), controlnets=units_from_values(values),
-                          hires=hires_of(values), variation=variation_of(values), **settings_from(values))
+                          hires=hires_of(values), variation=variation_of(values), refiner=refiner_of(values),
+                          **settings_from(values))
 
 
 def build(ui) -> None:
@@ -33,6 +35,8 @@ def build(ui) -> None:
             ui.seed_extras["txt2img"] = extras
             hires = build_hires_panel("txt2img", upscaler_library(ui.engine))
             ui.hires_panel = hires  # PNG info's "Send to txt2img" fills it
+            refiner = build_refiner_panel("txt2img", ui.engine)
+            ui.refiner_panels["txt2img"] = refiner
             build_lora_picker("txt2img", controls.prompt, ui.engine.config)
             controlnet = build_controlnet_panel("txt2img", ui.engine, controls.width, controls.height)
         with gr.Column(scale=1):
@@ -43,6 +47,7 @@ def build(ui) -> None:
                 add_reuse_seed("txt2img", controls, panel)
     ui.register_tab("txt2img", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
 
-    table = InputTable(controls.fields(), extras.fields(), ui.shared_fields(), hires.fields(), controlnet.fields())
+    table = InputTable(controls.fields(), extras.fields(), ui.shared_fields(), hires.fields(), controlnet.fields(),
+                       refiner.fields())
     wire_generation(ui, "txt2img", controls, panel, table, job_runner(ui, "txt2img", to_request), "txt2img")
     wire_seed_buttons(panel, extras.variation_seed, variation_dice, variation_reuse, key="Variation seed")

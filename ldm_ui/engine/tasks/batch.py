@@ -77,6 +77,8 @@ class SamplingPlan:
     # latents with it (these pipelines draw their own); the value is the init latents' channel count. With
     # makes_noise too (inpaint at strength 1, which starts from pure noise), the noise also goes in as `latents=`.
     noises_init_latents: int | None = None
+    # steps a later stage runs on the same latents and counts on (the SDXL refiner): the progress shows one count
+    steps_after: int = 0
 
 
 def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], SamplingStats]:
@@ -115,7 +117,8 @@ def run_batches(ctx: TaskContext, plan: SamplingPlan) -> tuple[list[Output], Sam
         began = time.perf_counter()
         # the prompt language (weights, chunks, editing, embeddings, clip skip): encoded once per distinct text
         conditioning = job_conditioning(ctx, pipe, prompts, [request.negative_prompt] * len(seeds), request.steps)
-        callback = StepCallback(ctx, batch_index, request.batch_count, conditioning=conditioning)
+        callback = StepCallback(ctx, batch_index, request.batch_count, conditioning=conditioning,
+                                steps_after=plan.steps_after)
         latents = sample(
             ctx, pipe, callback, **call_kwargs_for(conditioning),
             num_inference_steps=request.steps, guidance_scale=request.cfg_scale, width=width, height=height,

@@ -15,6 +15,7 @@ from PIL import Image
 from ldm_ui.engine.context import TaskContext
 from ldm_ui.engine.noise import draws_own_noise
 from ldm_ui.engine.tasks.batch import SamplingPlan, run_batches, target_size
+from ldm_ui.engine.tasks.refine import with_refiner
 from ldm_ui.image_ops import resize_image
 from ldm_ui.requests import Finished, Img2ImgRequest
 
@@ -90,7 +91,12 @@ def run(ctx: TaskContext) -> Finished:
         call_kwargs = {"image": latents, "strength": request.strength}
     plan = SamplingPlan(pipe=pipe, call_kwargs=call_kwargs, infotext=extra,
                         **variation_noise(model, request, latents, inpaint_pipeline))
-    if denoising_steps(request.steps, request.strength) == 0:  # no noise is added
+    refiner = None
+    if denoising_steps(request.steps, request.strength) == 0:  # no noise is added (nor a refiner run)
         plan = SamplingPlan(pipe=ReconstructionOnly(pipe, latents), call_kwargs=call_kwargs, infotext=extra)
+    else:  # the SDXL refiner finishes from the switch; the strength applies to the whole schedule
+        plan, refiner = with_refiner(ctx, plan, strength=request.strength,
+                                     base_stand_in=lambda: ReconstructionOnly(pipe, latents))
     outputs, stats = run_batches(ctx, plan)
-    return Finished(outputs=outputs, summary=steps_summary(request, stats.steps_run), result=stats)
+    summary = steps_summary(request, stats.steps_run) if refiner is None else refiner.summary()
+    return Finished(outputs=outputs, summary=summary, result=stats)

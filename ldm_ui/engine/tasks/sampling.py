@@ -41,8 +41,11 @@ class StepCallback:
     text embeddings when prompt editing or alternation changes them."""
 
     def __init__(self, ctx: TaskContext, index: int, count: int, unit: str = "batch", conditioning=None,
-                 phase: str = ""):
+                 phase: str = "", steps_before: int = 0, steps_after: int = 0):
         self.ctx, self.index, self.count, self.unit, self.phase = ctx, index, count, unit, phase
+        # one step count over the stages of one image (the SDXL refiner finishes the base's call): the steps
+        # the stages before this call ran, and those the stages after it will run
+        self.steps_before, self.steps_after = steps_before, steps_after
         self.conditioning = conditioning
         self.preview, self.preview_every = preview_decoder(ctx)
         self.preview_interval = ctx.config.preview_interval_s
@@ -56,7 +59,8 @@ class StepCallback:
         if self._should_stop():
             pipe._interrupt = True  # diffusers' documented way to end a call early; it skips the remaining steps
             return callback_kwargs
-        steps = pipe.num_timesteps
+        steps = self.steps_before + pipe.num_timesteps + self.steps_after
+        step += self.steps_before
         latents = callback_kwargs["latents"]
         x0 = getattr(pipe.scheduler, "last_x0", None)
         if self.preview is not None and step % self.preview_every == 0 and time.perf_counter() >= self.next_preview_at:
@@ -73,7 +77,8 @@ class StepCallback:
             ctx.job.cancel()
         done = step + 1
         ctx.last_step, ctx.last_steps = done, steps
-        rate, eta = self.clock.rate_and_eta(done, (steps - done) + (self.count - self.index - 1) * steps)
+        rate, eta = self.clock.rate_and_eta(done - self.steps_before,
+                                            (steps - done) + (self.count - self.index - 1) * steps)
         ctx.emit(Progress(step=done, steps=steps, batch_index=self.index, batch_count=self.count, it_per_s=rate,
                           eta_s=eta, unit=self.unit, phase=self.phase))
         if self._should_stop():
