@@ -15,6 +15,7 @@ from ldm_ui.access import is_admin, not_admin_message
 from ldm_ui.engine.samplers import SAMPLER_NAMES
 from ldm_ui.requests import MAX_CFG, MAX_CLIP_SKIP, MAX_SIZE, MAX_STEPS, RequestError
 from ldm_ui.save_options import ALLOWED_TAGS, SAMPLE_FORMATS
+from ldm_ui.ui import ui_config_panel
 from ldm_ui.user_settings import UserSettings
 
 FORMAT_NOTE = ("JPEG and WebP keep the infotext in EXIF, as AUTOMATIC1111 does. JPEG has no transparency: "
@@ -40,6 +41,7 @@ class SettingsWidgets:
     save_txt: gr.Checkbox
     save: gr.Button
     status: gr.Markdown
+    ui_config: ui_config_panel.UiConfigWidgets
 
     def own(self) -> list:
         return [getattr(self, name) for name in OWN_FIELDS]
@@ -79,8 +81,9 @@ def build(ui) -> SettingsWidgets:
     path = user_settings.settings_path(ui.engine.config)
     status = gr.Markdown("".join(f"⚠️ {html.escape(n)}  \n" for n in notes) or f"Saved settings live in `{path}`.",
                          elem_id="settings-status")
+    ui_config = ui_config_panel.build()
     return SettingsWidgets(sampler, steps, cfg, width, height, clip_skip, samples_format, quality, pattern, save_txt,
-                           save, status)
+                           save, status, ui_config)
 
 
 def _tab_widgets(ui) -> list:
@@ -97,9 +100,14 @@ def _values(settings: UserSettings) -> list:
     return [getattr(settings, name) for name in OWN_FIELDS]
 
 
+def _saved(config) -> UserSettings | None:
+    return user_settings.load(config)[0] if user_settings.settings_path(config).is_file() else None
+
+
 def wire(ui, demo: gr.Blocks, widgets: SettingsWidgets) -> None:
     """Save -> the file, the app (previews, clip skip, saving) and every tab; page load -> the saved values
-    everywhere (the tabs' widgets only when no --preset chose the starting values)."""
+    everywhere, with the imported UI defaults over them (the tabs' widgets only when no --preset chose the
+    starting values)."""
     config = ui.engine.config
     own = [*widgets.own(), ui.preview_method, ui.preview_every]
     tabs = _tab_widgets(ui)
@@ -117,18 +125,28 @@ def wire(ui, demo: gr.Blocks, widgets: SettingsWidgets) -> None:
             changes["preview_every_n_steps"] = int(changes["preview_every_n_steps"])
             changes["filename_pattern"] = (changes["filename_pattern"] or "").strip()
             settings = user_settings.update(config, **changes)
+            dropped = ui_config_panel.forget(ui, TAB_FIELDS)
         except (ValueError, TypeError, OSError, RequestError) as error:
             return [f"⚠️ Not saved: {html.escape(str(error))}"] + [gr.skip()] * len(tabs)
         path = user_settings.settings_path(config)
-        return [f"Saved to `{path}`; every tab now starts from these values."] + _tab_values(ui, settings)
+        note = (f" These replace the imported UI defaults {', '.join(dropped)}." if dropped else "")
+        return [f"Saved to `{path}`; every tab now starts from these values.{html.escape(note)}"] + _tab_values(ui, settings)
 
     widgets.save.click(save, own, [widgets.status, *tabs], queue=False, api_visibility="private")
+    ui_config_panel.wire(ui, widgets.ui_config, lambda: _saved(config))
+    entries = ui_config_panel.catalog(ui)
 
     def on_load():
-        if not user_settings.settings_path(config).is_file():  # nothing saved: the widgets already hold the defaults
-            return [gr.skip()] * (len(own) + len(tabs))
-        settings, _ = user_settings.load(config)
-        mine = _values(settings) + [settings.preview_method, settings.preview_every_n_steps]
-        return mine + (_tab_values(ui, settings) if config.preset is None else [gr.skip()] * len(tabs))
+        settings = _saved(config)
+        mine = ([gr.skip()] * len(own) if settings is None else
+                _values(settings) + [settings.preview_method, settings.preview_every_n_steps])
+        defaults, notes = ui_config_panel.page_values(ui, settings)
+        # only what differs from what the widget was built with: a fresh page already shows the rest
+        tabs = [defaults[key] if config.preset is None and defaults[key] != entry.built else gr.skip()
+                for key, entry in entries.items()]
+        problems = ("⚠️ Saved UI defaults left out:\n" + "\n".join(f"- {html.escape(n)}" for n in notes)
+                    if notes else gr.skip())
+        return [*mine, *tabs, problems]
 
-    demo.load(on_load, None, [*own, *tabs], queue=False, api_visibility="private", show_progress="hidden")
+    demo.load(on_load, None, [*own, *(entry.component for entry in entries.values()), widgets.ui_config.status],
+              queue=False, api_visibility="private", show_progress="hidden")
