@@ -205,3 +205,18 @@ def test_bad_saving_values_in_the_file_are_named_and_the_rest_applies(app_config
     with pytest.raises(ValueError, match=r"unknown tag \[owner\]"):
         user_settings.update(app_config, filename_pattern="[owner]")
     assert json.loads(path.read_text())["filename_pattern"] == "[seed]-[owner]"  # a refused change writes nothing
+
+
+def test_extras_keeps_the_infotext_of_a_jpeg_or_webp_it_upscales(tmp_path):
+    from ldm_ui.engine.tasks.upscale import extras_infotext, folder_images
+    from ldm_ui.requests import UpscaleRequest
+
+    folder = tmp_path / "txt2img" / "2026-12-01"
+    for file_format in ("jpg", "webp"):
+        save_image(picture(), folder, "1234", INFOTEXT, SaveOptions(format=file_format))
+    sources = folder_images(tmp_path, "txt2img/2026-12-01")
+    assert len(sources) == 2
+    for source in sources:
+        text, seed = extras_infotext(source, UpscaleRequest(images=(source,), scale=2), (128, 96))
+        assert seed == 1234 and text.startswith('a red (circle:1.2), "quoted", café 日本\nNegative prompt: blurry')
+        assert "Postprocess upscale by: 2" in text and "Model: demo-shapes" in text

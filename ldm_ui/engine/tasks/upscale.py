@@ -32,7 +32,7 @@ def folder_images(outputs_dir: Path, folder: str) -> list[Image.Image]:
         try:
             with Image.open(file) as image:
                 image.load()
-                images.append(image.convert("RGB"))  # keeps the `parameters` text in .info
+                images.append(image.convert("RGB"))  # keeps the `parameters` text and the EXIF in .info
         except (UnidentifiedImageError, OSError) as error:
             raise RequestError(f"{file.name} in {folder!r} could not be read as an image: {error}") from None
     return images
