@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ldm_ui.save_options import SaveOptions
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL_NAME = "demo-shapes"
 PREVIEW_METHODS = ("auto", "approx", "full", "off")
@@ -45,6 +47,8 @@ class AppConfig:
     # at most one preview per this many seconds of sampling: the browser shows 5 updates a second, so a preview
     # per 6 ms step on a GPU (or the demo model) would be work nobody sees; 0 = every eligible step
     preview_interval_s: float = 0.1
+    # how images are written: format, quality, filename pattern, .txt beside (the Settings tab, ldm_ui/user_settings.py)
+    save_options: SaveOptions = field(default_factory=SaveOptions)
     # interface
     listen: bool = False
     port: int = 7860

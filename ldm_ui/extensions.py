@@ -30,7 +30,8 @@ from typing import Any, Callable
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.engine import Engine, Job, StepInfo
 from ldm_ui.engine.samplers import SAMPLER_NAMES
-from ldm_ui.metadata import build_infotext, save_png_atomically
+from ldm_ui.image_saving import save_image
+from ldm_ui.metadata import build_infotext
 from ldm_ui.requests import (
     MAX_CFG, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, Cancelled, Failed, Finished, Output, RequestError,
     Txt2ImgRequest,
@@ -175,11 +176,13 @@ class ExtensionApi:
         return resolve_inside(folder, name, suffixes, kind=kind)
 
     def save_image(self, image, subfolder: str, prompt: str, negative_prompt: str, settings: dict) -> Path:
-        """Save a PNG with an infotext under outputs/<subfolder>/, never overwriting another image."""
+        """Save the image with an infotext under outputs/<subfolder>/, never overwriting another image, in the
+        app's output format (PNG unless the Settings say JPEG or WebP) and filename pattern."""
         if not _NAME.fullmatch(subfolder):
             raise RequestError(f"output subfolder must be letters, digits, '-' or '_', got {subfolder!r}")
         infotext = build_infotext(prompt, negative_prompt, settings)
-        return save_png_atomically(image, self._manager.config.outputs_dir / subfolder, self.name, infotext)
+        config = self._manager.config
+        return save_image(image, config.outputs_dir / subfolder, self.name, infotext, config.save_options)
 
 
 class ExtensionManager:

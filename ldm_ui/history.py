@@ -1,10 +1,11 @@
-"""The image history: every PNG under the outputs folder (all tasks), newest first, a page at a time, searchable
-by prompt text; delete moves a file into `<outputs>/.trash/` (same relative path), and restore moves it back.
+"""The image history: every image (PNG, JPEG, WebP) under the outputs folder (all tasks), newest first, a page at a time, searchable
+by prompt text; delete moves a file (and the infotext .txt saved beside it) into `<outputs>/.trash/` (same
+relative path), and restore moves them back.
 
 With logins on, the History tab passes `visible` (the signed-in user owns the file, ldm_ui/ownership.py): a page
 lists, and delete/restore touch, only that user's files.
 
-Listing stats files only; the prompt of a file is read (its PNG text chunk, not its pixels) only when a search
+Listing stats files only; the prompt of a file is read (its PNG text chunk or EXIF, not its pixels) only when a search
 needs it, and kept by path and modification time, so paging through thousands of files stays fast.
 """
 
@@ -18,7 +19,8 @@ from typing import Callable
 
 from PIL import Image
 
-from ldm_ui.metadata import parse_infotext, read_png_parameters
+from ldm_ui.image_saving import IMAGE_SUFFIXES
+from ldm_ui.metadata import parse_infotext, read_infotext
 from ldm_ui.safe_paths import is_inside
 
 TRASH = ".trash"
@@ -52,7 +54,7 @@ class History:
         for folder, dirs, names in os.walk(self.root):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             for name in names:
-                if name.endswith(".png") and not name.startswith("."):
+                if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
                     path = Path(folder) / name
                     try:
                         found.append((path.stat().st_mtime, path))
@@ -65,7 +67,7 @@ class History:
         try:
             with Image.open(path) as image:
                 image.load()
-                return read_png_parameters(image) or ""
+                return read_infotext(image) or ""
         except OSError:
             return ""
 
@@ -115,6 +117,7 @@ class History:
         target = self.root / TRASH / path.relative_to(self.root)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
+        _move_infotext_file(path, target)
         return target
 
     def restore(self, trashed: Path, visible: Visible | None = None) -> Path:
@@ -125,4 +128,12 @@ class History:
             raise HistoryError(f"{target.name} exists again in {target.parent}; not overwritten")
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(trashed, target)
+        _move_infotext_file(trashed, target)
         return target
+
+
+def _move_infotext_file(image: Path, moved_to: Path) -> None:
+    """The `.txt` infotext saved beside an image goes where the image went (when nothing is in its way)."""
+    text, target = image.with_suffix(".txt"), moved_to.with_suffix(".txt")
+    if text.is_file() and not target.exists():
+        os.replace(text, target)

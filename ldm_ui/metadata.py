@@ -1,4 +1,5 @@
-"""The AUTOMATIC1111 `parameters` infotext: build it from settings, parse it back, read and write PNGs.
+"""The AUTOMATIC1111 `parameters` infotext: build it from settings, parse it back, read it from an image
+(writing images with it: ldm_ui/image_saving.py).
 
 Format (the one the whole ecosystem reads):
 
@@ -12,15 +13,11 @@ Values that contain a comma, colon or quote are written as JSON strings.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from ldm_ui.requests import MAX_SEED, MIN_REFINER_SWITCH, HiresFix, RequestError
 
@@ -141,55 +138,10 @@ def read_png_parameters(image: Image.Image) -> str | None:
     return value if isinstance(value, str) else None
 
 
-_save_lock = threading.Lock()
-# folder -> the number the next image there gets: listing a day's folder of thousands of images for every save
-# would cost more than the save; another writer's files are still never overwritten (the link is exclusive)
-_next_numbers: dict[Path, int] = {}
-
-
-def save_png_atomically(image: Image.Image, folder: Path, stem_suffix: str, infotext: str) -> Path:
-    """Save under a fresh numbered name; write a temp file and rename, so no reader sees half a PNG."""
-    folder.mkdir(parents=True, exist_ok=True)
-    pnginfo = PngImagePlugin.PngInfo()
-    pnginfo.add_text("parameters", infotext)
-    fd, tmp = tempfile.mkstemp(prefix=".saving-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=pnginfo)
-            handle.flush()
-            os.fsync(handle.fileno())
-        with _save_lock:
-            number = _next_numbers.get(folder)
-            if number is None:
-                number = _next_number(folder)
-            while True:
-                target = folder / f"{number:05d}-{stem_suffix}.png"
-                try:
-                    _claim(tmp, target)
-                    break
-                except FileExistsError:
-                    number += 1
-            _next_numbers[folder] = number + 1
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
-
-
-def _claim(tmp: str, target: Path) -> None:
-    """Give the finished temp file its final name; raise FileExistsError if that name is taken."""
-    try:
-        os.link(tmp, target)  # atomic and exclusive: two writers never share a file
-    except FileExistsError:
-        raise
-    except OSError:  # filesystems without hard links: reserve the name, then rename over it
-        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        os.replace(tmp, target)
-
-
-def _next_number(folder: Path) -> int:
-    numbers = [int(p.name[:5]) for p in folder.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")]
-    return max(numbers, default=-1) + 1
+def read_infotext(image: Image.Image) -> str | None:
+    """The infotext of a PNG (its `parameters` chunk) or of a JPEG/WebP (EXIF UserComment), as AUTOMATIC1111
+    writes them; None when the image has none. Text chunks after the pixel data need `image.load()` first."""
+    return read_png_parameters(image) or exif_user_comment(image)
 
 
 HIRES_KEYS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler", "Hires sampler", "Hires prompt",

@@ -1,5 +1,10 @@
-"""Remembered settings: the defaults a user saves in the Settings tab, in a JSON file in the app's data folder
-(`<cache_dir>/settings.json`), applied when the app starts and on every page load.
+"""Remembered settings: the defaults a user saves in the Settings tab (or an API caller through POST
+/sdapi/v1/options), in a JSON file in the app's data folder (`<cache_dir>/settings.json`), applied when the app
+starts and on every page load. Saved settings win over the command line's flags for the same things.
+
+Two kinds: the generation tabs' starting values (sampler, steps, CFG, size, clip skip), which the page puts into
+the widgets, and app-wide ones the engine reads from the config (`apply`): the live preview, the clip skip of a
+request that names none, and how images are saved (format, quality, filename pattern, .txt beside).
 
 A value the file holds but the app does not allow (hand-edited, or from another version) is left out with a
 message naming it; the rest still apply.
@@ -11,13 +16,15 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass, fields
+import threading
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ldm_ui.config import PREVIEW_METHODS, AppConfig
 from ldm_ui.engine.samplers import SAMPLER_NAMES
-from ldm_ui.requests import MAX_CFG, MAX_SIZE, MAX_STEPS, MIN_SIZE
+from ldm_ui.requests import MAX_CFG, MAX_CLIP_SKIP, MAX_SIZE, MAX_STEPS, MIN_SIZE
+from ldm_ui.save_options import SaveOptionError, SaveOptions, check_pattern, check_quality, normalize_format
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +38,22 @@ class UserSettings:
     height: int = 0
     preview_method: str = "auto"
     preview_every_n_steps: int = 1
+    clip_skip: int = 1
+    samples_format: str = "png"  # png | jpg | webp
+    jpeg_quality: int = 80  # JPEG and WebP
+    filename_pattern: str = ""  # '' : the task's own name after the running number
+    save_txt: bool = False
 
     @classmethod
     def from_config(cls, config: AppConfig) -> UserSettings:
-        return cls(preview_method=config.preview_method, preview_every_n_steps=config.preview_every_n_steps)
+        saving = config.save_options
+        return cls(preview_method=config.preview_method, preview_every_n_steps=config.preview_every_n_steps,
+                   clip_skip=config.clip_skip, samples_format=saving.format, jpeg_quality=saving.quality,
+                   filename_pattern=saving.filename_pattern, save_txt=saving.save_txt)
+
+    def save_options(self) -> SaveOptions:
+        return SaveOptions(format=self.samples_format, quality=self.jpeg_quality,
+                           filename_pattern=self.filename_pattern, save_txt=self.save_txt)
 
 
 def settings_path(config: AppConfig) -> Path:
@@ -58,14 +77,26 @@ def _problem(name: str, value: Any) -> str | None:
         return f"preview method must be one of {', '.join(PREVIEW_METHODS)}, got {value!r}"
     if name == "preview_every_n_steps" and not (whole and 1 <= value <= MAX_STEPS):
         return f"preview every N steps must be a whole number from 1 to {MAX_STEPS}, got {value!r}"
+    if name == "clip_skip" and not (whole and 1 <= value <= MAX_CLIP_SKIP):
+        return f"clip skip must be a whole number from 1 to {MAX_CLIP_SKIP}, got {value!r}"
+    if name == "save_txt" and not isinstance(value, bool):
+        return f"save infotext as .txt must be true or false, got {value!r}"
+    checks = {"samples_format": normalize_format, "jpeg_quality": check_quality, "filename_pattern": check_pattern}
+    if name in checks:
+        try:
+            checks[name](value)
+        except SaveOptionError as error:
+            return str(error)
     return None
 
 
-def check(settings: UserSettings) -> None:
+def check(settings: UserSettings) -> UserSettings:
+    """`settings` with the format's spelling made canonical (jpeg -> jpg); ValueError naming a bad value."""
     for f in fields(settings):
         problem = _problem(f.name, getattr(settings, f.name))
         if problem:
             raise ValueError(problem)
+    return replace(settings, samples_format=normalize_format(settings.samples_format))
 
 
 def load(config: AppConfig) -> tuple[UserSettings, list[str]]:
@@ -92,14 +123,52 @@ def load(config: AppConfig) -> tuple[UserSettings, list[str]]:
         if problem:
             notes.append(f"{path.name}: {problem}; left at its default")
         else:
-            values[name] = value
+            values[name] = normalize_format(value) if name == "samples_format" else value
     for note in notes:
         log.warning(note)
     return UserSettings(**{**asdict(base), **values}), notes
 
 
+def apply(config: AppConfig, settings: UserSettings) -> None:
+    """The app-wide settings into the config the engine reads: the live preview, the clip skip of a request that
+    names none, how images are saved."""
+    config.preview_method, config.preview_every_n_steps = settings.preview_method, settings.preview_every_n_steps
+    config.clip_skip = settings.clip_skip
+    config.save_options = settings.save_options()
+
+
+def load_and_apply(config: AppConfig) -> tuple[UserSettings, list[str]]:
+    """At start: the saved settings, applied to the config; the notes on values left out."""
+    settings, notes = load(config)
+    apply(config, settings)
+    return settings, notes
+
+
+_update_lock = threading.Lock()  # the Settings tab and the API may change settings at once: one at a time
+
+
+def check_changes(config: AppConfig, **changes: Any) -> UserSettings:
+    """The saved settings with `changes`, checked (ValueError naming the first bad value or name); nothing saved."""
+    known = {f.name for f in fields(UserSettings)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    current, _ = load(config)
+    return check(replace(current, **changes))
+
+
+def update(config: AppConfig, **changes: Any) -> UserSettings:
+    """The saved settings with `changes` (each checked; ValueError naming the first bad one, nothing changed),
+    written to the file and applied to the config."""
+    with _update_lock:
+        settings = check_changes(config, **changes)
+        save(config, settings)
+        apply(config, settings)
+    return settings
+
+
 def save(config: AppConfig, settings: UserSettings) -> Path:
-    check(settings)
+    settings = check(settings)
     path = settings_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)

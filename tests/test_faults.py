@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from ldm_ui.engine.engine import JobCancelled, JobFailed
-from ldm_ui.metadata import read_png_parameters, save_png_atomically
+from ldm_ui.image_saving import save_image
+from ldm_ui.metadata import read_png_parameters
 from ldm_ui.requests import Cancelled, Failed, Finished, Output, Progress, Queued, Txt2ImgRequest
 
 TINY = "tiny-sd"
@@ -167,15 +168,15 @@ def test_interrupt_while_saving_keeps_whole_files_only(engine, app_config):
 
 
 def test_disk_full_fails_the_job_clearly_and_leaves_nothing_behind(engine, app_config, monkeypatch):
-    from ldm_ui import metadata
+    from ldm_ui import image_saving
 
     def full_disk(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     full_os = types.ModuleType("os")
-    full_os.__dict__.update(metadata.os.__dict__)
+    full_os.__dict__.update(image_saving.os.__dict__)
     full_os.fsync = full_disk  # the write reaches the disk at fsync: that is where a full disk shows
-    monkeypatch.setattr(metadata, "os", full_os)
+    monkeypatch.setattr(image_saving, "os", full_os)
     job = engine.submit(request())
     events = list(job.events(timeout=120))
     assert isinstance(events[-1], Failed)
@@ -191,7 +192,7 @@ def test_many_threads_saving_at_once_never_share_a_name(tmp_path):
 
     def save(index):
         image = Image.new("RGB", (16, 16), colors[index])
-        return save_png_atomically(image, folder, "42", f"a circle\nSteps: 2, Sampler: Euler, Seed: {index}")
+        return save_image(image, folder, "42", f"a circle\nSteps: 2, Sampler: Euler, Seed: {index}")
 
     with ThreadPoolExecutor(16) as pool:
         paths = list(pool.map(save, range(64)))

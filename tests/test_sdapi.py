@@ -437,6 +437,47 @@ def test_png_info_reads_an_image_the_app_saved(api, server):
     assert blank["info"] == "" and blank["parameters"] == {}
 
 
+def test_saving_options_are_read_and_written_under_automatic1111s_names(api, server):
+    _, engine, config = server
+    before = api.get("/options").json()
+    assert (before["samples_format"], before["jpeg_quality"], before["samples_filename_pattern"],
+            before["save_txt"]) == ("png", 80, "", False)
+    try:
+        changed = api.post("/options", json={"samples_format": "jpg", "jpeg_quality": 90, "save_txt": True,
+                                              "samples_filename_pattern": "[seed]-[sampler]"})
+        assert changed.status_code == 200 and changed.json() == {}
+        options = api.get("/options").json()
+        assert (options["samples_format"], options["jpeg_quality"], options["samples_filename_pattern"],
+                options["save_txt"]) == ("jpg", 90, "[seed]-[sampler]", True)
+        body = api.post("/txt2img", json={"prompt": PROMPT, "seed": 5, "save_images": True, **SMALL}).json()
+        infotext = json.loads(body["info"])["infotexts"][0]
+        sent = decode(body["images"][0])
+        assert sent.format == "JPEG"  # as AUTOMATIC1111 sends them: in samples_format, the infotext in EXIF
+        path = Path(json.loads(body["info"])["saved_paths"][0])
+        assert path.name.endswith("-5-Euler a.jpg") and path.with_suffix(".txt").read_text() == infotext
+        for data in (body["images"][0], base64.b64encode(path.read_bytes()).decode()):
+            read = api.post("/png-info", json={"image": "data:image/jpeg;base64," + data}).json()
+            assert read["info"] == infotext and read["parameters"]["Seed"] == "5"
+        # a Settings tab (or a restart) sees what the API saved
+        from ldm_ui import user_settings
+
+        assert user_settings.load(config)[0].samples_format == "jpg"
+        bad = api.post("/options", json={"samples_format": "gif", "save_txt": False})
+        assert bad.status_code == 422 and "output format must be one of png, jpg, webp, got 'gif'" in bad.text
+        bad = api.post("/options", json={"samples_filename_pattern": "[seed]-[nope]"})
+        assert bad.status_code == 422 and "unknown tag [nope]; allowed tags: [seed]" in bad.text
+        assert api.get("/options").json()["save_txt"] is True  # a refused request changes nothing
+        webp = api.post("/options", json={"samples_format": "webp"})
+        assert webp.status_code == 200
+        body = api.post("/txt2img", json={"prompt": PROMPT, "seed": 6, **SMALL}).json()
+        read = api.post("/png-info", json={"image": body["images"][0]}).json()
+        assert decode(body["images"][0]).format == "WEBP" and "Seed: 6," in read["info"]
+    finally:
+        api.post("/options", json={"samples_format": "png", "jpeg_quality": 80, "samples_filename_pattern": "",
+                                   "save_txt": False})
+    assert api.get("/options").json()["samples_format"] == "png"
+
+
 def test_a_body_over_the_limit_is_refused_before_it_is_read(api):
     too_big = b"{" + b" " * (4 * 1024 * 1024 + 10) + b"}"  # the limit is 4 x --max-file-size-mb (1 MB here)
     response = api.post("/img2img", content=too_big, headers={"content-type": "application/json"})

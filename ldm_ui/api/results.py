@@ -1,4 +1,7 @@
-"""A finished job -> AUTOMATIC1111's response: base64 PNGs with their infotext chunk, `parameters`, `info`."""
+"""A finished job -> AUTOMATIC1111's response: base64 images with their infotext, `parameters`, `info`.
+
+Generation responses carry their images in the app's output format (samples_format, as AUTOMATIC1111 sends
+them: PNG with a `parameters` chunk, JPEG/WebP with EXIF UserComment); progress previews are PNGs."""
 
 from __future__ import annotations
 
@@ -10,8 +13,11 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from ldm_ui.image_saving import image_bytes
+
 from ldm_ui.metadata import parse_infotext
 from ldm_ui.requests import GenerationRequest, Img2ImgRequest, Output
+from ldm_ui.save_options import SaveOptions
 
 API_VERSION = "ldm-ui"
 
@@ -72,11 +78,16 @@ def generation_info(request: GenerationRequest, outputs: list[Output], ignored: 
     }
 
 
+def image_base64(image: Image.Image, infotext: str, options: SaveOptions) -> str:
+    """The image encoded as the app saves it (format, quality, infotext), base64."""
+    return base64.b64encode(image_bytes(image, options, infotext)[0]).decode("ascii")
+
+
 def generation_response(body, request: GenerationRequest, outputs: list[Output], ignored: list[str],
-                        interrupted: bool = False) -> dict[str, Any]:
+                        interrupted: bool = False, options: SaveOptions = SaveOptions()) -> dict[str, Any]:
     parameters = body.model_dump()
     if "init_images" in parameters and not parameters.get("include_init_images"):
         parameters["init_images"], parameters["mask"] = None, None  # as AUTOMATIC1111: not echoed back
-    images = [png_base64(o.image, o.infotext) for o in outputs] if body.send_images else []
+    images = [image_base64(o.image, o.infotext, options) for o in outputs] if body.send_images else []
     info = generation_info(request, outputs, ignored, interrupted, getattr(body, "styles", None))
     return {"images": images, "parameters": parameters, "info": json.dumps(info, ensure_ascii=False)}

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from PIL import Image, UnidentifiedImageError
 from starlette.middleware import Middleware
 
+from ldm_ui import user_settings
 from ldm_ui.requests import RequestError, check_image
 
 from ldm_ui.api import extras, listings
@@ -36,7 +37,10 @@ from ldm_ui.api.translate import img2img_request, resolve_model, txt2img_request
 
 PREFIX = "/sdapi/v1"
 MAX_WAITING_REQUESTS = 256  # generation requests waiting for their job at once; more wait for a free slot
-SETTABLE_OPTIONS = ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers")
+# AUTOMATIC1111's names of the remembered saving settings -> ldm_ui/user_settings.py's (saved like the Settings tab's)
+SAVE_OPTIONS = {"samples_format": "samples_format", "jpeg_quality": "jpeg_quality",
+                "samples_filename_pattern": "filename_pattern", "save_txt": "save_txt"}
+SETTABLE_OPTIONS = ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", *SAVE_OPTIONS)
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
@@ -84,7 +88,8 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
             jobs.settle(request)
         outputs, interrupted = jobs.run(translation.request, user, body.force_task_id, then=overrides.after,
                                         notes=translation.ignored)
-        return generation_response(body, translation.request, outputs, translation.ignored, interrupted)
+        return generation_response(body, translation.request, outputs, translation.ignored, interrupted,
+                                   engine.config.save_options)
 
     @api.post("/txt2img", response_model=GenerationResponse)
     async def txt2img(body: Txt2ImgBody, user: str | None = Depends(caller)) -> dict[str, Any]:
@@ -166,6 +171,11 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
         clip_skip = values.get("CLIP_stop_at_last_layers")
         if clip_skip is not None:
             check_clip_skip(clip_skip)
+        saving = {SAVE_OPTIONS[key]: values[key] for key in SAVE_OPTIONS if key in values}
+        try:
+            user_settings.check_changes(engine.config, **saving)
+        except ValueError as error:
+            raise RequestError(str(error)) from None
         if model:
             jobs.settle(LoadModelRequest(model=model))  # through the queue, after the jobs already waiting
         if vae:
@@ -173,12 +183,14 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
             jobs.settle(SetVaeRequest(vae=vae, model=current.entry.name if current else None))
         if clip_skip is not None:
             settings.set_clip_skip(clip_skip)
+        if saving:  # remembered, as the Settings tab's Save remembers them (AUTOMATIC1111 saves its options too)
+            user_settings.update(engine.config, **saving)
         # AUTOMATIC1111 answers null; the names of options ldm-ui does not have are reported, not silently dropped
         return {"ignored": ignored} if ignored else {}
 
     @api.post("/png-info", response_model=PNGInfoResponse)
     def png_info(body: PNGInfoBody) -> dict[str, Any]:
-        from ldm_ui.metadata import exif_user_comment, read_png_parameters
+        from ldm_ui.metadata import read_infotext
 
         data = body.image.strip().partition(",")[2] if body.image.strip().startswith("data:") else body.image
         try:
@@ -186,7 +198,7 @@ def create_api(config, engine, gradio_app=lambda: None) -> FastAPI:
             with Image.open(io.BytesIO(raw)) as image:
                 check_image("image", image)  # its size from the header, before a pixel is decoded
                 image.load()  # text chunks after the pixel data are read with the pixels
-                text = read_png_parameters(image) or exif_user_comment(image)
+                text = read_infotext(image)
                 other = {k: v for k, v in image.info.items() if k != "parameters" and isinstance(v, (str, int, float))}
         except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as error:
             raise RequestError(f"image could not be read as an image ({error})") from None

@@ -2,7 +2,10 @@
 
 The model and its VAE are the engine's state (switched through its queue); the API keeps only its own clip skip
 (AUTOMATIC1111's CLIP_stop_at_last_layers: POST /options, or an override with restore_afterwards false), which its
-requests use when they do not name one. Browser tabs send their own clip skip with every job.
+requests use when they do not name one; until it is set, they use the Settings tab's default clip skip. Browser
+tabs send their own clip skip with every job. The saving options (samples_format, jpeg_quality,
+samples_filename_pattern, save_txt) are the app's remembered settings (ldm_ui/user_settings.py), shared with the
+Settings tab.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ def check_clip_skip(value, field: str = "CLIP_stop_at_last_layers") -> int:
 
 @dataclass
 class ApiSettings:
-    clip_skip: int | None = None  # None: the app's --clip-skip
+    clip_skip: int | None = None  # None: the remembered default (Settings tab, else --clip-skip)
 
     def set_clip_skip(self, value) -> None:
         self.clip_skip = check_clip_skip(value)

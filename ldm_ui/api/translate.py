@@ -134,8 +134,8 @@ def common_fields(body: GenerationBody, engine, ignored: list[str], settings: Ap
     values.pop("sd_model_checkpoint", None)
     # a value outside 1-12 is refused by the request, with the range named
     clip_skip = values.pop("CLIP_stop_at_last_layers", None)
-    if clip_skip is None:
-        clip_skip = settings.clip_skip
+    if clip_skip is None:  # the API's own (POST /options), else the remembered default (named, for Ray replicas)
+        clip_skip = settings.clip_skip if settings.clip_skip is not None else engine.config.clip_skip
     elif not restore:
         overrides.remember["clip_skip"] = clip_skip
     vae = None

@@ -238,12 +238,13 @@ class RayEngine(HasHooks):
                     self._start(job)
                     job.emit(item)
                 elif isinstance(item, Output):
-                    output = save_planned(item, self.config.outputs_dir)
+                    output = save_planned(item, self.config.outputs_dir, self.config.save_options)
                     saved.setdefault(item.path, []).append(output)
                     job.emit(output)
                 elif isinstance(item, Finished):
                     outcome = replace(item, outputs=[saved[o.path].pop(0) if saved.get(o.path) else
-                                                     save_planned(o, self.config.outputs_dir) for o in item.outputs])
+                                                     save_planned(o, self.config.outputs_dir, self.config.save_options)
+                                                     for o in item.outputs])
                 elif isinstance(item, TERMINAL_EVENTS):
                     outcome = item
                 else:

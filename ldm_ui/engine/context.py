@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from ldm_ui.config import AppConfig
-from ldm_ui.metadata import save_png_atomically
+from ldm_ui.image_saving import save_image
 from ldm_ui.prompts.embeddings import Embedding, EmbeddingLibrary
 from ldm_ui.requests import Output, Preview, Progress
 
@@ -106,11 +106,11 @@ class TaskContext:
 
     def __init__(self, job: JobHandle, request: Any, model: LoadedModel | None, config: AppConfig,
                  hooks: EngineHooks, load_model: Callable[[str | None], LoadedModel] | None = None,
-                 embeddings: EmbeddingLibrary | None = None, save_image: SaveImage = save_png_atomically,
+                 embeddings: EmbeddingLibrary | None = None, save_image: SaveImage | None = None,
                  upscalers: UpscalerLibrary | None = None, refiner: LoadedModel | None = None):
         self.job, self.request, self.config, self.hooks = job, request, config, hooks
         self.refiner = refiner  # the SDXL refiner the request asked for, loaded beside the model (or None)
-        self._save_image = save_image
+        self._save_image = save_image  # None: written here, in the config's format and filename pattern
         self._upscalers = upscalers
         self._model = model
         self._embeddings = embeddings
@@ -170,10 +170,13 @@ class TaskContext:
         return self.config.outputs_dir / task / dt.date.today().isoformat()
 
     def save(self, image: Image.Image, folder: Path, stem: str, infotext: str, seed: int) -> Output:
-        """Write the PNG with its infotext (atomically; not when the request says save_images=False, as API
-        callers may; on a Ray replica, by the front) and tell the caller the image exists."""
-        keep = getattr(self.request, "save_images", True)
-        path = self._save_image(image, folder, stem, infotext) if keep else None
+        """Write the image with its infotext (atomically, in the format, filename pattern and with the .txt the
+        settings choose; not when the request says save_images=False, as API callers may; on a Ray replica, by the
+        front) and tell the caller the image exists."""
+        path = None
+        if getattr(self.request, "save_images", True):
+            path = (self._save_image(image, folder, stem, infotext) if self._save_image is not None
+                    else save_image(image, folder, stem, infotext, self.config.save_options))
         output = Output(image=image, seed=seed, infotext=infotext, path=str(path) if path else None)
         self.job.emit(output)
         return output

@@ -28,6 +28,7 @@ class UiContext:
     preview_method: gr.Radio | None = None
     preview_every: gr.Slider | None = None
     tabs: dict[str, tuple[GenerationControls, OutputPanel]] = field(default_factory=dict)
+    input_tables: dict[str, Any] = field(default_factory=dict)  # tab -> its InputTable (UI defaults export/import)
     send_buttons: dict[str, dict[str, gr.Button]] = field(default_factory=dict)
     tab_components: dict[str, gr.Tab] = field(default_factory=dict)
     preset_slots: dict[str, gr.Column] = field(default_factory=dict)  # an empty column at the top of each tab

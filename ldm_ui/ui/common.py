@@ -379,6 +379,7 @@ def wire_generation(ui, tab: str, controls: GenerationControls, panel: OutputPan
     the tab has no job. The engine's queue orders the jobs, so handlers run concurrently and each shows its own
     place in that queue. Only the Generate click is a public API endpoint, named `api_name`, with the table's
     names as its parameters. Ctrl+Enter in the tab clicks Generate and Escape clicks Interrupt (KEYBOARD_JS)."""
+    ui.input_tables[tab] = table
     label = controls.generate.value
     triggers = [(controls.generate.click, {"api_name": api_name})]
     if submit_on_enter:

@@ -115,6 +115,7 @@ def build(ui) -> None:
                         ("resize_mode", resize_mode), ("scale", scale), ("width", width), ("height", height),
                         ("upscaler", upscaler), ("upscaler_2", upscaler_2), ("visibility", visibility),
                         ("session", ui.session)])
+    ui.input_tables["extras"] = table
 
     def run_extras(values):
         session = values.pop("session")

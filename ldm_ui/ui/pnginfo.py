@@ -17,7 +17,7 @@ import gradio as gr
 from PIL import Image, UnidentifiedImageError
 
 from ldm_ui.images import ImageUploadError, check_image_file
-from ldm_ui.metadata import WIDGET_KEYS, exif_user_comment, generation_fields, parse_infotext, read_png_parameters
+from ldm_ui.metadata import WIDGET_KEYS, generation_fields, parse_infotext, read_infotext
 from ldm_ui.requests import MAX_SIZE, MIN_SIZE
 from ldm_ui.ui.hires_panel import hires_updates
 from ldm_ui.ui.refiner_panel import refiner_updates
@@ -25,7 +25,7 @@ from ldm_ui.ui.refiner_panel import refiner_updates
 log = logging.getLogger(__name__)
 
 SEND_TARGETS = ("txt2img", "img2img", "inpaint")
-NO_METADATA = "This image has no generation parameters (no `parameters` text chunk), so there is nothing to read."
+NO_METADATA = "This image has no generation parameters (no PNG `parameters` text chunk, no EXIF UserComment), so there is nothing to read."
 
 
 def read_parameters(path: str | None) -> tuple[str | None, str]:
@@ -36,7 +36,7 @@ def read_parameters(path: str | None) -> tuple[str | None, str]:
         check_image_file(path, "image")  # the pixels are decoded below: refuse a bomb from its header first
         with Image.open(path) as image:
             image.load()  # text chunks after the image data are read only once the pixels are
-            text = read_png_parameters(image) or exif_user_comment(image)
+            text = read_infotext(image)
     except ImageUploadError as error:
         return None, f"⚠️ Could not read this file as an image: {error}"
     except (UnidentifiedImageError, OSError) as error:

@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from ldm_ui.engine.context import TaskContext
-from ldm_ui.metadata import build_infotext, parse_infotext, read_png_parameters
+from ldm_ui.metadata import build_infotext, parse_infotext, read_infotext
 from ldm_ui.requests import MAX_UPSCALE_IMAGES, Finished, Progress, RequestError, UpscaleRequest
 from ldm_ui.safe_paths import resolve_inside
 
@@ -32,7 +32,7 @@ def folder_images(outputs_dir: Path, folder: str) -> list[Image.Image]:
         try:
             with Image.open(file) as image:
                 image.load()
-                images.append(image.convert("RGB"))  # keeps the `parameters` text in .info
+                images.append(image.convert("RGB"))  # keeps the `parameters` text and the EXIF in .info
         except (UnidentifiedImageError, OSError) as error:
             raise RequestError(f"{file.name} in {folder!r} could not be read as an image: {error}") from None
     return images
@@ -40,7 +40,7 @@ def folder_images(outputs_dir: Path, folder: str) -> list[Image.Image]:
 
 def extras_infotext(source: Image.Image, request: UpscaleRequest, size: tuple[int, int]) -> tuple[str, int]:
     """(infotext, seed): the source's parameters with the Postprocess keys added, and its seed (-1 if none)."""
-    info = parse_infotext(read_png_parameters(source) or "")
+    info = parse_infotext(read_infotext(source) or "")
     # a source without parameters still gets a settings line a parser recognises (it wants three keys or more)
     settings = dict(info.settings) or {"Size": f"{size[0]}x{size[1]}"}
     if request.resize_width or request.resize_height:
