@@ -186,6 +186,27 @@ def test_interrupt_stops_the_job_on_its_replica_within_a_step(ray_app):
     assert isinstance(engine.generate(request(6)), Finished)  # the replica is free again
 
 
+def test_skip_ends_the_current_image_on_its_replica_and_the_batch_goes_on(ray_app):
+    _, engine, _ = ray_app
+    steps = 150
+    job = engine.submit(Txt2ImgRequest(prompt="a red circle", seed=21, steps=steps, batch_count=3))
+    seen = []
+    for event in job.events():
+        seen.append(event)
+        if isinstance(event, Progress) and event.steps and event.step == 2:
+            if event.batch_index == 0:
+                job.skip()  # during image 1, on the replica
+    finished = seen[-1]
+    assert isinstance(finished, Finished), finished
+    last_step = {}
+    for event in seen:
+        if isinstance(event, Progress) and event.steps:
+            last_step[event.batch_index] = event.step
+    assert last_step[0] < steps, f"image 1 should end early: {last_step}"
+    assert last_step[1] == last_step[2] == steps, f"images 2 and 3 should complete: {last_step}"
+    assert [output.seed for output in finished.outputs] == [22, 23]
+
+
 def test_a_killed_replica_fails_its_job_clearly_and_the_next_jobs_succeed(ray_app):
     import ray
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -93,14 +94,16 @@ class RemoteModels:
 class RemoteJob(Job):
     """A Job whose work runs on a replica (`worker` names it once it runs)."""
 
-    def __init__(self, request: Request, listeners: list, on_cancel):
+    def __init__(self, request: Request, listeners: list, on_cancel, on_skip):
         super().__init__(request, listeners, on_cancel=on_cancel)
+        self.key = uuid.uuid4().hex  # names the job to the replica that runs it (JobSignals), across fronts
         self.worker: str | None = None  # the replica's Ray actor name, once it runs there
+        self._on_skip = on_skip
 
     def skip(self) -> None:
-        # a replica takes one request at a time (max_ongoing_requests=1), so no second call reaches it while the
-        # job runs; only the job's own request (cancelled by Interrupt) does
-        raise RequestError("Skip is not available with --backend ray; use Interrupt")
+        """End the image being sampled on the replica and go on with the next (through JobSignals)."""
+        if not self.done.is_set():
+            self._on_skip(self)
 
 
 class RayEngine(HasHooks):
@@ -126,6 +129,7 @@ class RayEngine(HasHooks):
         self._responses: dict[int, Any] = {}  # job id -> its DeploymentResponseGenerator
         self._positions: dict[int, int] = {}  # job id -> the queue position it was last told
         self._handle = None
+        self._signals = None  # the JobSignals actor: skips reach the replicas through it
         self._started_ray = False
 
     # ---- lifecycle
@@ -149,8 +153,12 @@ class RayEngine(HasHooks):
             max_ongoing_requests=1,  # one job per replica at a time; the rest wait in Serve's router
             ray_actor_options={"num_gpus": 1 if gpu else 0, "num_cpus": 0 if gpu else 1},
         )
+        from ldm_ui.backends.signals import JobSignals
+
+        self._signals = JobSignals.remote()
         model = self.models.resolve(startup_model or self.config.default_model).name
-        handle = serve.run(deployment.bind(replica_config(self.config), model), name=APP_NAME, route_prefix=None)
+        handle = serve.run(deployment.bind(replica_config(self.config), model, self._signals), name=APP_NAME,
+                           route_prefix=None)
         self._handle = handle.options(stream=True)
         self._status_handle = handle
         return self
@@ -165,11 +173,12 @@ class RayEngine(HasHooks):
         ray, serve = import_serve()
         try:
             serve.delete(APP_NAME)
+            ray.kill(self._signals)
             if self._started_ray:
                 serve.shutdown()
                 ray.shutdown()
         finally:
-            self._handle = None
+            self._handle = self._signals = None
 
     # ---- the engine interface
 
@@ -180,12 +189,12 @@ class RayEngine(HasHooks):
             raise RequestError("latent interpolation writes its GIF and MP4 where it runs, so it needs the local "
                                "backend; start the app without --backend ray to use it")
         model = self.models.resolve(request.model).name if hasattr(request, "model") else None
-        job = RemoteJob(request, self.event_listeners, on_cancel=self._cancel)
+        job = RemoteJob(request, self.event_listeners, on_cancel=self._cancel, on_skip=self._skip)
         with self._lock:
             self._waiting.append(job)
             self._requeue()
             handle = self._handle.options(multiplexed_model_id=model) if model else self._handle
-            self._responses[job.id] = handle.run.remote(request)
+            self._responses[job.id] = handle.run.remote(request, job.key)
         threading.Thread(target=self._relay, args=(job,), name=f"ldm-ui-ray-job-{job.id}", daemon=True).start()
         return job
 
@@ -281,6 +290,9 @@ class RayEngine(HasHooks):
             self._responses.pop(job.id, None)
             self._positions.pop(job.id, None)
             self._requeue()
+        signals = self._signals
+        if signals is not None:
+            signals.end.remote(job.key)  # the replica stops waiting for skips of this job
 
     def _requeue(self) -> None:
         """Tell the waiting jobs whose position changed where they are now (called with the lock held)."""
@@ -289,6 +301,12 @@ class RayEngine(HasHooks):
             if self._positions.get(waiting.id) != position:
                 self._positions[waiting.id] = position
                 waiting.emit(Queued(position=position))
+
+    def _skip(self, job: RemoteJob) -> None:
+        """Skip: the replica running the job (or the one that will) hears of it through JobSignals."""
+        signals = self._signals
+        if signals is not None:
+            signals.skip.remote(job.key)
 
     def _cancel(self, job: Job) -> None:
         """Interrupt: Serve cancels the request, whether it waits in the router or runs on a replica."""
