@@ -21,10 +21,11 @@ os.environ.setdefault("RAY_SERVE_MULTIPLEXED_MODEL_ID_MATCHING_TIMEOUT_S", "10")
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from browser_support import running_app
 from ldm_ui.config import DEMO_MODEL_NAME, AppConfig, ConfigError, config_from_args
-from ldm_ui.requests import Cancelled, Failed, Finished, Progress, Queued, Started, Txt2ImgRequest
+from ldm_ui.requests import Cancelled, Failed, Finished, InterpolateRequest, Progress, Queued, Started, Txt2ImgRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 8
@@ -85,15 +86,21 @@ def ray_app(tmp_path_factory, models_dir):
         ray.shutdown()
 
 
-def local_images(seeds: list[int], config: AppConfig, tmp_path: Path) -> dict[int, np.ndarray]:
+def run_locally(requests: list, config: AppConfig, tmp_path: Path) -> list[Finished]:
+    """The same requests on the local backend (an in-process engine on the same models)."""
     from ldm_ui.engine.engine import Engine
 
     engine = Engine(AppConfig(models_dir=config.models_dir, outputs_dir=tmp_path / "local-outputs",
                               cache_dir=tmp_path / "cache")).start()
     try:
-        return {seed: np.asarray(engine.generate(request(seed)).outputs[0].image) for seed in seeds}
+        return [engine.generate(one) for one in requests]
     finally:
         engine.shutdown()
+
+
+def local_images(seeds: list[int], config: AppConfig, tmp_path: Path) -> dict[int, np.ndarray]:
+    finished = run_locally([request(seed) for seed in seeds], config, tmp_path)
+    return {seed: np.asarray(done.outputs[0].image) for seed, done in zip(seeds, finished)}
 
 
 def request(seed: int, steps: int = STEPS) -> Txt2ImgRequest:
@@ -205,6 +212,44 @@ def test_skip_ends_the_current_image_on_its_replica_and_the_batch_goes_on(ray_ap
     assert last_step[0] < steps, f"image 1 should end early: {last_step}"
     assert last_step[1] == last_step[2] == steps, f"images 2 and 3 should complete: {last_step}"
     assert [output.seed for output in finished.outputs] == [22, 23]
+
+
+def test_interpolate_runs_on_a_replica_and_the_front_saves_frames_and_animation(ray_app, tmp_path):
+    _, engine, config = ray_app
+    walk = InterpolateRequest(mode="seeds", prompt="a red circle", seed=31, seed_b=32, frames=3, steps=STEPS)
+    finished = engine.generate(walk)
+    result = finished.result
+    folder = Path(result.folder)
+    assert folder.parent.parent == config.outputs_dir / "interpolate" and folder.name.endswith("-seeds")
+    assert folder.name[:5].isdigit(), "the front claims a numbered folder of its own"
+    assert str(folder) in finished.summary
+    frames = [Path(output.path) for output in finished.outputs]
+    assert len(frames) == 3 and all(frame.parent == folder for frame in frames)
+    assert (Path(result.gif), Path(result.mp4)) == (folder / "interpolation.gif", folder / "interpolation.mp4")
+    assert sorted(folder.iterdir()) == sorted(frames + [folder / "interpolation.gif", folder / "interpolation.mp4"])
+    assert Path(result.mp4).stat().st_size > 0
+    assert not list(config.outputs_dir.rglob(".run-*")), "the replica writes nothing in the outputs folder"
+    [local] = run_locally([walk], config, tmp_path)
+    for remote_frame, local_frame in zip(finished.images, local.images, strict=True):
+        assert np.array_equal(np.asarray(remote_frame), np.asarray(local_frame))
+    assert Path(result.gif).read_bytes() == Path(local.result.gif).read_bytes()
+    with Image.open(result.gif) as gif:
+        assert gif.n_frames == 3
+
+
+def test_the_interpolate_tab_api_returns_the_animation_the_front_saved(ray_app):
+    from gradio_client import Client
+
+    url, _, config = ray_app
+    result = Client(url, verbose=False).predict(mode="seeds", prompt="a red circle", seed=3, seed_b=4, frames=3,
+                                                steps=2, api_name="/interpolate")
+    gallery, gif, files = result[2], result[5], result[6]
+    assert len(gallery) == 3 and "Done" in result[1]
+    names = sorted(Path(f["path"] if isinstance(f, dict) else f).name for f in files)
+    assert names == ["interpolation.gif", "interpolation.mp4"]
+    with Image.open(gif if isinstance(gif, str) else gif["path"]) as animation:
+        assert animation.n_frames == 3
+    assert len(list((config.outputs_dir / "interpolate").rglob("interpolation.gif"))) == 2  # this run's, and the last test's
 
 
 def test_a_killed_replica_fails_its_job_clearly_and_the_next_jobs_succeed(ray_app):

@@ -12,10 +12,9 @@ import logging
 import os
 import threading
 import uuid
-from dataclasses import replace
 from typing import Any
 
-from ldm_ui.backends.outputs import save_planned
+from ldm_ui.backends.outputs import FrontOutputs
 from ldm_ui.config import PROJECT_ROOT, AppConfig, ConfigError
 from ldm_ui.engine.context import EngineHooks, HasHooks
 from ldm_ui.engine.engine import Job
@@ -23,7 +22,7 @@ from ldm_ui.engine.models import ModelManager
 from ldm_ui.engine.upscalers import UpscalerLibrary
 from ldm_ui.prompts.embeddings import EmbeddingLibrary
 from ldm_ui.requests import (
-    TERMINAL_EVENTS, Cancelled, Failed, Finished, InterpolateRequest, LoadModelRequest, Output, Progress, Queued,
+    TERMINAL_EVENTS, Cancelled, Failed, Finished, LoadModelRequest, Output, Progress, Queued,
     Request, RequestError, Started,
 )
 
@@ -185,9 +184,6 @@ class RayEngine(HasHooks):
     def submit(self, request: Request) -> Job:
         if self._handle is None:
             raise RuntimeError("the engine is not started; call RayEngine.start() first")
-        if isinstance(request, InterpolateRequest):
-            raise RequestError("latent interpolation writes its GIF and MP4 where it runs, so it needs the local "
-                               "backend; start the app without --backend ray to use it")
         model = self.models.resolve(request.model).name if hasattr(request, "model") else None
         job = RemoteJob(request, self.event_listeners, on_cancel=self._cancel, on_skip=self._skip)
         with self._lock:
@@ -231,6 +227,7 @@ class RayEngine(HasHooks):
         from ray.exceptions import RayActorError, TaskCancelledError
         from ray.serve.exceptions import ReplicaUnavailableError
 
+        front = FrontOutputs(self.config.outputs_dir)  # writes the job's images and files here, once
         saved: dict[str, list[Output]] = {}  # planned place -> the Outputs saved here, in order
         last_progress: Progress | None = None
         outcome: Any = None
@@ -247,12 +244,12 @@ class RayEngine(HasHooks):
                     self._start(job)
                     job.emit(item)
                 elif isinstance(item, Output):
-                    output = save_planned(item, self.config.outputs_dir)
+                    output = front.image(item)
                     saved.setdefault(item.path, []).append(output)
                     job.emit(output)
                 elif isinstance(item, Finished):
-                    outcome = replace(item, outputs=[saved[o.path].pop(0) if saved.get(o.path) else
-                                                     save_planned(o, self.config.outputs_dir) for o in item.outputs])
+                    outcome = front.finished(item, [saved[o.path].pop(0) if saved.get(o.path) else front.image(o)
+                                                    for o in item.outputs])
                 elif isinstance(item, TERMINAL_EVENTS):
                     outcome = item
                 else:

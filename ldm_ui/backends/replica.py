@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator
 from ray import serve
 from ray.exceptions import RayActorError
 
-from ldm_ui.backends.outputs import PlanSave
+from ldm_ui.backends.outputs import PlannedRunFiles, PlanSave
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.engine import Engine, JobFailed
 from ldm_ui.extensions import ExtensionManager
@@ -63,7 +63,8 @@ class EngineReplica:
     def __init__(self, config: AppConfig, startup_model: str, signals):
         self.actor_name = serve.get_replica_context().replica_id.to_full_id_str()
         self.signals = signals  # the front's JobSignals actor
-        self.engine = Engine(config, save_image=PlanSave(config.outputs_dir))
+        self.engine = Engine(config, save_image=PlanSave(config.outputs_dir),
+                             run_files=PlannedRunFiles(config.outputs_dir))
         self.jobs_run = 0
         self.last_outcome = ""  # "Finished: 1 image(s)", "Cancelled: interrupted at step 3/150", ...
         self._idle = asyncio.Event()  # set while no request runs here (an interrupted one runs until its job ended)
