@@ -6,18 +6,11 @@ replica runs last. Ray is started and stopped by this module only: the rest of t
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
-
-# Serve's router learns where a model is loaded from its controller, asynchronously; on a busy CI box (this one
-# shares 2 cores) that can take longer than the 1 s the router waits for a replica with the model before it
-# falls back to any replica. Read when ray.serve is first imported, which this module does first.
-os.environ.setdefault("RAY_SERVE_MULTIPLEXED_MODEL_ID_MATCHING_TIMEOUT_S", "10")
 
 import numpy as np
 import pytest
@@ -164,16 +157,12 @@ def test_a_model_switch_loads_on_one_replica_and_its_jobs_go_there(ray_app):
     assert loaded.entry.name == "tiny-sd" and engine.models.current is loaded
     holders = [s["actor_name"] for s in engine.replica_status() if s["model"] == "tiny-sd"]
     assert len(holders) == 1, "a model switch loads the model on one replica, not all"
-    # Serve's model affinity is best effort: under load a router whose probe of the holder times out sends the job
-    # elsewhere. Most jobs must go to the holder (without affinity each would pick either idle replica).
-    workers = []
-    for seed in (3, 4, 5, 6, 7):
-        job = engine.submit(Txt2ImgRequest(prompt="a red circle", model="tiny-sd", seed=seed, steps=STEPS))
-        assert isinstance(job.wait(), Finished)
-        workers.append(job.worker)
-        engine.replica_status(when_idle=True)  # the next job is sent once this one has ended on its replica
-        time.sleep(0.3)  # and Serve's router has counted it done (its callback runs on the router's own loop)
-    assert workers.count(holders[0]) >= 3, f"jobs for a loaded model should go to the replica that has it: {workers}"
+    # strict affinity: five jobs for it at once all wait for the holder, though the other replica is idle
+    jobs = [engine.submit(Txt2ImgRequest(prompt="a red circle", model="tiny-sd", seed=seed, steps=STEPS))
+            for seed in (3, 4, 5, 6, 7)]
+    assert all(isinstance(job.wait(), Finished) for job in jobs)
+    assert [job.worker for job in jobs] == holders * 5, "jobs for a loaded model go to the replica that has it"
+    assert [s["actor_name"] for s in engine.replica_status() if s["model"] == "tiny-sd"] == holders
 
 
 def test_interrupt_stops_the_job_on_its_replica_within_a_step(ray_app):

@@ -2,8 +2,8 @@
 
 The front keeps what the UI and the HTTP API see: Job objects, the waiting line and queue positions, the model
 list, and the outputs folder (it writes every image once; replicas only return them). Ray Serve does the rest:
-routing with model affinity (multiplexed model ids), streaming events back, cancelling on Interrupt, replacing a
-replica that dies. The front talks to Serve only through a DeploymentHandle.
+routing with strict model affinity (a request router of ours, ldm_ui/backends/routing.py, keyed on the multiplexed
+model id), streaming events back, cancelling on Interrupt, replacing a replica that dies. The front talks to Serve only through a DeploymentHandle.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ INSTALL_HINT = "the ray backend needs Ray Serve: pip install 'ray[serve]==2.60.0
 
 
 # Serve's router is tuned for web requests that take milliseconds: it gives a replica 0.1 s to say how busy it is
-# before trying another one, and a retry skips the model-affinity match. Our jobs take seconds, and a busy front
-# (or a loaded machine) can miss 0.1 s, which would send a job to a replica without its model and load it there
-# too. These defaults (set before Serve is first imported; the environment still overrides them) wait longer.
+# before it tries again. Our jobs take seconds, and a busy front (or a loaded machine) can miss 0.1 s, which only
+# delays routing (model affinity stays strict: ldm_ui/backends/routing.py). These defaults (set before Serve is
+# first imported; the environment still overrides them) wait longer.
 ROUTER_DEFAULTS = {
     "RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "1.0",
     "RAY_SERVE_MAX_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "5.0",
@@ -144,18 +144,23 @@ class RayEngine(HasHooks):
                               f"replica, and the Ray cluster has {gpus}: lower --replicas, add machines with GPUs "
                               "to the cluster, or pass --replicas-cpu to run the replicas on CPUs")
         serve.start(proxy_location="Disabled")  # no HTTP proxy: the front calls the replicas through a handle
-        from ldm_ui.backends.replica import EngineReplica, replica_config
+        from ray.serve.config import RequestRouterConfig
 
+        from ldm_ui.backends.replica import EngineReplica, replica_config
+        from ldm_ui.backends.routing import ModelAffinityRouter
+        from ldm_ui.backends.signals import JobSignals
+
+        model = self.models.resolve(startup_model or self.config.default_model).name
         gpu = not self.config.replicas_cpu
         deployment = serve.deployment(
             EngineReplica, name="engine", num_replicas=self.config.replicas,
             max_ongoing_requests=1,  # one job per replica at a time; the rest wait in Serve's router
             ray_actor_options={"num_gpus": 1 if gpu else 0, "num_cpus": 0 if gpu else 1},
+            # strict model affinity (ldm_ui/backends/routing.py), through Serve's public request-router API
+            request_router_config=RequestRouterConfig(request_router_class=ModelAffinityRouter,
+                                                      request_router_kwargs={"startup_model": model}),
         )
-        from ldm_ui.backends.signals import JobSignals
-
         self._signals = JobSignals.remote()
-        model = self.models.resolve(startup_model or self.config.default_model).name
         handle = serve.run(deployment.bind(replica_config(self.config), model, self._signals), name=APP_NAME,
                            route_prefix=None)
         self._handle = handle.options(stream=True)
@@ -198,12 +203,9 @@ class RayEngine(HasHooks):
         return self.submit(request).wait(timeout)
 
     def switch_model(self, name: str, timeout: float | None = None):
-        """Load a model on one replica (the router's pick); later jobs prefer that replica while it is free."""
-        job = self.submit(LoadModelRequest(model=name))
-        job.wait(timeout)
-        # return once that replica has ended the request, so the next job for this model finds it free (Serve's
-        # router would otherwise see it busy and pick another replica, which would load the model a second time)
-        self.replica_status(when_idle=True)
+        """Load a model on one replica (the least loaded, unless one holds it already); the jobs for that model
+        then go to that replica only (ldm_ui/backends/routing.py)."""
+        self.submit(LoadModelRequest(model=name)).wait(timeout)
         return self.models.current
 
     @property
