@@ -18,7 +18,9 @@ from PIL import Image
 
 from browser_support import running_app
 from ldm_ui.config import DEMO_MODEL_NAME, AppConfig, ConfigError, config_from_args
-from ldm_ui.requests import Cancelled, Failed, Finished, InterpolateRequest, Progress, Queued, Started, Txt2ImgRequest
+from ldm_ui.requests import (
+    Cancelled, Failed, Finished, InterpolateRequest, Progress, Queued, RequestError, Started, Txt2ImgRequest,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 8
@@ -51,6 +53,27 @@ def test_the_local_backend_never_imports_ray(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-2:] == ["Engine", "False"]
+
+
+def test_the_front_claims_one_numbered_folder_per_planned_run_and_refuses_places_outside(tmp_path):
+    from ldm_ui.backends.outputs import FrontOutputs, PlannedRunFiles
+    from ldm_ui.results import UnsavedFile
+
+    outputs = tmp_path / "outputs"
+    day = outputs / "interpolate" / "2026-12-01"
+    replica = PlannedRunFiles(outputs)
+    run_a, run_b = replica.new_folder(day, "seeds"), replica.new_folder(day, "seeds")
+    gif_a = replica.write(b"GIF-a", run_a, "interpolation.gif")
+    gif_b = replica.write(b"GIF-b", run_b, "interpolation.gif")
+    assert not outputs.exists(), "the replica side writes nothing"
+    front = FrontOutputs(outputs)
+    assert front.file(gif_a) == day / "00000-seeds" / "interpolation.gif"
+    assert front.file(gif_b) == day / "00001-seeds" / "interpolation.gif"
+    assert front.file(replica.write(b"MP4-a", run_a, "interpolation.mp4")) == day / "00000-seeds" / "interpolation.mp4"
+    assert (day / "00000-seeds" / "interpolation.gif").read_bytes() == b"GIF-a"
+    for place in ("../escape/x.gif", "/etc/x.gif", "x.gif", "interpolate/../../x.gif"):
+        with pytest.raises(RequestError, match="invalid place"):
+            front.file(UnsavedFile(place=place, data=b"x"))
 
 
 # ---- two CPU replicas
@@ -238,7 +261,8 @@ def test_the_interpolate_tab_api_returns_the_animation_the_front_saved(ray_app):
     assert names == ["interpolation.gif", "interpolation.mp4"]
     with Image.open(gif if isinstance(gif, str) else gif["path"]) as animation:
         assert animation.n_frames == 3
-    assert len(list((config.outputs_dir / "interpolate").rglob("interpolation.gif"))) == 2  # this run's, and the last test's
+    # this run's and the last test's, each in its own folder on the front
+    assert len(list((config.outputs_dir / "interpolate").rglob("interpolation.gif"))) == 2
 
 
 def test_a_killed_replica_fails_its_job_clearly_and_the_next_jobs_succeed(ray_app):

@@ -1,9 +1,10 @@
 """RayEngine: the engine interface in front of engine replicas on Ray Serve (`python app.py --backend ray`).
 
 The front keeps what the UI and the HTTP API see: Job objects, the waiting line and queue positions, the model
-list, and the outputs folder (it writes every image once; replicas only return them). Ray Serve does the rest:
-routing with strict model affinity (a request router of ours, ldm_ui/backends/routing.py, keyed on the multiplexed
-model id), streaming events back, cancelling on Interrupt, replacing a replica that dies. The front talks to Serve only through a DeploymentHandle.
+list, and the outputs folder (it writes every image and file once; replicas only return them). Ray Serve does the
+rest: routing with strict model affinity (a request router of ours, ldm_ui/backends/routing.py, keyed on the
+multiplexed model id), streaming events back, cancelling on Interrupt, replacing a replica that dies. The front
+talks to Serve through a DeploymentHandle, and sends Skip through a small actor of its own (backends/signals.py).
 """
 
 from __future__ import annotations
