@@ -292,7 +292,10 @@ class RayEngine(HasHooks):
             self._requeue()
         signals = self._signals
         if signals is not None:
-            signals.end.remote(job.key)  # the replica stops waiting for skips of this job
+            try:
+                signals.end.remote(job.key)  # the replica stops waiting for skips of this job
+            except Exception as error:  # noqa: BLE001 - Ray is shutting down: the job's outcome must still go out
+                log.warning("could not end job %s's skips: %s", job.id, error)
 
     def _requeue(self) -> None:
         """Tell the waiting jobs whose position changed where they are now (called with the lock held)."""

@@ -1,8 +1,8 @@
 """One engine replica: a Ray Serve deployment that owns an in-process Engine (and one GPU, or one CPU).
 
 `run` streams the job's events back through Ray Serve's streaming responses. The model a request names travels
-as Ray Serve's multiplexed model id, so Serve's router prefers replicas that already have it loaded (model
-affinity) and otherwise picks the least loaded one. When the caller cancels the response (Interrupt), Serve
+as Ray Serve's multiplexed model id, on which the front's request router (ldm_ui/backends/routing.py) sends the job
+only to replicas that hold that model, or to the least loaded one when none does; `run` loads it if needed. When the caller cancels the response (Interrupt), Serve
 cancels `run` here, which interrupts the engine job within a step. Skip arrives through the front's JobSignals
 actor (ldm_ui/backends/signals.py), which `run` waits on beside the job.
 """
