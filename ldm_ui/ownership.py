@@ -26,7 +26,7 @@ from gradio.context import LocalContext  # read only: Gradio sets the request of
 
 from ldm_ui.requests import TERMINAL_EVENTS, Output, Queued
 
-# tasks whose runner claims a new folder for each job (ldm_ui/engine/interpolate.py: new_run_folder)
+# tasks whose runner claims a new folder for each job (TaskContext.new_run_folder, ldm_ui/engine/run_files.py)
 RUN_FOLDER_TASKS = frozenset({"interpolate"})
 
 OWNERS_FILE = "output-owners.jsonl"  # in the app's data folder (config.cache_dir)

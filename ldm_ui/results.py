@@ -26,10 +26,20 @@ class SamplingStats:
 
 
 @dataclass(frozen=True)
+class UnsavedFile:
+    """A file an engine replica on Ray made and did not write: its bytes, and its place relative to the outputs
+    folder. The front process writes it there (ldm_ui/backends/outputs.py) and puts the saved Path in its stead,
+    so the UI and the API only ever see Paths."""
+
+    place: str  # "interpolate/2026-12-01/<planned run folder>/interpolation.gif"
+    data: bytes
+
+
+@dataclass(frozen=True)
 class InterpolationResult:
     folder: Path  # the run's own numbered folder: frames, GIF and MP4
-    gif: Path
-    mp4: Path
+    gif: Path | UnsavedFile  # an UnsavedFile only between a Ray replica and its front
+    mp4: Path | UnsavedFile
     width: int
     height: int
     animation_frames: int  # frames in the GIF/MP4 (ping-pong plays the inner frames twice)

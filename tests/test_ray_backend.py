@@ -6,25 +6,21 @@ replica runs last. Ray is started and stopped by this module only: the rest of t
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
-
-# Serve's router learns where a model is loaded from its controller, asynchronously; on a busy CI box (this one
-# shares 2 cores) that can take longer than the 1 s the router waits for a replica with the model before it
-# falls back to any replica. Read when ray.serve is first imported, which this module does first.
-os.environ.setdefault("RAY_SERVE_MULTIPLEXED_MODEL_ID_MATCHING_TIMEOUT_S", "10")
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from browser_support import running_app
 from ldm_ui.config import DEMO_MODEL_NAME, AppConfig, ConfigError, config_from_args
-from ldm_ui.requests import Cancelled, Failed, Finished, Progress, Queued, Started, Txt2ImgRequest
+from ldm_ui.requests import (
+    Cancelled, Failed, Finished, InterpolateRequest, Progress, Queued, RequestError, Started, Txt2ImgRequest,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 8
@@ -59,6 +55,27 @@ def test_the_local_backend_never_imports_ray(tmp_path):
     assert result.stdout.split()[-2:] == ["Engine", "False"]
 
 
+def test_the_front_claims_one_numbered_folder_per_planned_run_and_refuses_places_outside(tmp_path):
+    from ldm_ui.backends.outputs import FrontOutputs, PlannedRunFiles
+    from ldm_ui.results import UnsavedFile
+
+    outputs = tmp_path / "outputs"
+    day = outputs / "interpolate" / "2026-12-01"
+    replica = PlannedRunFiles(outputs)
+    run_a, run_b = replica.new_folder(day, "seeds"), replica.new_folder(day, "seeds")
+    gif_a = replica.write(b"GIF-a", run_a, "interpolation.gif")
+    gif_b = replica.write(b"GIF-b", run_b, "interpolation.gif")
+    assert not outputs.exists(), "the replica side writes nothing"
+    front = FrontOutputs(outputs)
+    assert front.file(gif_a) == day / "00000-seeds" / "interpolation.gif"
+    assert front.file(gif_b) == day / "00001-seeds" / "interpolation.gif"
+    assert front.file(replica.write(b"MP4-a", run_a, "interpolation.mp4")) == day / "00000-seeds" / "interpolation.mp4"
+    assert (day / "00000-seeds" / "interpolation.gif").read_bytes() == b"GIF-a"
+    for place in ("../escape/x.gif", "/etc/x.gif", "x.gif", "interpolate/../../x.gif"):
+        with pytest.raises(RequestError, match="invalid place"):
+            front.file(UnsavedFile(place=place, data=b"x"))
+
+
 # ---- two CPU replicas
 
 
@@ -85,15 +102,21 @@ def ray_app(tmp_path_factory, models_dir):
         ray.shutdown()
 
 
-def local_images(seeds: list[int], config: AppConfig, tmp_path: Path) -> dict[int, np.ndarray]:
+def run_locally(requests: list, config: AppConfig, tmp_path: Path) -> list[Finished]:
+    """The same requests on the local backend (an in-process engine on the same models)."""
     from ldm_ui.engine.engine import Engine
 
     engine = Engine(AppConfig(models_dir=config.models_dir, outputs_dir=tmp_path / "local-outputs",
                               cache_dir=tmp_path / "cache")).start()
     try:
-        return {seed: np.asarray(engine.generate(request(seed)).outputs[0].image) for seed in seeds}
+        return [engine.generate(one) for one in requests]
     finally:
         engine.shutdown()
+
+
+def local_images(seeds: list[int], config: AppConfig, tmp_path: Path) -> dict[int, np.ndarray]:
+    finished = run_locally([request(seed) for seed in seeds], config, tmp_path)
+    return {seed: np.asarray(done.outputs[0].image) for seed, done in zip(seeds, finished)}
 
 
 def request(seed: int, steps: int = STEPS) -> Txt2ImgRequest:
@@ -157,16 +180,12 @@ def test_a_model_switch_loads_on_one_replica_and_its_jobs_go_there(ray_app):
     assert loaded.entry.name == "tiny-sd" and engine.models.current is loaded
     holders = [s["actor_name"] for s in engine.replica_status() if s["model"] == "tiny-sd"]
     assert len(holders) == 1, "a model switch loads the model on one replica, not all"
-    # Serve's model affinity is best effort: under load a router whose probe of the holder times out sends the job
-    # elsewhere. Most jobs must go to the holder (without affinity each would pick either idle replica).
-    workers = []
-    for seed in (3, 4, 5, 6, 7):
-        job = engine.submit(Txt2ImgRequest(prompt="a red circle", model="tiny-sd", seed=seed, steps=STEPS))
-        assert isinstance(job.wait(), Finished)
-        workers.append(job.worker)
-        engine.replica_status(when_idle=True)  # the next job is sent once this one has ended on its replica
-        time.sleep(0.3)  # and Serve's router has counted it done (its callback runs on the router's own loop)
-    assert workers.count(holders[0]) >= 3, f"jobs for a loaded model should go to the replica that has it: {workers}"
+    # strict affinity: five jobs for it at once all wait for the holder, though the other replica is idle
+    jobs = [engine.submit(Txt2ImgRequest(prompt="a red circle", model="tiny-sd", seed=seed, steps=STEPS))
+            for seed in (3, 4, 5, 6, 7)]
+    assert all(isinstance(job.wait(), Finished) for job in jobs)
+    assert [job.worker for job in jobs] == holders * 5, "jobs for a loaded model go to the replica that has it"
+    assert [s["actor_name"] for s in engine.replica_status() if s["model"] == "tiny-sd"] == holders
 
 
 def test_interrupt_stops_the_job_on_its_replica_within_a_step(ray_app):
@@ -184,6 +203,66 @@ def test_interrupt_stops_the_job_on_its_replica_within_a_step(ray_app):
     step = int(status["last_outcome"].split("step ")[1].split("/")[0])
     assert step < 150
     assert isinstance(engine.generate(request(6)), Finished)  # the replica is free again
+
+
+def test_skip_ends_the_current_image_on_its_replica_and_the_batch_goes_on(ray_app):
+    _, engine, _ = ray_app
+    steps = 150
+    job = engine.submit(Txt2ImgRequest(prompt="a red circle", seed=21, steps=steps, batch_count=3))
+    seen = []
+    for event in job.events():
+        seen.append(event)
+        if isinstance(event, Progress) and event.steps and event.step == 2:
+            if event.batch_index == 0:
+                job.skip()  # during image 1, on the replica
+    finished = seen[-1]
+    assert isinstance(finished, Finished), finished
+    last_step = {}
+    for event in seen:
+        if isinstance(event, Progress) and event.steps:
+            last_step[event.batch_index] = event.step
+    assert last_step[0] < steps, f"image 1 should end early: {last_step}"
+    assert last_step[1] == last_step[2] == steps, f"images 2 and 3 should complete: {last_step}"
+    assert [output.seed for output in finished.outputs] == [22, 23]
+
+
+def test_interpolate_runs_on_a_replica_and_the_front_saves_frames_and_animation(ray_app, tmp_path):
+    _, engine, config = ray_app
+    walk = InterpolateRequest(mode="seeds", prompt="a red circle", seed=31, seed_b=32, frames=3, steps=STEPS)
+    finished = engine.generate(walk)
+    result = finished.result
+    folder = Path(result.folder)
+    assert folder.parent.parent == config.outputs_dir / "interpolate" and folder.name.endswith("-seeds")
+    assert folder.name[:5].isdigit(), "the front claims a numbered folder of its own"
+    assert str(folder) in finished.summary
+    frames = [Path(output.path) for output in finished.outputs]
+    assert len(frames) == 3 and all(frame.parent == folder for frame in frames)
+    assert (Path(result.gif), Path(result.mp4)) == (folder / "interpolation.gif", folder / "interpolation.mp4")
+    assert sorted(folder.iterdir()) == sorted(frames + [folder / "interpolation.gif", folder / "interpolation.mp4"])
+    assert Path(result.mp4).stat().st_size > 0
+    assert not list(config.outputs_dir.rglob(".run-*")), "the replica writes nothing in the outputs folder"
+    [local] = run_locally([walk], config, tmp_path)
+    for remote_frame, local_frame in zip(finished.images, local.images, strict=True):
+        assert np.array_equal(np.asarray(remote_frame), np.asarray(local_frame))
+    assert Path(result.gif).read_bytes() == Path(local.result.gif).read_bytes()
+    with Image.open(result.gif) as gif:
+        assert gif.n_frames == 3
+
+
+def test_the_interpolate_tab_api_returns_the_animation_the_front_saved(ray_app):
+    from gradio_client import Client
+
+    url, _, config = ray_app
+    result = Client(url, verbose=False).predict(mode="seeds", prompt="a red circle", seed=3, seed_b=4, frames=3,
+                                                steps=2, api_name="/interpolate")
+    gallery, gif, files = result[2], result[5], result[6]
+    assert len(gallery) == 3 and "Done" in result[1]
+    names = sorted(Path(f["path"] if isinstance(f, dict) else f).name for f in files)
+    assert names == ["interpolation.gif", "interpolation.mp4"]
+    with Image.open(gif if isinstance(gif, str) else gif["path"]) as animation:
+        assert animation.n_frames == 3
+    # this run's and the last test's, each in its own folder on the front
+    assert len(list((config.outputs_dir / "interpolate").rglob("interpolation.gif"))) == 2
 
 
 def test_a_killed_replica_fails_its_job_clearly_and_the_next_jobs_succeed(ray_app):

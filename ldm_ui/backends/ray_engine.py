@@ -1,9 +1,10 @@
 """RayEngine: the engine interface in front of engine replicas on Ray Serve (`python app.py --backend ray`).
 
 The front keeps what the UI and the HTTP API see: Job objects, the waiting line and queue positions, the model
-list, and the outputs folder (it writes every image once; replicas only return them). Ray Serve does the rest:
-routing with model affinity (multiplexed model ids), streaming events back, cancelling on Interrupt, replacing a
-replica that dies. The front talks to Serve only through a DeploymentHandle.
+list, and the outputs folder (it writes every image and file once; replicas only return them). Ray Serve does the
+rest: routing with strict model affinity (a request router of ours, ldm_ui/backends/routing.py, keyed on the
+multiplexed model id), streaming events back, cancelling on Interrupt, replacing a replica that dies. The front
+talks to Serve through a DeploymentHandle, and sends Skip through a small actor of its own (backends/signals.py).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import replace
+import uuid
 from typing import Any
 
-from ldm_ui.backends.outputs import save_planned
+from ldm_ui.backends.outputs import FrontOutputs
 from ldm_ui.config import PROJECT_ROOT, AppConfig, ConfigError
 from ldm_ui.engine.context import EngineHooks, HasHooks
 from ldm_ui.engine.engine import Job
@@ -22,7 +23,7 @@ from ldm_ui.engine.models import ModelManager
 from ldm_ui.engine.upscalers import UpscalerLibrary
 from ldm_ui.prompts.embeddings import EmbeddingLibrary
 from ldm_ui.requests import (
-    TERMINAL_EVENTS, Cancelled, Failed, Finished, InterpolateRequest, LoadModelRequest, Output, Progress, Queued,
+    TERMINAL_EVENTS, Cancelled, Failed, Finished, LoadModelRequest, Output, Progress, Queued,
     Request, RequestError, Started,
 )
 
@@ -34,9 +35,9 @@ INSTALL_HINT = "the ray backend needs Ray Serve: pip install 'ray[serve]==2.60.0
 
 
 # Serve's router is tuned for web requests that take milliseconds: it gives a replica 0.1 s to say how busy it is
-# before trying another one, and a retry skips the model-affinity match. Our jobs take seconds, and a busy front
-# (or a loaded machine) can miss 0.1 s, which would send a job to a replica without its model and load it there
-# too. These defaults (set before Serve is first imported; the environment still overrides them) wait longer.
+# before it tries again. Our jobs take seconds, and a busy front (or a loaded machine) can miss 0.1 s, which only
+# delays routing (model affinity stays strict: ldm_ui/backends/routing.py). These defaults (set before Serve is
+# first imported; the environment still overrides them) wait longer.
 ROUTER_DEFAULTS = {
     "RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "1.0",
     "RAY_SERVE_MAX_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "5.0",
@@ -93,14 +94,16 @@ class RemoteModels:
 class RemoteJob(Job):
     """A Job whose work runs on a replica (`worker` names it once it runs)."""
 
-    def __init__(self, request: Request, listeners: list, on_cancel):
+    def __init__(self, request: Request, listeners: list, on_cancel, on_skip):
         super().__init__(request, listeners, on_cancel=on_cancel)
+        self.key = uuid.uuid4().hex  # names the job to the replica that runs it (JobSignals), across fronts
         self.worker: str | None = None  # the replica's Ray actor name, once it runs there
+        self._on_skip = on_skip
 
     def skip(self) -> None:
-        # a replica takes one request at a time (max_ongoing_requests=1), so no second call reaches it while the
-        # job runs; only the job's own request (cancelled by Interrupt) does
-        raise RequestError("Skip is not available with --backend ray; use Interrupt")
+        """End the image being sampled on the replica and go on with the next (through JobSignals)."""
+        if not self.done.is_set():
+            self._on_skip(self)
 
 
 class RayEngine(HasHooks):
@@ -126,6 +129,7 @@ class RayEngine(HasHooks):
         self._responses: dict[int, Any] = {}  # job id -> its DeploymentResponseGenerator
         self._positions: dict[int, int] = {}  # job id -> the queue position it was last told
         self._handle = None
+        self._signals = None  # the JobSignals actor: skips reach the replicas through it
         self._started_ray = False
 
     # ---- lifecycle
@@ -141,16 +145,25 @@ class RayEngine(HasHooks):
                               f"replica, and the Ray cluster has {gpus}: lower --replicas, add machines with GPUs "
                               "to the cluster, or pass --replicas-cpu to run the replicas on CPUs")
         serve.start(proxy_location="Disabled")  # no HTTP proxy: the front calls the replicas through a handle
-        from ldm_ui.backends.replica import EngineReplica, replica_config
+        from ray.serve.config import RequestRouterConfig
 
+        from ldm_ui.backends.replica import EngineReplica, replica_config
+        from ldm_ui.backends.routing import ModelAffinityRouter
+        from ldm_ui.backends.signals import JobSignals
+
+        model = self.models.resolve(startup_model or self.config.default_model).name
         gpu = not self.config.replicas_cpu
         deployment = serve.deployment(
             EngineReplica, name="engine", num_replicas=self.config.replicas,
             max_ongoing_requests=1,  # one job per replica at a time; the rest wait in Serve's router
             ray_actor_options={"num_gpus": 1 if gpu else 0, "num_cpus": 0 if gpu else 1},
+            # strict model affinity (ldm_ui/backends/routing.py), through Serve's public request-router API
+            request_router_config=RequestRouterConfig(request_router_class=ModelAffinityRouter,
+                                                      request_router_kwargs={"startup_model": model}),
         )
-        model = self.models.resolve(startup_model or self.config.default_model).name
-        handle = serve.run(deployment.bind(replica_config(self.config), model), name=APP_NAME, route_prefix=None)
+        self._signals = JobSignals.remote()
+        handle = serve.run(deployment.bind(replica_config(self.config), model, self._signals), name=APP_NAME,
+                           route_prefix=None)
         self._handle = handle.options(stream=True)
         self._status_handle = handle
         return self
@@ -165,27 +178,25 @@ class RayEngine(HasHooks):
         ray, serve = import_serve()
         try:
             serve.delete(APP_NAME)
+            ray.kill(self._signals)
             if self._started_ray:
                 serve.shutdown()
                 ray.shutdown()
         finally:
-            self._handle = None
+            self._handle = self._signals = None
 
     # ---- the engine interface
 
     def submit(self, request: Request) -> Job:
         if self._handle is None:
             raise RuntimeError("the engine is not started; call RayEngine.start() first")
-        if isinstance(request, InterpolateRequest):
-            raise RequestError("latent interpolation writes its GIF and MP4 where it runs, so it needs the local "
-                               "backend; start the app without --backend ray to use it")
         model = self.models.resolve(request.model).name if hasattr(request, "model") else None
-        job = RemoteJob(request, self.event_listeners, on_cancel=self._cancel)
+        job = RemoteJob(request, self.event_listeners, on_cancel=self._cancel, on_skip=self._skip)
         with self._lock:
             self._waiting.append(job)
             self._requeue()
             handle = self._handle.options(multiplexed_model_id=model) if model else self._handle
-            self._responses[job.id] = handle.run.remote(request)
+            self._responses[job.id] = handle.run.remote(request, job.key)
         threading.Thread(target=self._relay, args=(job,), name=f"ldm-ui-ray-job-{job.id}", daemon=True).start()
         return job
 
@@ -193,12 +204,9 @@ class RayEngine(HasHooks):
         return self.submit(request).wait(timeout)
 
     def switch_model(self, name: str, timeout: float | None = None):
-        """Load a model on one replica (the router's pick); later jobs prefer that replica while it is free."""
-        job = self.submit(LoadModelRequest(model=name))
-        job.wait(timeout)
-        # return once that replica has ended the request, so the next job for this model finds it free (Serve's
-        # router would otherwise see it busy and pick another replica, which would load the model a second time)
-        self.replica_status(when_idle=True)
+        """Load a model on one replica (the least loaded, unless one holds it already); the jobs for that model
+        then go to that replica only (ldm_ui/backends/routing.py)."""
+        self.submit(LoadModelRequest(model=name)).wait(timeout)
         return self.models.current
 
     @property
@@ -222,6 +230,7 @@ class RayEngine(HasHooks):
         from ray.exceptions import RayActorError, TaskCancelledError
         from ray.serve.exceptions import ReplicaUnavailableError
 
+        front = FrontOutputs(self.config.outputs_dir, self.config.save_options)  # writes the job's images and files here, once
         saved: dict[str, list[Output]] = {}  # planned place -> the Outputs saved here, in order
         last_progress: Progress | None = None
         outcome: Any = None
@@ -238,13 +247,12 @@ class RayEngine(HasHooks):
                     self._start(job)
                     job.emit(item)
                 elif isinstance(item, Output):
-                    output = save_planned(item, self.config.outputs_dir, self.config.save_options)
+                    output = front.image(item)
                     saved.setdefault(item.path, []).append(output)
                     job.emit(output)
                 elif isinstance(item, Finished):
-                    outcome = replace(item, outputs=[saved[o.path].pop(0) if saved.get(o.path) else
-                                                     save_planned(o, self.config.outputs_dir, self.config.save_options)
-                                                     for o in item.outputs])
+                    outcome = front.finished(item, [saved[o.path].pop(0) if saved.get(o.path) else front.image(o)
+                                                    for o in item.outputs])
                 elif isinstance(item, TERMINAL_EVENTS):
                     outcome = item
                 else:
@@ -282,6 +290,12 @@ class RayEngine(HasHooks):
             self._responses.pop(job.id, None)
             self._positions.pop(job.id, None)
             self._requeue()
+        signals = self._signals
+        if signals is not None:
+            try:
+                signals.end.remote(job.key)  # the replica stops waiting for skips of this job
+            except Exception as error:  # noqa: BLE001 - Ray is shutting down: the job's outcome must still go out
+                log.warning("could not end job %s's skips: %s", job.id, error)
 
     def _requeue(self) -> None:
         """Tell the waiting jobs whose position changed where they are now (called with the lock held)."""
@@ -290,6 +304,12 @@ class RayEngine(HasHooks):
             if self._positions.get(waiting.id) != position:
                 self._positions[waiting.id] = position
                 waiting.emit(Queued(position=position))
+
+    def _skip(self, job: RemoteJob) -> None:
+        """Skip: the replica running the job (or the one that will) hears of it through JobSignals."""
+        signals = self._signals
+        if signals is not None:
+            signals.skip.remote(job.key)
 
     def _cancel(self, job: Job) -> None:
         """Interrupt: Serve cancels the request, whether it waits in the router or runs on a replica."""

@@ -1,9 +1,10 @@
 """One engine replica: a Ray Serve deployment that owns an in-process Engine (and one GPU, or one CPU).
 
 `run` streams the job's events back through Ray Serve's streaming responses. The model a request names travels
-as Ray Serve's multiplexed model id, so Serve's router prefers replicas that already have it loaded (model
-affinity) and otherwise picks the least loaded one. When the caller cancels the response (Interrupt), Serve
-cancels `run` here, which interrupts the engine job within a step.
+as Ray Serve's multiplexed model id, on which the front's request router (ldm_ui/backends/routing.py) sends the job
+only to replicas that hold that model, or to the least loaded one when none does; `run` loads it if needed. When the caller cancels the response (Interrupt), Serve
+cancels `run` here, which interrupts the engine job within a step. Skip arrives through the front's JobSignals
+actor (ldm_ui/backends/signals.py), which `run` waits on beside the job.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator
 
 from ray import serve
+from ray.exceptions import RayActorError
 
-from ldm_ui.backends.outputs import PlanSave
+from ldm_ui.backends.outputs import PlannedRunFiles, PlanSave
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.engine import Engine, JobFailed
 from ldm_ui.extensions import ExtensionManager
@@ -58,9 +60,11 @@ def replica_config(config: AppConfig) -> AppConfig:
 class EngineReplica:
     """Wrapped by `serve.deployment` in ray_engine.py with the replica count and resources."""
 
-    def __init__(self, config: AppConfig, startup_model: str):
+    def __init__(self, config: AppConfig, startup_model: str, signals):
         self.actor_name = serve.get_replica_context().replica_id.to_full_id_str()
-        self.engine = Engine(config, save_image=PlanSave(config.outputs_dir))
+        self.signals = signals  # the front's JobSignals actor
+        self.engine = Engine(config, save_image=PlanSave(config.outputs_dir),
+                             run_files=PlannedRunFiles(config.outputs_dir))
         self.jobs_run = 0
         self.last_outcome = ""  # "Finished: 1 image(s)", "Cancelled: interrupted at step 3/150", ...
         self._idle = asyncio.Event()  # set while no request runs here (an interrupted one runs until its job ended)
@@ -83,9 +87,20 @@ class EngineReplica:
         await asyncio.to_thread(self.engine.switch_model, name)
         return name
 
-    async def run(self, request: Any) -> AsyncIterator[Any]:
+    async def _forward_skips(self, key: str, job) -> None:
+        """Skip the engine job's current image each time the front counts a skip for it, until the job ended."""
+        seen = 0
+        try:
+            while (count := await self.signals.next_skip.remote(key, seen)) is not None:
+                seen = count
+                job.skip()
+        except RayActorError as error:  # the front is gone (it owns JobSignals): Interrupt still reaches us
+            log.warning("skips for job %s no longer arrive: %s", key, error)
+
+    async def run(self, request: Any, key: str) -> AsyncIterator[Any]:
+        """One job: its events, streamed back; `key` names it in the front's JobSignals (skips)."""
         self._idle.clear()
-        job = None
+        job = skips = None
         try:
             yield ReplicaInfo(self.actor_name)
             model = serve.get_multiplexed_model_id()
@@ -94,6 +109,7 @@ class EngineReplica:
                     await self.load_model(model)
                     yield ModelSummary.of(self.engine.models.current)
                 job = self.engine.submit(request)
+                skips = asyncio.ensure_future(self._forward_skips(key, job))
             except (RequestError, JobFailed) as error:
                 yield Failed(str(error))
                 return
@@ -104,6 +120,8 @@ class EngineReplica:
                 if isinstance(event, TERMINAL_EVENTS):
                     return
         finally:
+            if skips is not None:
+                skips.cancel()
             if job is not None and not job.done.is_set():
                 # the caller interrupted (Serve cancelled us) or went away: stop the job within a step, and stay
                 # busy until it stopped, so Serve hands this replica its next request only when the engine is free

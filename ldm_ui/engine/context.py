@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from ldm_ui.config import AppConfig
+from ldm_ui.engine.run_files import LocalRunFiles
 from ldm_ui.image_saving import save_image
 from ldm_ui.prompts.embeddings import Embedding, EmbeddingLibrary
 from ldm_ui.requests import Output, Preview, Progress
@@ -45,6 +46,15 @@ PromptTransform = Callable[[str, int], str]  # (prompt, seed) -> prompt
 # (image, folder, stem, infotext) -> where it went: saves a finished image; a remote worker plugs in one that
 # only names the place, and its front process writes the file (ldm_ui/backends/outputs.py)
 SaveImage = Callable[[Image.Image, Path, str, str], Any]
+
+
+class RunFiles(Protocol):
+    """Where a task's other files go: a fresh numbered folder per run, and whole files (an animation) in it.
+    `LocalRunFiles` writes them here; a remote worker plugs in one that leaves both to its front process."""
+
+    def new_folder(self, parent: Path, label: str) -> Path: ...
+
+    def write(self, data: bytes, folder: Path, name: str) -> Any: ...  # where it went (a Path, locally)
 
 
 @dataclass
@@ -107,10 +117,12 @@ class TaskContext:
     def __init__(self, job: JobHandle, request: Any, model: LoadedModel | None, config: AppConfig,
                  hooks: EngineHooks, load_model: Callable[[str | None], LoadedModel] | None = None,
                  embeddings: EmbeddingLibrary | None = None, save_image: SaveImage | None = None,
-                 upscalers: UpscalerLibrary | None = None, refiner: LoadedModel | None = None):
+                 upscalers: UpscalerLibrary | None = None, refiner: LoadedModel | None = None,
+                 run_files: RunFiles | None = None):
         self.job, self.request, self.config, self.hooks = job, request, config, hooks
         self.refiner = refiner  # the SDXL refiner the request asked for, loaded beside the model (or None)
         self._save_image = save_image  # None: written here, in the config's format and filename pattern
+        self._run_files = run_files or LocalRunFiles()
         self._upscalers = upscalers
         self._model = model
         self._embeddings = embeddings
@@ -180,6 +192,15 @@ class TaskContext:
         output = Output(image=image, seed=seed, infotext=infotext, path=str(path) if path else None)
         self.job.emit(output)
         return output
+
+    def new_run_folder(self, task: str, label: str) -> Path:
+        """A fresh numbered folder for this run's files (00000-<label>, ...) in the task's folder of the day."""
+        return self._run_files.new_folder(self.output_folder(task), label)
+
+    def save_file(self, data: bytes, folder: Path, name: str) -> Any:
+        """Write a whole file (an animation) into a run folder, atomically; the Path it has (on a Ray replica, the
+        bytes with their place, which the front process writes)."""
+        return self._run_files.write(data, folder, name)
 
     # ---- prompts
 

@@ -15,7 +15,7 @@ import torch
 
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.context import (  # noqa: F401 - re-exported
-    EngineHooks, HasHooks, JobCancelled, SaveImage, StepInfo, TaskContext,
+    EngineHooks, HasHooks, JobCancelled, RunFiles, SaveImage, StepInfo, TaskContext,
 )
 from ldm_ui.engine.models import LoadedModel, ModelManager, empty_device_caches, pick_device
 from ldm_ui.engine.upscalers import UpscalerLibrary
@@ -112,9 +112,11 @@ class Engine(HasHooks):
 
     concurrency = 1  # jobs it runs at once (EngineBackend)
 
-    def __init__(self, config: AppConfig, models: ModelManager | None = None, save_image: SaveImage | None = None):
+    def __init__(self, config: AppConfig, models: ModelManager | None = None, save_image: SaveImage | None = None,
+                 run_files: RunFiles | None = None):
         self.config = config
         self._save_image = save_image  # None: tasks write their PNGs under config.outputs_dir
+        self._run_files = run_files  # None: tasks write their run folders and animations there too
         self.models = models or ModelManager(config)
         self.upscalers = UpscalerLibrary(config, pick_device(config.device))  # loads nothing until used
         self.hooks = EngineHooks()  # what extensions add: step hooks, prompt transforms, ControlNet preprocessors
@@ -232,6 +234,8 @@ class Engine(HasHooks):
             refiner = self.models.refiner.for_request(job.request, loaded, lambda message: job.emit(_status(message)))
             loading = False
             extra = {"save_image": self._save_image} if self._save_image else {}
+            if self._run_files:
+                extra["run_files"] = self._run_files
             # a generation request's own VAE, for this job only (SetVaeRequest's `vae` is a choice that stays)
             job_vae = job.request.vae if isinstance(job.request, GenerationRequest) else None
             with vae_for_job(loaded, job_vae, self.config):

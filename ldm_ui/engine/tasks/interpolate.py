@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from ldm_ui.engine.adapters import prepare_adapters
 from ldm_ui.engine.prompt_conditioning import Mixed, call_kwargs_for, job_conditioning
-from ldm_ui.engine.animation import animation_sequence, write_gif, write_mp4
+from ldm_ui.engine.animation import animation_sequence, encode_gif, encode_mp4
 from ldm_ui.engine.context import ProgressClock, TaskContext
 from ldm_ui.engine.latent_math import crop_and_resize, frame_positions, lerp, mix, slerp
 from ldm_ui.engine.samplers import make_scheduler
@@ -52,7 +51,7 @@ def run(ctx: TaskContext) -> Finished:
     positions = frame_positions(request.frames, request.easing)
     make_frame = ImageWalk(ctx, width, height) if request.mode == "images" else TextWalk(ctx, width, height)
     # claimed only now, so a request the walk refuses leaves no empty folder behind
-    folder = new_run_folder(ctx.output_folder("interpolate"), request.mode)
+    folder = ctx.new_run_folder("interpolate", request.mode)
     outputs: list[Output] = []
     began = time.perf_counter()
     for index, t in enumerate(positions):
@@ -69,28 +68,14 @@ def run(ctx: TaskContext) -> Finished:
     ctx.check_cancel()
     ctx.status("encoding the GIF and the MP4…")
     sequence = animation_sequence([o.image for o in outputs], request.ping_pong)
-    gif = write_gif(sequence, folder / GIF_NAME, request.fps)
-    mp4 = write_mp4(sequence, folder / MP4_NAME, request.fps)
+    gif = ctx.save_file(encode_gif(sequence, request.fps), folder, GIF_NAME)
+    mp4 = ctx.save_file(encode_mp4(sequence, request.fps), folder, MP4_NAME)
     loop = ", ping-pong" if request.ping_pong else ""
     summary = (f"{len(outputs)} frames in {time.perf_counter() - began:.1f} s; GIF and MP4 of {len(sequence)} frames "
                f"at {request.fps:g} fps{loop} in {folder}")
-    result = InterpolationResult(folder=folder, gif=Path(gif), mp4=Path(mp4), width=width, height=height,
+    result = InterpolationResult(folder=folder, gif=gif, mp4=mp4, width=width, height=height,
                                  animation_frames=len(sequence), positions=tuple(positions))
     return Finished(outputs=outputs, summary=summary, result=result)
-
-
-def new_run_folder(parent: Path, mode: str) -> Path:
-    """A fresh numbered folder per run (00000-prompts, 00001-seeds, ...); mkdir without exist_ok claims it."""
-    parent.mkdir(parents=True, exist_ok=True)
-    numbers = [int(p.name[:5]) for p in parent.iterdir() if p.name[:5].isdigit()]
-    number = max(numbers, default=-1) + 1
-    while True:
-        folder = parent / f"{number:05d}-{mode}"
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:
-            number += 1
 
 
 class TextWalk:
