@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from ldm_ui.engine.context import TaskContext
+from ldm_ui.engine.families import fit_request
 from ldm_ui.engine.noise import draws_own_noise
 from ldm_ui.engine.tasks.batch import SamplingPlan, run_batches, target_size
 from ldm_ui.image_ops import resize_image
@@ -74,6 +75,7 @@ def steps_summary(request: Img2ImgRequest, steps_run: int) -> str:
 
 
 def run(ctx: TaskContext) -> Finished:
+    ctx.request, notes = fit_request(ctx.request, ctx.model.family_row)  # e.g. Flux ignores a negative prompt
     request, model = ctx.request, ctx.model
     width, height = target_size(request, model)
     canvas = resize_image(request.init_image.convert("RGB"), width, height, request.resize_mode)
@@ -93,4 +95,4 @@ def run(ctx: TaskContext) -> Finished:
     if denoising_steps(request.steps, request.strength) == 0:  # no noise is added
         plan = SamplingPlan(pipe=ReconstructionOnly(pipe, latents), call_kwargs=call_kwargs, infotext=extra)
     outputs, stats = run_batches(ctx, plan)
-    return Finished(outputs=outputs, summary=steps_summary(request, stats.steps_run), result=stats)
+    return Finished(outputs=outputs, summary=" ".join([steps_summary(request, stats.steps_run), *notes]), result=stats)
