@@ -18,7 +18,7 @@ FEATURES = {
     "img2img": "img2img",
     "inpaint": "inpainting",
     "controlnet": "ControlNet",
-    "negative_prompt": "the negative prompt",
+    "negative_prompt": "negative prompt",
     "clip_skip": "clip skip",
     "variation_seeds": "variation seeds",
     "lora": "LoRA",
@@ -32,6 +32,7 @@ class Family:
     name: str  # what LoadedModel.family holds, infotext and messages show
     label: str
     denoiser_class: str  # the class of the pipeline's U-Net or transformer that marks this family
+    pipeline_classes: tuple[str, ...]  # model_index.json `_class_name`s of its diffusers folders
     latent_channels: int
     # feature -> why it does not apply to this family (a feature not listed applies)
     missing: dict[str, str] = field(default_factory=dict)
@@ -54,33 +55,34 @@ class Family:
         return [f"{FEATURES[name][0].upper() + FEATURES[name][1:]}: {reason}" for name, reason in self.missing.items()]
 
 
-_UNET_NOTE = "it works with U-Net models (SD 1.x, 2.x, SDXL and the demo)"
-_PLAIN_PROMPTS = "the pipeline encodes the prompt text itself (T5 reads it as plain text)"
+_UNET_NOTE = "ldm-ui offers this for U-Net models (SD 1.x, 2.x, SDXL and the demo)"
+_PLAIN_PROMPTS = "this family's pipeline encodes the prompt text itself, as written"
 
 
 def _dit_missing(**extra: str) -> dict[str, str]:
-    return {"variation_seeds": f"{_UNET_NOTE}; this pipeline draws its own noise",
-            "controlnet": f"{_UNET_NOTE}", "clip_skip": _PLAIN_PROMPTS,
+    return {"variation_seeds": f"{_UNET_NOTE}; this family's pipeline draws its own noise",
+            "controlnet": _UNET_NOTE, "clip_skip": _PLAIN_PROMPTS,
             "prompt_weights": _PLAIN_PROMPTS, **extra}
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("sd1", "SD 1.x", "UNet2DConditionModel", 4),
-    Family("sd2", "SD 2.x", "UNet2DConditionModel", 4),
-    Family("sdxl", "SDXL", "UNet2DConditionModel", 4),
-    Family("sd3", "SD3 / SD3.5", "SD3Transformer2DModel", 16, flow_matching=True, missing=_dit_missing()),
-    Family("flux", "FLUX.1", "FluxTransformer2DModel", 16, flow_matching=True, packs_latents=True,
+    Family("sd1", "SD 1.x", "UNet2DConditionModel", ("StableDiffusionPipeline",), 4),
+    Family("sd2", "SD 2.x", "UNet2DConditionModel", ("StableDiffusionPipeline",), 4),
+    Family("sdxl", "SDXL", "UNet2DConditionModel", ("StableDiffusionXLPipeline",), 4),
+    Family("sd3", "SD3 / SD3.5", "SD3Transformer2DModel", ("StableDiffusion3Pipeline",), 16, flow_matching=True,
+           missing=_dit_missing()),
+    Family("flux", "FLUX.1", "FluxTransformer2DModel", ("FluxPipeline",), 16, flow_matching=True, packs_latents=True,
            guidance="distilled", missing=_dit_missing(
                negative_prompt="FLUX.1 is guidance-distilled: it has no unconditional pass, so a negative prompt "
                                "is ignored; the CFG scale sets its embedded guidance strength")),
-    Family("pixart", "PixArt-Sigma", "PixArtTransformer2DModel", 4,
+    Family("pixart", "PixArt-Sigma", "PixArtTransformer2DModel", ("PixArtSigmaPipeline",), 4,
            # binning would silently change the requested size to the nearest trained aspect ratio
            txt2img_kwargs={"use_resolution_binning": False},
            missing=_dit_missing(
                img2img="diffusers has no img2img pipeline for PixArt-Sigma (txt2img only)",
                inpaint="diffusers has no inpainting pipeline for PixArt-Sigma (txt2img only)",
                lora="diffusers' PixArt-Sigma pipeline has no LoRA loader")),
-    Family("other", "another U-Net model", "UNet2DConditionModel", 4),
+    Family("other", "another U-Net model", "UNet2DConditionModel", (), 4),
 )}
 TRANSFORMER_FAMILIES = {f.denoiser_class: f.name for f in FAMILIES.values() if f.denoiser_class.endswith("Transformer2DModel")}
 
@@ -88,6 +90,15 @@ TRANSFORMER_FAMILIES = {f.denoiser_class: f.name for f in FAMILIES.values() if f
 def family_named(name: str) -> Family:
     """The row for a family name; an unlisted name (a demo or custom U-Net model) is a U-Net with every feature."""
     return FAMILIES.get(name, FAMILIES["other"])
+
+
+def family_of_pipeline_class(class_name: str) -> str | None:
+    """The DiT family a diffusers folder holds, from its model_index.json `_class_name` (None: not one of them;
+    the U-Net families share pipeline classes and are told apart from the loaded U-Net)."""
+    for family in FAMILIES.values():
+        if class_name in family.pipeline_classes and family.denoiser_class.endswith("Transformer2DModel"):
+            return family.name
+    return None
 
 
 def family_of_pipeline(pipe) -> str:
