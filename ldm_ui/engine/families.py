@@ -23,8 +23,8 @@ FEATURES = {
     "variation_seeds": "variation seeds",
     "lora": "LoRA",
     "prompt_weights": "prompt weighting and editing ((word:1.2), [a:b:0.5])",
+    "interpolate": "interpolation",
 }
-UNET_ONLY = ("variation_seeds", "controlnet")
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,14 @@ class Family:
         return [f"{FEATURES[name][0].upper() + FEATURES[name][1:]}: {reason}" for name, reason in self.missing.items()]
 
 
-_UNET_NOTE = "ldm-ui offers this for U-Net models (SD 1.x, 2.x, SDXL and the demo)"
+_UNET_NOTE = "in ldm-ui only for U-Net models (SD 1.x, 2.x, SDXL and the demo)"
 _PLAIN_PROMPTS = "this family's pipeline encodes the prompt text itself, as written"
 
 
 def _dit_missing(**extra: str) -> dict[str, str]:
     return {"variation_seeds": f"{_UNET_NOTE}; this family's pipeline draws its own noise",
-            "controlnet": _UNET_NOTE, "clip_skip": _PLAIN_PROMPTS,
+            "controlnet": _UNET_NOTE, "interpolate": f"{_UNET_NOTE}: it walks between noises and text embeddings",
+            "clip_skip": _PLAIN_PROMPTS,
             "prompt_weights": _PLAIN_PROMPTS, **extra}
 
 
