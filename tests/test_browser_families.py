@@ -40,7 +40,10 @@ def test_controls_follow_the_loaded_family_with_a_note(tmp_path):
         expect(note).to_be_hidden()
         expect(negative).to_be_enabled()
 
+        page.click("#txt2img-sampler input")
+        page.get_by_role("option", name="DPM++ 2M Karras", exact=True).click()
         pick_model(page, "tiny-flux")
+        expect(page.locator("#txt2img-sampler input")).to_have_value("Euler")  # Flux's list: Euler, Euler a
         expect(note).to_be_visible()
         expect(note).to_contain_text("tiny-flux is a FLUX.1 model")
         expect(note).to_contain_text("Negative prompt: off. FLUX.1 is guidance-distilled")

@@ -10,10 +10,10 @@ from typing import Any
 import gradio as gr
 
 from ldm_ui.engine.families import FEATURES, Family, family_named
+from ldm_ui.engine.samplers import SAMPLER_NAMES
 
 # the task a whole tab needs from the family: without it the tab's Generate button is off
 TAB_TASKS = {"img2img": "img2img", "inpaint": "inpaint", "outpaint": "inpaint", "interpolate": "interpolate"}
-NEGATIVE_PLACEHOLDER = ""
 
 
 @dataclass
@@ -41,7 +41,7 @@ class TabFamilyControls:
         updates = [
             _note(self.tab, family, loaded),
             gr.update(interactive=on("negative_prompt"),
-                      placeholder=NEGATIVE_PLACEHOLDER if on("negative_prompt") else
+                      placeholder="" if on("negative_prompt") else
                       f"{family.label} has no negative prompt: {family.missing['negative_prompt']}"),
             gr.update(interactive=on("clip_skip")),
             _sampler_update(loaded),
@@ -55,9 +55,13 @@ class TabFamilyControls:
 
 
 def _sampler_update(loaded):
+    """The samplers that fit the model; a shorter list (flow matching) also selects its first, so a sampler picked
+    for the previous model never stays selected outside the list (Gradio would refuse it at Generate)."""
     if loaded is None:
         return gr.update()
     names = list(loaded.sampler_names)
+    if len(names) < len(SAMPLER_NAMES):
+        return gr.update(choices=names, value=names[0])
     return gr.update(choices=names)
 
 
