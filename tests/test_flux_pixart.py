@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ldm_ui.config import AppConfig
 from ldm_ui.requests import (
     Cancelled, Failed, Finished, Img2ImgRequest, InpaintRequest, Preview, Txt2ImgRequest, VariationSeed,
 )
+from adapter_files import UNET_TARGETS, write_diffusers_lora
 from tiny_families import build_flux, build_pixart_sigma
 
 FLUX, PIXART = "tiny-flux", "tiny-pixart-sigma"
@@ -24,12 +26,22 @@ def engine(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("dit")
     cache, models = root / "cache", root / "models"
-    build_flux(models / "diffusers" / FLUX, cache)
+    flux = build_flux(models / "diffusers" / FLUX, cache)
     build_pixart_sigma(models / "diffusers" / PIXART, cache)
+    write_diffusers_lora(root / "loras" / "flux-style.safetensors", flux_lora_pairs(flux.transformer))
     engine = Engine(AppConfig(models_dir=models, outputs_dir=root / "outputs", cache_dir=cache, default_model=FLUX,
-                              preview_interval_s=0)).start()
+                              preview_interval_s=0, lora_dirs=[root / "loras"])).start()
     yield engine
     engine.shutdown()
+
+
+def flux_lora_pairs(transformer, rank: int = 4):
+    """A LoRA over the attention projections of Flux's transformer, in diffusers' (peft) layout."""
+    generator = torch.Generator().manual_seed(3)
+    return {("transformer", name): (torch.randn(rank, layer.in_features, generator=generator) * 0.5,
+                                    torch.randn(layer.out_features, rank, generator=generator) * 0.5)
+            for name, layer in transformer.named_modules()
+            if isinstance(layer, torch.nn.Linear) and name.endswith(UNET_TARGETS)}
 
 
 def txt2img(model: str, **changes) -> Txt2ImgRequest:
@@ -70,6 +82,16 @@ def test_flux_cfg_scale_is_its_distilled_guidance_and_a_negative_prompt_is_dropp
     assert "Negative prompt ignored: FLUX.1 is guidance-distilled" in finished.summary
     assert "blurry" not in finished.outputs[0].infotext
     assert np.array_equal(pixels(finished.outputs[0].image), pixels(base.images[0]))
+
+
+def test_a_flux_lora_changes_the_image_through_diffusers_flux_loader_and_comes_off_again(engine):
+    base = engine.generate(txt2img(FLUX, preview_method="off"), timeout=300)
+    styled = engine.generate(txt2img(FLUX, prompt="a red circle <lora:flux-style:1>", preview_method="off"),
+                             timeout=300)
+    assert 'Lora hashes: "flux-style: ' in styled.outputs[0].infotext
+    assert np.abs(pixels(styled.images[0]) - pixels(base.images[0])).mean() > 2
+    again = engine.generate(txt2img(FLUX, preview_method="off"), timeout=300)
+    assert np.array_equal(pixels(again.images[0]), pixels(base.images[0]))  # the weights restored exactly
 
 
 def test_flux_offers_only_the_flow_matching_samplers_its_shifted_schedule_takes(engine):
