@@ -123,6 +123,19 @@ def test_flux_img2img_and_inpaint_run_through_diffusers_flux_pipelines(engine):
     assert type(engine.models.current.pipeline("AutoPipelineForInpainting")).__name__ == "FluxInpaintPipeline"
 
 
+@pytest.mark.parametrize("upscaler", ["Latent", "Lanczos"])
+def test_flux_hires_fix_denoises_the_upscaled_latents_at_the_new_size(engine, upscaler):
+    from ldm_ui.requests import HiresFix
+
+    request = txt2img(FLUX, width=64, height=64, steps=2, hires=HiresFix(upscaler=upscaler, scale=1.5, steps=2,
+                                                                      denoising_strength=0.6))
+    events = list(engine.submit(request).events())
+    finished = events[-1]
+    assert isinstance(finished, Finished), finished
+    assert finished.outputs[0].image.size == (96, 96)
+    assert [e.image.size for e in events if isinstance(e, Preview)][-1] == (12, 12)  # the hires pass's previews
+
+
 def test_flux_refuses_variation_seeds_with_the_reason(engine):
     events = list(engine.submit(txt2img(FLUX, variation=VariationSeed(seed=5, strength=0.5))).events())
     assert isinstance(events[-1], Failed)
