@@ -48,6 +48,7 @@ def test_controls_follow_the_loaded_family_with_a_note(tmp_path):
         expect(note).to_contain_text("tiny-flux is a FLUX.1 model")
         expect(note).to_contain_text("Negative prompt: off. FLUX.1 is guidance-distilled")
         expect(negative).to_be_disabled()
+        expect(page.locator("#txt2img-cfg")).to_contain_text("CFG scale (FLUX.1: distilled guidance)")
         expect(page.locator("#txt2img-clip-skip input[type=number]")).to_be_disabled()
         expect(page.locator("#txt2img-controlnet")).to_be_hidden()
         expect(page.locator("#txt2img-seed-extras")).to_be_hidden()
@@ -72,6 +73,7 @@ def test_controls_follow_the_loaded_family_with_a_note(tmp_path):
 
         pick_model(page, "tiny-sd")
         expect(note).to_be_hidden()
+        expect(page.locator("#txt2img-cfg")).not_to_contain_text("distilled")
         expect(page.locator("#txt2img-controlnet")).to_be_visible()
         page.get_by_role("tab", name="img2img", exact=True).click()
         expect(page.locator("#img2img-generate")).to_be_enabled()

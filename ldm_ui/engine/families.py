@@ -33,13 +33,10 @@ class Family:
     label: str
     denoiser_class: str  # the class of the pipeline's U-Net or transformer that marks this family
     pipeline_classes: tuple[str, ...]  # model_index.json `_class_name`s of its diffusers folders
-    latent_channels: int
     # feature -> why it does not apply to this family (a feature not listed applies)
     missing: dict[str, str] = field(default_factory=dict)
-    flow_matching: bool = False
-    packs_latents: bool = False  # latents travel as (B, tokens, 4C) patches and must be unpacked for the VAE
-    guidance: str = "classifier-free"  # or "distilled": cfg_scale is the embedded guidance strength
-    txt2img_kwargs: dict[str, Any] = field(default_factory=dict)  # what every call of its pipelines adds
+    guidance: str = "classifier-free"  # or "distilled": the CFG scale is the embedded guidance strength
+    txt2img_kwargs: dict[str, Any] = field(default_factory=dict)  # what its txt2img pipeline call adds
 
     def supports(self, feature: str) -> bool:
         return feature not in self.missing
@@ -49,10 +46,6 @@ class Family:
         if feature in self.missing:
             raise RequestError(f"{FEATURES[feature]} does not work with {model_name} ({self.label}): "
                                f"{self.missing[feature]}")
-
-    def notes(self) -> list[str]:
-        """One line per missing feature, for the tabs."""
-        return [f"{FEATURES[name][0].upper() + FEATURES[name][1:]}: {reason}" for name, reason in self.missing.items()]
 
 
 _UNET_NOTE = "in ldm-ui only for U-Net models (SD 1.x, 2.x, SDXL and the demo)"
@@ -67,25 +60,26 @@ def _dit_missing(**extra: str) -> dict[str, str]:
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("sd1", "SD 1.x", "UNet2DConditionModel", ("StableDiffusionPipeline",), 4),
-    Family("sd2", "SD 2.x", "UNet2DConditionModel", ("StableDiffusionPipeline",), 4),
-    Family("sdxl", "SDXL", "UNet2DConditionModel", ("StableDiffusionXLPipeline",), 4),
-    Family("sd3", "SD3 / SD3.5", "SD3Transformer2DModel", ("StableDiffusion3Pipeline",), 16, flow_matching=True,
+    Family("sd1", "SD 1.x", "UNet2DConditionModel", ("StableDiffusionPipeline",)),
+    Family("sd2", "SD 2.x", "UNet2DConditionModel", ("StableDiffusionPipeline",)),
+    Family("sdxl", "SDXL", "UNet2DConditionModel", ("StableDiffusionXLPipeline",)),
+    Family("sd3", "SD3 / SD3.5", "SD3Transformer2DModel", ("StableDiffusion3Pipeline",),
            missing=_dit_missing()),
-    Family("flux", "FLUX.1", "FluxTransformer2DModel", ("FluxPipeline",), 16, flow_matching=True, packs_latents=True,
+    Family("flux", "FLUX.1", "FluxTransformer2DModel", ("FluxPipeline",),
            guidance="distilled", missing=_dit_missing(
                negative_prompt="FLUX.1 is guidance-distilled: it has no unconditional pass, so a negative prompt "
                                "is ignored; the CFG scale sets its embedded guidance strength")),
-    Family("pixart", "PixArt-Sigma", "PixArtTransformer2DModel", ("PixArtSigmaPipeline",), 4,
+    Family("pixart", "PixArt-Sigma", "PixArtTransformer2DModel", ("PixArtSigmaPipeline",),
            # binning would silently change the requested size to the nearest trained aspect ratio
            txt2img_kwargs={"use_resolution_binning": False},
            missing=_dit_missing(
                img2img="diffusers has no img2img pipeline for PixArt-Sigma (txt2img only)",
                inpaint="diffusers has no inpainting pipeline for PixArt-Sigma (txt2img only)",
                lora="diffusers' PixArt-Sigma pipeline has no LoRA loader")),
-    Family("other", "another U-Net model", "UNet2DConditionModel", (), 4),
+    Family("other", "another U-Net model", "UNet2DConditionModel", ()),
 )}
-TRANSFORMER_FAMILIES = {f.denoiser_class: f.name for f in FAMILIES.values() if f.denoiser_class.endswith("Transformer2DModel")}
+TRANSFORMER_FAMILIES = {f.denoiser_class: f.name for f in FAMILIES.values()
+                        if f.denoiser_class.endswith("Transformer2DModel")}
 
 
 def family_named(name: str) -> Family:

@@ -26,12 +26,13 @@ class TabFamilyControls:
     clip_skip: gr.Slider
     sampler: gr.Dropdown
     generate: gr.Button
+    cfg_scale: gr.Slider
     controlnet: Any = None  # the ControlNet accordion, where the tab has one
     seed_extras: Any = None  # the variation seed accordion, where the tab has one
 
     def outputs(self) -> list:
         return [w for w in (self.note, self.negative_prompt, self.clip_skip, self.sampler, self.generate,
-                            self.controlnet, self.seed_extras) if w is not None]
+                            self.cfg_scale, self.controlnet, self.seed_extras) if w is not None]
 
     def updates(self, loaded) -> list:
         """Gradio updates, in the order of `outputs()`, for the LoadedModel `loaded` (None: no model: all on)."""
@@ -46,12 +47,20 @@ class TabFamilyControls:
             gr.update(interactive=on("clip_skip")),
             _sampler_update(loaded),
             gr.update(interactive=task is None or on(task)),
+            gr.update(label=cfg_label(family)),
         ]
         if self.controlnet is not None:
             updates.append(gr.update(visible=on("controlnet")))
         if self.seed_extras is not None:
             updates.append(gr.update(visible=on("variation_seeds")))
         return updates
+
+
+def cfg_label(family: Family | None) -> str:
+    """A guidance-distilled model (FLUX.1) takes the CFG scale as the strength of its embedded guidance."""
+    if family is not None and family.guidance == "distilled":
+        return f"CFG scale ({family.label}: distilled guidance)"
+    return "CFG scale"
 
 
 def _sampler_update(loaded):
@@ -103,7 +112,8 @@ def tab_family_controls(ui) -> list[TabFamilyControls]:
             continue
         accordions = ui.family_accordions.get(tab, {})
         found.append(TabFamilyControls(tab, controls.family_note, controls.negative_prompt, controls.clip_skip,
-                                       controls.sampler, controls.generate, accordions.get("controlnet"),
+                                       controls.sampler, controls.generate, controls.cfg_scale,
+                                       accordions.get("controlnet"),
                                        accordions.get("seed_extras")))
     return found
 
