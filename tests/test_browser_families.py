@@ -64,7 +64,8 @@ def test_controls_follow_the_loaded_family_with_a_note(tmp_path):
         pick_model(page, "tiny-pixart")
         page.get_by_role("tab", name="img2img", exact=True).click()
         img2img_note = page.locator("#img2img-family-note")
-        expect(img2img_note).to_contain_text("Img2img: not available. Diffusers has no img2img pipeline for PixArt-Sigma")
+        expect(img2img_note).to_contain_text("Img2img: not available. Diffusers has no img2img pipeline for "
+                                             "PixArt-Sigma")
         expect(page.locator("#img2img-generate")).to_be_disabled()
         screenshot(page, "family-pixart-img2img")
         page.get_by_role("tab", name="txt2img", exact=True).click()
