@@ -60,6 +60,12 @@ def test_controls_follow_the_loaded_family_with_a_note(tmp_path):
         expect(page.locator("#txt2img-status")).to_contain_text("Done: 1 image(s)", timeout=120_000)
         assert "Model: tiny-flux" in page.input_value("#txt2img-infotext textarea")
         screenshot(page, "family-flux-txt2img")
+        sampler = page.locator("#txt2img-sampler input")  # e.g. what PNG info brings from an SD image
+        sampler.fill("DPM++ 2M Karras")
+        sampler.press("Enter")
+        page.click("#txt2img-generate")
+        expect(page.locator("#txt2img-status")).to_contain_text(
+            "'DPM++ 2M Karras' does not fit this model's flow-matching training; choose one of: Euler, Euler a")
 
         pick_model(page, "tiny-pixart")
         page.get_by_role("tab", name="img2img", exact=True).click()

@@ -118,7 +118,10 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
                 interrupt = gr.Button("Interrupt", variant="stop", size="md", elem_id=f"{tab}-interrupt", min_width=70)
                 skip = gr.Button("Skip", variant="secondary", size="md", elem_id=f"{tab}-skip", min_width=70)
     with gr.Row():
-        sampler = gr.Dropdown(list(SAMPLER_NAMES), value="Euler a", label="Sampler", elem_id=f"{tab}-sampler")
+        # a custom value reaches the engine, which names the samplers that fit (PNG info or a preset may bring a
+        # sampler outside a flow-matching model's shorter list; Gradio alone would refuse it without saying why)
+        sampler = gr.Dropdown(list(SAMPLER_NAMES), value="Euler a", label="Sampler", elem_id=f"{tab}-sampler",
+                              allow_custom_value=True)
         steps = CheckedLaterSlider(1, MAX_STEPS, value=20, step=1, label="Sampling steps", elem_id=f"{tab}-steps")
     with gr.Row():
         width = CheckedLaterSlider(MIN_SIZE, MAX_SIZE, value=native_size, step=8, label="Width", elem_id=f"{tab}-width")
