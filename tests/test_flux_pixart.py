@@ -184,3 +184,26 @@ def test_pixart_sigma_refuses_img2img_inpaint_and_lora_with_the_registry_reason(
     assert isinstance(events[-1], Failed)
     assert "LoRA does not work with tiny-pixart-sigma (PixArt-Sigma): diffusers' PixArt-Sigma pipeline has no " \
            "LoRA loader" in events[-1].message
+
+
+def test_a_diffusers_folder_of_a_family_ldm_ui_does_not_know_is_refused_naming_what_it_looked_for(tmp_path):
+    """A class-conditional DiT (no text encoder) is a diffusers pipeline, but not one ldm-ui can prompt."""
+    from diffusers import DDIMScheduler, DiTPipeline, DiTTransformer2DModel
+
+    from ldm_ui.engine.engine import Engine
+    from tiny_families import _vae
+
+    transformer = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                                        num_layers=1, sample_size=8, patch_size=2, num_embeds_ada_norm=10)
+    DiTPipeline(transformer=transformer, vae=_vae(), scheduler=DDIMScheduler()).save_pretrained(
+        tmp_path / "models" / "diffusers" / "class-dit")
+    engine = Engine(AppConfig(models_dir=tmp_path / "models", outputs_dir=tmp_path / "outputs",
+                              cache_dir=tmp_path / "cache", default_model="class-dit")).start()
+    try:
+        events = list(engine.submit(txt2img("class-dit")).events())
+    finally:
+        engine.shutdown()
+    assert isinstance(events[-1], Failed)
+    assert events[-1].message.startswith("class-dit (DiTPipeline) is not a checkpoint family ldm-ui knows; it "
+                                         "looked for a text-to-image pipeline with a U-Net")
+    assert "FluxPipeline (FLUX.1), PixArtSigmaPipeline (PixArt-Sigma)" in events[-1].message

@@ -119,3 +119,11 @@ def fit_request(request, family: Family):
         request = dataclasses.replace(request, clip_skip=None)
         notes.append(f"Clip skip ignored: {family.missing['clip_skip']}.")
     return request, notes
+
+
+def unknown_pipeline_message(model_name: str, pipeline_class: str) -> str:
+    """What a diffusers folder or hub id of a pipeline outside the registry is refused with."""
+    known = ", ".join(f"{cls} ({family.label})" for family in FAMILIES.values()
+                      if family.denoiser_class.endswith("Transformer2DModel") for cls in family.pipeline_classes)
+    return (f"{model_name} ({pipeline_class}) is not a checkpoint family ldm-ui knows; it looked for a text-to-image "
+            f"pipeline with a U-Net (SD 1.x, 2.x, SDXL) or one of: {known}")

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from ldm_ui.config import AppConfig
-from ldm_ui.engine.families import Family, family_named, family_of_pipeline
+from ldm_ui.engine.families import Family, family_named, family_of_pipeline, unknown_pipeline_message
 from ldm_ui.engine.file_hashes import short_file_hash
 from ldm_ui.engine.model_types import PICKLE_SUFFIXES, SINGLE_FILE_SUFFIXES, ModelError
 from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
@@ -281,6 +281,9 @@ class ModelManager:
             raise ModelError(f"could not download model {repo_id!r} from the hub: {error}") from error
 
     def _prepare(self, entry: ModelEntry, pipe, family: str | None) -> LoadedModel:
+        family = family or family_of_pipeline(pipe)
+        if family == "other" and getattr(pipe, "unet", None) is None:  # a DiT the registry does not describe
+            raise ModelError(unknown_pipeline_message(entry.name, type(pipe).__name__))
         pipe.set_progress_bar_config(disable=True)
         if self.config.no_half_vae:
             pipe.vae.to(torch.float32)  # the codec casts latents to the VAE's dtype; pipelines never decode
@@ -298,7 +301,6 @@ class ModelManager:
             cpu_threads = cpu_threads_for(tiny, self.config.cpu_threads, self._default_threads)
             torch.set_num_threads(cpu_threads)
             torch.backends.mkldnn.enabled = not tiny  # process-wide, like the model itself
-        family = family or family_of_pipeline(pipe)
         codec = VaeCodec(pipe)
         return LoadedModel(
             entry=entry, pipe=pipe, family=family,
