@@ -119,3 +119,52 @@ def sd3_pipeline_to_original(pipe) -> dict[str, torch.Tensor]:
                        # SD3's CLIP-L projection is the identity, which the file leaves out
                        **hf_clip_to_prefix(pipe.text_encoder, "text_encoders.clip_l.transformer.", with_projection=False),
                        **hf_clip_to_prefix(pipe.text_encoder_2, "text_encoders.clip_g.transformer.")})
+
+
+def flux_to_original(transformer, prefix: str = "model.diffusion_model.") -> dict[str, torch.Tensor]:
+    """FLUX.1's transformer in Black Forest Labs' layout: fused q/k/v (and, in the single blocks, q/k/v + MLP in
+    one linear1), modulation under *_mod.lin / modulation.lin, the final adaLN as (shift, scale)."""
+    state = transformer.state_dict()
+    out = {}
+
+    def put(name: str, key: str) -> None:
+        for kind in ("weight", "bias"):
+            if f"{key}.{kind}" in state:
+                out[f"{name}.{kind}"] = state[f"{key}.{kind}"]
+
+    embed = "time_text_embed."
+    for original, ours in (("time_in", "timestep_embedder"), ("vector_in", "text_embedder"),
+                           ("guidance_in", "guidance_embedder")):
+        put(f"{original}.in_layer", f"{embed}{ours}.linear_1")
+        put(f"{original}.out_layer", f"{embed}{ours}.linear_2")
+    put("txt_in", "context_embedder")
+    put("img_in", "x_embedder")
+    for i in range(transformer.config.num_layers):
+        block, ours = f"double_blocks.{i}.", f"transformer_blocks.{i}."
+        put(block + "img_mod.lin", ours + "norm1.linear")
+        put(block + "txt_mod.lin", ours + "norm1_context.linear")
+        for kind in ("weight", "bias"):
+            out[f"{block}img_attn.qkv.{kind}"] = torch.cat([state[f"{ours}attn.to_{p}.{kind}"] for p in "qkv"])
+            out[f"{block}txt_attn.qkv.{kind}"] = torch.cat([state[f"{ours}attn.add_{p}_proj.{kind}"] for p in "qkv"])
+        for side, (q, k) in (("img", ("norm_q", "norm_k")), ("txt", ("norm_added_q", "norm_added_k"))):
+            out[f"{block}{side}_attn.norm.query_norm.scale"] = state[f"{ours}attn.{q}.weight"]
+            out[f"{block}{side}_attn.norm.key_norm.scale"] = state[f"{ours}attn.{k}.weight"]
+        put(block + "img_mlp.0", ours + "ff.net.0.proj")
+        put(block + "img_mlp.2", ours + "ff.net.2")
+        put(block + "txt_mlp.0", ours + "ff_context.net.0.proj")
+        put(block + "txt_mlp.2", ours + "ff_context.net.2")
+        put(block + "img_attn.proj", ours + "attn.to_out.0")
+        put(block + "txt_attn.proj", ours + "attn.to_add_out")
+    for i in range(transformer.config.num_single_layers):
+        block, ours = f"single_blocks.{i}.", f"single_transformer_blocks.{i}."
+        put(block + "modulation.lin", ours + "norm.linear")
+        for kind in ("weight", "bias"):
+            out[f"{block}linear1.{kind}"] = torch.cat([state[f"{ours}attn.to_{p}.{kind}"] for p in "qkv"]
+                                                      + [state[f"{ours}proj_mlp.{kind}"]])
+        out[f"{block}norm.query_norm.scale"] = state[f"{ours}attn.norm_q.weight"]
+        out[f"{block}norm.key_norm.scale"] = state[f"{ours}attn.norm_k.weight"]
+        put(block + "linear2", ours + "proj_out")
+    put("final_layer.linear", "proj_out")
+    for kind in ("weight", "bias"):
+        out[f"final_layer.adaLN_modulation.1.{kind}"] = _swap_halves(state[f"norm_out.linear.{kind}"])
+    return contiguous({prefix + k: v for k, v in out.items()})

@@ -140,3 +140,76 @@ def family_configs(reference: Path, root: Path, variant: str) -> Path:
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(file, destination)
     return target
+
+
+# ---- T5 (Flux, PixArt-Sigma): a SentencePiece-style Unigram tokenizer made here, since none can be downloaded
+
+T5_WORDS = ("a red green blue circle square cat dog house tree sky photo of the on in with and bright dark small "
+            "large portrait landscape painting night day").split()
+
+
+def t5_tokenizer(cache_dir: Path):
+    """A T5 tokenizer (Unigram over '▁'-prefixed pieces, <pad>=0, </s>=1, <unk>=2, 100 sentinels, as T5 has) built
+    from a vocabulary list with the `tokenizers` library and saved once (tokenizer.json, as a hub folder holds)."""
+    from transformers import T5TokenizerFast
+
+    folder = Path(cache_dir) / "tokenizer-t5"
+    if not (folder / "tokenizer.json").is_file():
+        pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+        pieces += [("▁" + word, -3.0 - i / 100) for i, word in enumerate(T5_WORDS)]
+        pieces += [(c, -6.0) for c in "abcdefghijklmnopqrstuvwxyz0123456789.,!?'-"]
+        pieces += [("▁" + c, -7.0) for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+        tokenizer = T5TokenizerFast(vocab=pieces + [(f"<extra_id_{i}>", 0.0) for i in reversed(range(100))],
+                                    extra_ids=100, model_max_length=512)
+        tokenizer.save_pretrained(folder)
+    return T5TokenizerFast.from_pretrained(folder)
+
+
+def _t5(vocab_size: int, d_model: int = 32):
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=8, d_ff=64, num_layers=2,
+                                   num_heads=4, relative_attention_num_buckets=8, feed_forward_proj="gated-gelu",
+                                   is_encoder_decoder=False, use_cache=False))
+
+
+def build_flux(folder: Path, cache_dir: Path, seed: int = 0, guidance_embeds: bool = True):
+    """FLUX.1 at toy size: double- and single-stream blocks, CLIP-L pooled + T5 sequence, a 16-channel shifted VAE,
+    flow matching with resolution-dependent shift; `guidance_embeds` as in FLUX.1-dev (schnell has none)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+
+    torch.manual_seed(seed)
+    tokenizer_2 = t5_tokenizer(cache_dir)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                         pooled_projection_dim=32, guidance_embeds=guidance_embeds,
+                                         axes_dims_rope=(4, 6, 6))
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=256, max_image_seq_len=4096)
+    pipe = FluxPipeline(
+        transformer=transformer, scheduler=scheduler,
+        vae=_vae(16, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False),
+        text_encoder=_clip(32, 2, "quick_gelu"), tokenizer=clip_tokenizer(cache_dir, "<|endoftext|>"),
+        text_encoder_2=_t5(len(tokenizer_2)), tokenizer_2=tokenizer_2,
+    )
+    pipe.save_pretrained(folder)
+    return pipe
+
+
+def build_pixart_sigma(folder: Path, cache_dir: Path, seed: int = 0):
+    """PixArt-Sigma at toy size: a DiT with cross-attention to T5, learned sigma (8 output channels for a 4-channel
+    latent), an SDXL-style VAE and DPM-Solver++ over a linear beta schedule."""
+    from diffusers import DPMSolverMultistepScheduler, PixArtSigmaPipeline, PixArtTransformer2DModel
+
+    torch.manual_seed(seed)
+    tokenizer = t5_tokenizer(cache_dir)
+    transformer = PixArtTransformer2DModel(
+        sample_size=8, num_layers=2, patch_size=2, attention_head_dim=8, num_attention_heads=4, in_channels=4,
+        out_channels=8, cross_attention_dim=32, caption_channels=32, norm_type="ada_norm_single",
+        norm_elementwise_affine=False, norm_eps=1e-6, use_additional_conditions=False, interpolation_scale=None)
+    scheduler = DPMSolverMultistepScheduler(beta_schedule="linear", beta_start=0.0001, beta_end=0.02,
+                                            prediction_type="epsilon", num_train_timesteps=1000)
+    pipe = PixArtSigmaPipeline(tokenizer=tokenizer, text_encoder=_t5(len(tokenizer)), vae=_vae(scaling_factor=0.13025),
+                               transformer=transformer, scheduler=scheduler)
+    pipe.save_pretrained(folder)
+    return pipe

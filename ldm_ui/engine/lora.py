@@ -207,6 +207,11 @@ def activate_loras(ctx, prompt: str) -> dict[str, str]:
     Called once per job before sampling by every task (the batch loop does it for the ones that use it).
     """
     _, tags = parse_lora_tags(prompt)
+    if not hasattr(ctx.model.pipe, "load_lora_weights"):  # a family whose diffusers pipeline has no LoRA loader
+        if tags:
+            ctx.model.family_row.require("lora", ctx.model.entry.name)
+        ctx.lora_state = ((), "")
+        return {}
     # merged into the weights while the same set repeats; not under offload (its hooks move weights around)
     entries = apply_loras(ctx.config, ctx.model.pipe, tags, report=ctx.status, fuse=not ctx.model.offloaded)
     ctx.lora_state = (tuple((tag.name, tag.weight) for tag in tags), entries.get("Lora hashes", ""))

@@ -57,7 +57,10 @@ class LoraFusion:
         return fusion
 
     def components(self) -> list[str]:
-        return [name for name in COMPONENT_NAMES if isinstance(getattr(self.pipe, name, None), torch.nn.Module)]
+        """The pipeline's components that take LoRAs (Flux's loader: transformer and CLIP, not its T5)."""
+        loadable = getattr(self.pipe, "_lora_loadable_modules", None) or COMPONENT_NAMES
+        return [name for name in COMPONENT_NAMES
+                if name in loadable and isinstance(getattr(self.pipe, name, None), torch.nn.Module)]
 
     def fuse(self, key: Any, adapter_names: list[str]) -> None:
         """Merge the active adapters (at the weights set_adapters gave them) into the base weights."""

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from ldm_ui.config import AppConfig
+from ldm_ui.engine.families import Family, family_named, family_of_pipeline, unknown_pipeline_message
 from ldm_ui.engine.file_hashes import short_file_hash
 from ldm_ui.engine.model_types import PICKLE_SUFFIXES, SINGLE_FILE_SUFFIXES, ModelError
 from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
@@ -35,6 +36,9 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 # 0.43 s with 1; with oneDNN convolutions off as well, 0.23-0.28 s instead of 0.28-0.29 s.
 TINY_UNET_PARAMS = 20_000_000
 
+
+# the task pipelines a family may lack -> the registry's feature name
+TASK_PIPELINE_FEATURES = {"AutoPipelineForImage2Image": "img2img", "AutoPipelineForInpainting": "inpaint"}
 
 __all__ = ["ModelError", "ModelManager", "LoadedModel", "ModelEntry"]  # ModelError re-exported for callers
 
@@ -82,8 +86,17 @@ class LoadedModel:
         unet = getattr(self.pipe, "unet", None)
         return unet is not None and unet.config.in_channels == 9
 
+    @property
+    def family_row(self) -> Family:
+        """This model's row in the family registry: which tasks and controls apply, and why not."""
+        return family_named(self.family)
+
     def pipeline(self, auto_class_name: str):
-        """The pipeline for a task (e.g. 'AutoPipelineForImage2Image'), built over the loaded weights once."""
+        """The pipeline for a task (e.g. 'AutoPipelineForImage2Image'), built over the loaded weights once; a task
+        the family's diffusers pipelines lack is refused with the registry's reason."""
+        feature = TASK_PIPELINE_FEATURES.get(auto_class_name)
+        if feature:
+            self.family_row.require(feature, self.entry.name)
         if auto_class_name not in self.pipelines:
             import diffusers
 
@@ -288,6 +301,9 @@ class ModelManager:
             raise ModelError(f"could not download model {repo_id!r} from the hub: {error}") from error
 
     def _prepare(self, entry: ModelEntry, pipe, family: str | None) -> LoadedModel:
+        family = family or family_of_pipeline(pipe)
+        if family == "other" and getattr(pipe, "unet", None) is None:  # a DiT the registry does not describe
+            raise ModelError(unknown_pipeline_message(entry.name, type(pipe).__name__))
         pipe.set_progress_bar_config(disable=True)
         if self.config.no_half_vae:
             pipe.vae.to(torch.float32)  # the codec casts latents to the VAE's dtype; pipelines never decode
@@ -305,7 +321,6 @@ class ModelManager:
             cpu_threads = cpu_threads_for(tiny, self.config.cpu_threads, self._default_threads)
             torch.set_num_threads(cpu_threads)
             torch.backends.mkldnn.enabled = not tiny  # process-wide, like the model itself
-        family = family or model_family(pipe)
         codec = VaeCodec(pipe)
         return LoadedModel(
             entry=entry, pipe=pipe, family=family,
@@ -359,25 +374,6 @@ def compile_unet(pipe, device: torch.device) -> None:
     if device.type == "cuda":
         denoiser.to(memory_format=torch.channels_last)
     denoiser.compile(fullgraph=False, dynamic=False)
-
-
-# DiT families by their transformer class
-TRANSFORMER_FAMILIES = {"SD3Transformer2DModel": "sd3", "FluxTransformer2DModel": "flux",
-                        "PixArtTransformer2DModel": "pixart"}
-
-
-def model_family(pipe) -> str:
-    if getattr(pipe, "unet", None) is None:
-        return TRANSFORMER_FAMILIES.get(type(pipe.transformer).__name__, "other")
-    unet_config = pipe.unet.config
-    if getattr(unet_config, "addition_embed_type", None) == "text_time":
-        return "sdxl"
-    cross = unet_config.cross_attention_dim
-    if cross == 1024:
-        return "sd2"
-    if cross == 768:
-        return "sd1"
-    return "other"
 
 
 class _DownloadWatcher:

@@ -56,7 +56,20 @@ def is_flow_matching(base_config: Any) -> bool:
 
 def samplers_for(base_config: Any) -> tuple[str, ...]:
     """The sampler names that fit a model, from its own scheduler's config."""
-    return tuple(FLOW_MATCH_SAMPLERS) if is_flow_matching(base_config) else SAMPLER_NAMES
+    if not is_flow_matching(base_config):
+        return SAMPLER_NAMES
+    return tuple(name for name, (class_name, _) in FLOW_MATCH_SAMPLERS.items()
+                 if _takes_shifted_sigmas(class_name) or not dict(base_config).get("use_dynamic_shifting"))
+
+
+@functools.cache
+def _takes_shifted_sigmas(class_name: str) -> bool:
+    """Whether a flow-matching scheduler takes the sigmas and `mu` a resolution-shifted model's pipeline hands it
+    (Flux shifts its schedule by the image's token count; FlowMatchHeun cannot)."""
+    import diffusers
+
+    parameters = inspect.signature(getattr(diffusers, class_name).set_timesteps).parameters
+    return "sigmas" in parameters and "mu" in parameters
 
 
 def make_scheduler(name: str, base_config: Any, seed: int | None = None):
@@ -68,9 +81,10 @@ def make_scheduler(name: str, base_config: Any, seed: int | None = None):
     import diffusers
 
     table = FLOW_MATCH_SAMPLERS if is_flow_matching(base_config) else SAMPLERS
-    if name not in table:
+    fitting = samplers_for(base_config)
+    if name not in fitting:
         raise SamplerMismatch(f"sampler {name!r} does not fit this model's flow-matching training; choose one of: "
-                           f"{', '.join(table)}")
+                           f"{', '.join(fitting)}")
     class_name, overrides = table[name]
     cls = _previewing_class(getattr(diffusers, class_name))
     seeded = "noise_sampler_seed" in inspect.signature(cls.__init__).parameters

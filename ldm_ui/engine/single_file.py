@@ -6,7 +6,9 @@ config folder, which it would otherwise download. So this module only:
 2. recognizes the family and variant from the tensor names and shapes (`recognize`),
 3. copies that variant's shipped config folder (configs/<variant>/, JSON only) into the cache, with the CLIP
    tokenizer files built from a package file (clip_vocab.py) and the prediction type a sidecar .yaml asks for,
-4. calls the pipeline class's `from_single_file(path, config=<that folder>, local_files_only=True)`.
+4. calls the pipeline class's `from_single_file(path, config=<that folder>, local_files_only=True)`; for a FLUX.1
+   file, which holds only the transformer, the transformer class's `from_single_file` and the rest of the pipeline
+   from the user's FLUX.1 diffusers folder (base_components.py: its T5 tokenizer cannot be made offline).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ldm_ui.engine.base_components import base_folder, load_with_base
 from ldm_ui.engine.checkpoint_files import TensorInfo, pickle_to_safetensors, read_safetensors_header
 from ldm_ui.engine.clip_vocab import save_clip_tokenizer
 from ldm_ui.engine.model_types import PICKLE_SUFFIXES, SINGLE_FILE_SUFFIXES, ModelError
@@ -40,17 +43,18 @@ SDXL_REFINER_TEXT = "conditioner.embedders.0.model."
 SD3_TEXTS = ("text_encoders.clip_l.transformer.", "text_encoders.clip_g.transformer.")
 SD3_T5 = "text_encoders.t5xxl.transformer."
 LOOKED_FOR = (f"'{UNET_CONV_IN}' with '{SD1_TEXT}*' (SD1.x), '{SD2_TEXT}*' (SD2.x) or '{SDXL_TEXT_2}*' (SDXL); "
-              f"'{MMDIT}*' (SD3/SD3.5); '{FLUX}*' (Flux)")
+              f"'{MMDIT}*' (SD3/SD3.5); '{FLUX}*' (FLUX.1)")
 
 
 @dataclass(frozen=True)
 class Variant:
     folder: str  # configs/<folder>/: the diffusers config folder of this variant
     label: str  # what a user reads in messages and logs
-    family: str  # sd1 | sd2 | sdxl | sd3: the latent family previews and samplers follow
+    family: str  # sd1 | sd2 | sdxl | sd3 | flux: the family registry's row (engine/families.py)
     prediction_type: str | None = None  # overrides the folder's scheduler (UNet families only)
     prediction_source: str = "the family's default"
     skip_components: tuple[str, ...] = ()  # listed in the folder's model_index but not loaded
+    transformer_only: bool = False  # the rest of the pipeline comes from a diffusers folder of the family
 
 
 # ---- recognizing the family from the header
@@ -67,10 +71,7 @@ def recognize(path: Path, tensors: dict[str, TensorInfo]) -> Variant:
     if has(MMDIT) or has(MMDIT.removeprefix("model.diffusion_model.")):
         return _sd3_variant(path, tensors, has)
     if has(FLUX) or has(FLUX.removeprefix("model.diffusion_model.")):
-        raise ModelError(
-            f"{path.name} is a Flux checkpoint; ldm-ui cannot load Flux from a single file offline: Flux needs the "
-            "T5-XXL text encoder and its SentencePiece tokenizer, which no installed package ships. Use a diffusers "
-            "folder of FLUX.1 in models/diffusers, or its hub id (e.g. black-forest-labs/FLUX.1-schnell) when online")
+        return _flux_variant(path, tensors, has)
     conv_in = tensors.get(UNET_CONV_IN)
     if conv_in is None:
         raise ModelError(f"{path.name} is not a checkpoint family ldm-ui knows{_hint(keys)}; it looked for "
@@ -125,6 +126,22 @@ def _sd3_variant(path: Path, tensors: dict[str, TensorInfo], has) -> Variant:
         log.info("%s: its T5-XXL text encoder is skipped (no T5 tokenizer offline); prompts use the CLIP encoders",
                  path.name)
     return Variant(folder, label, "sd3", skip_components=("text_encoder_3", "tokenizer_3"))
+
+
+def _flux_variant(path: Path, tensors: dict[str, TensorInfo], has) -> Variant:
+    """FLUX.1-dev (guidance embedder) or -schnell (none), as diffusers tells them apart; Fill and Depth (more input
+    channels) need pipelines ldm-ui does not offer."""
+    prefix = "model.diffusion_model." if has(FLUX) else ""
+    img_in = tensors.get(prefix + "img_in.weight")
+    channels = img_in.shape[1] if img_in is not None and len(img_in.shape) == 2 else 64
+    if channels != 64:
+        kind = {384: "FLUX.1 Fill", 128: "FLUX.1 Depth/Canny"}.get(channels, f"a Flux with {channels} input channels")
+        raise ModelError(f"{path.name} is {kind}, which needs its own pipeline; ldm-ui loads FLUX.1-dev and "
+                         "-schnell transformers (64 input channels)")
+    rest = ("vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")  # from the family's folder
+    if has(prefix + "guidance_in."):
+        return Variant("flux-dev", "FLUX.1-dev", "flux", skip_components=rest, transformer_only=True)
+    return Variant("flux-schnell", "FLUX.1-schnell", "flux", skip_components=rest, transformer_only=True)
 
 
 def _hint(keys) -> str:
@@ -244,9 +261,17 @@ def load_single_file(path: Path, config, dtype, configs_root: Path = CONFIGS_DIR
     index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     pipeline_class = getattr(diffusers, index["_class_name"])
     skipped = {name: None for name in variant.skip_components}
+    base = None
+    if variant.transformer_only:
+        base = base_folder(config.diffusers_dir(), variant.family, path.name, variant.label,
+                           "its VAE and text encoders (CLIP-L, and T5-XXL with its SentencePiece tokenizer)")
     try:
-        pipe = pipeline_class.from_single_file(str(path_to_load), config=str(folder), local_files_only=True,
-                                               torch_dtype=dtype, **skipped)
+        if base is not None:
+            log.info("%s: transformer from the file, the other components from %s", path.name, base.name)
+            pipe = load_with_base(path_to_load, folder, base, dtype, config.allow_pickle)
+        else:
+            pipe = pipeline_class.from_single_file(str(path_to_load), config=str(folder), local_files_only=True,
+                                                   torch_dtype=dtype, **skipped)
     except ModelError:
         raise
     except Exception as error:  # noqa: BLE001 - conversion failures come in many types; all mean "cannot load this"

@@ -70,6 +70,7 @@ def unit_key(index: int, name: str) -> str:
 @dataclass
 class ControlNetPanel:
     units_widgets: list[dict[str, gr.components.Component]]  # per unit: UNIT_FIELDS name -> widget
+    accordion: gr.Accordion | None = None  # the whole panel, hidden for a family without ControlNet
 
     def fields(self) -> list[Input]:
         """InputTable rows for every unit, with API defaults so a script can leave ControlNet out."""
@@ -123,7 +124,7 @@ def build_controlnet_panel(tab: str, engine, width: gr.Slider, height: gr.Slider
     models = controlnet_names(config)
     preprocessors = [*PREPROCESSOR_NAMES, *(n for n in engine.controlnet_preprocessors if n not in PREPROCESSOR_NAMES)]
     widgets: list[dict] = []
-    with gr.Accordion("ControlNet", open=False, elem_id=f"{tab}-controlnet"):
+    with gr.Accordion("ControlNet", open=False, elem_id=f"{tab}-controlnet") as accordion:
         refresh = gr.Button("↻ Refresh ControlNet models", size="sm", elem_id=f"{tab}-controlnet-refresh")
         with gr.Tabs():
             for index in range(MAX_CONTROLNET_UNITS):
@@ -167,4 +168,4 @@ def build_controlnet_panel(tab: str, engine, width: gr.Slider, height: gr.Slider
                 image.upload(lambda: True, None, enabled, queue=False, api_name=False)
     refresh.click(lambda: [gr.update(choices=controlnet_names(config))] * len(widgets), None,
                   [w["model"] for w in widgets], queue=False, api_name=False)
-    return ControlNetPanel(widgets)
+    return ControlNetPanel(widgets, accordion)

@@ -12,7 +12,7 @@ from ldm_ui.ownership import OutputOwners
 from ldm_ui.ui.common import (
     GenerationControls, OutputPanel, new_session_state, one_line, render_status, without_server_paths,
 )
-from ldm_ui.ui import settings_panel
+from ldm_ui.ui import family_controls, settings_panel
 from ldm_ui.ui.startup import guess_native_size
 from ldm_ui.ui.vae_picker import build_vae_picker, wire_vae_picker
 
@@ -41,6 +41,9 @@ class UiContext:
     seed_extras: dict[str, Any] = field(default_factory=dict)  # tab -> its SeedExtras (PNG info fills them)
     refiner_panels: dict[str, Any] = field(default_factory=dict)  # tab -> its RefinerPanel (PNG info fills them)
     owners: OutputOwners | None = None  # who made which output: with logins on, History shows a user their own
+    # tab -> {"controlnet": its ControlNet accordion, "seed_extras": its variation accordion}: hidden for a family
+    # that lacks the feature (ui/family_controls.py)
+    family_accordions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def shared_fields(self) -> list[tuple[str, Any]]:
         """The InputTable rows every generation tab ends with (the session is no API parameter)."""
@@ -120,12 +123,19 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None,
         wire_vae_picker(engine, vae, vae_status, refresh, model, model_status)
         size_targets = [c.width for c, _ in ui.tabs.values()] + [c.height for c, _ in ui.tabs.values()]
         header = [model_status, model_error, model]
+        # each tab's controls follow the loaded model's family (disabled or hidden with a note in the tab)
+        family_tabs = family_controls.tab_family_controls(ui)
+        family_targets = family_controls.family_outputs(family_tabs)
         # input, not change: setting the selector back after a failed load must not start another load
-        model.input(lambda name: _switch_model(engine, name, len(size_targets)), model, [*header, *size_targets],
-                     concurrency_limit=None, api_name=False, show_progress="hidden")
+        model.input(lambda name: _switch_model(engine, name, len(size_targets), family_tabs), model,
+                    [*header, *size_targets, *family_targets], concurrency_limit=None, api_name=False,
+                    show_progress="hidden")
         if loading:
-            demo.load(lambda *sizes: _after_startup(ui.startup, native, sizes), size_targets,
-                      [*header, *size_targets], api_name=False, show_progress="hidden")
+            demo.load(lambda *sizes: _after_startup(ui.startup, native, sizes, family_tabs), size_targets,
+                      [*header, *size_targets, *family_targets], api_name=False, show_progress="hidden")
+        else:
+            demo.load(lambda: family_controls.family_updates(family_tabs, engine.models.current), None,
+                      family_targets, api_name=False, show_progress="hidden", queue=False)
     demo.ldm_ui = ui  # tests and extensions reach the tab widgets through this
     return demo
 
@@ -136,13 +146,14 @@ def _model_summary(loaded) -> str:
     return f"**{loaded.entry.name}** · {loaded.family} · native {loaded.native_size}px · hash `{loaded.model_hash}`"
 
 
-def _switch_model(engine, name: str, size_outputs: int):
+def _switch_model(engine, name: str, size_outputs: int, family_tabs=()):
     """Load the picked model; sizes follow its native size only when the model really changed. On failure the
     selector goes back to the loaded model, so later jobs keep using it."""
     # the name only: holding the loaded model here would keep its weights alive while the next one loads
     previous = engine.models.current.entry.name if engine.models.current else None
+    unchanged = [gr.skip()] * len(family_controls.family_outputs(family_tabs))
     if not name or name == previous:
-        return [gr.skip()] * (3 + size_outputs)  # includes the selector being set back after a failure
+        return [gr.skip()] * (3 + size_outputs) + unchanged  # includes the selector being set back after a failure
     try:
         loaded = engine.switch_model(name)
     except Exception as error:  # noqa: BLE001 - shown to the user, the app keeps serving
@@ -151,20 +162,24 @@ def _switch_model(engine, name: str, size_outputs: int):
         note = (f"{back!r} is still loaded." if loaded else
                 f"{back!r} stays selected and loads again with the next job." if back else "No model is loaded.")
         return [gr.skip(), _error(f"Could not load {name!r}: {one_line(error, engine.config)} {note}"),
-                gr.update(value=back)] + [gr.skip()] * size_outputs
+                gr.update(value=back)] + [gr.skip()] * size_outputs + unchanged
     sizes = [gr.skip()] * size_outputs if loaded.entry.name == previous else [loaded.native_size] * size_outputs
-    return [_model_summary(loaded), gr.update(value="", visible=False), gr.skip()] + sizes
+    return ([_model_summary(loaded), gr.update(value="", visible=False), gr.skip()] + sizes
+            + family_controls.family_updates(family_tabs, loaded))
 
 
-def _after_startup(startup, guessed_size: int, sizes: tuple):
-    """Once the first model is in: its summary (or why it failed), and its native size where the guess was wrong."""
+def _after_startup(startup, guessed_size: int, sizes: tuple, family_tabs=()):
+    """Once the first model is in: its summary (or why it failed), its native size where the guess was wrong, and
+    the tabs' controls for its family."""
     startup.wait()
     if startup.error:
         message = f"Could not load {startup.model!r}: {without_server_paths(startup.error, startup.engine.config)}"
-        return ["No model loaded.", _error(message), gr.skip()] + [gr.skip()] * len(sizes)
+        return (["No model loaded.", _error(message), gr.skip()] + [gr.skip()] * len(sizes)
+                + [gr.skip()] * len(family_controls.family_outputs(family_tabs)))
     loaded = startup.engine.models.current
     fix = [loaded.native_size if size == guessed_size != loaded.native_size else gr.skip() for size in sizes]
-    return [_model_summary(loaded), gr.update(value="", visible=False), gr.skip()] + fix
+    return ([_model_summary(loaded), gr.update(value="", visible=False), gr.skip()] + fix
+            + family_controls.family_updates(family_tabs, loaded))
 
 
 def _error(text: str):

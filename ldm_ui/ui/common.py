@@ -22,7 +22,7 @@ from ldm_ui.requests import (
     MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_CFG, MAX_CLIP_SKIP, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, Cancelled,
     Failed, Finished, Output, Preview, Progress, Queued, RequestError, Started,
 )
-from ldm_ui.ui import prompt_tools
+from ldm_ui.ui import family_controls, prompt_tools
 from ldm_ui.ui.inputs import InputTable
 from ldm_ui.ui.job_stream import UrgentEvents, event_batches
 from ldm_ui.ui.number_fields import CheckedLaterNumber, CheckedLaterSlider
@@ -55,6 +55,7 @@ class GenerationControls:
     seed_reuse: gr.Button | None = None
     styles: gr.Dropdown | None = None  # the styles picker (ui/styles_panel.py); Generate applies what it holds
     styles_file: Any = None
+    family_note: gr.Markdown | None = None  # what the loaded model's family leaves out (ui/family_controls.py)
 
     def fields(self) -> list[tuple[str, gr.components.Component]]:
         """(name, widget) rows for a tab's InputTable, named as `generation_settings` takes them."""
@@ -104,6 +105,7 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
                               engine=None) -> GenerationControls:
     """`engine` adds a token counter under each prompt and the textual-inversion picker, and sets the clip skip
     slider to the app's --clip-skip."""
+    family_note = family_controls.build_note(tab)
     with gr.Row(equal_height=True):
         with gr.Column(scale=5):
             prompt = gr.Textbox("", label="Prompt", lines=3, placeholder=prompt_placeholder, elem_id=f"{tab}-prompt")
@@ -116,7 +118,10 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
                 interrupt = gr.Button("Interrupt", variant="stop", size="md", elem_id=f"{tab}-interrupt", min_width=70)
                 skip = gr.Button("Skip", variant="secondary", size="md", elem_id=f"{tab}-skip", min_width=70)
     with gr.Row():
-        sampler = gr.Dropdown(list(SAMPLER_NAMES), value="Euler a", label="Sampler", elem_id=f"{tab}-sampler")
+        # a custom value reaches the engine, which names the samplers that fit (PNG info or a preset may bring a
+        # sampler outside a flow-matching model's shorter list; Gradio alone would refuse it without saying why)
+        sampler = gr.Dropdown(list(SAMPLER_NAMES), value="Euler a", label="Sampler", elem_id=f"{tab}-sampler",
+                              allow_custom_value=True)
         steps = CheckedLaterSlider(1, MAX_STEPS, value=20, step=1, label="Sampling steps", elem_id=f"{tab}-steps")
     with gr.Row():
         width = CheckedLaterSlider(MIN_SIZE, MAX_SIZE, value=native_size, step=8, label="Width", elem_id=f"{tab}-width")
@@ -141,7 +146,7 @@ def build_generation_controls(tab: str, native_size: int, generate_label: str = 
         prompt_tools.wire_token_counter(engine, prompt, steps, prompt_count)
         prompt_tools.wire_token_counter(engine, negative, steps, negative_count)
     return GenerationControls(prompt, negative, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
-                              clip_skip, generate, interrupt, skip, seed_random, seed_reuse)
+                              clip_skip, generate, interrupt, skip, seed_random, seed_reuse, family_note=family_note)
 
 
 def build_output_panel(tab: str) -> OutputPanel:

@@ -76,6 +76,7 @@ def build(ui) -> None:
                 send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="img2img-send-inpaint")
                 add_reuse_seed("img2img", controls, panel)
     ui.register_tab("img2img", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
+    ui.family_accordions["img2img"] = {"controlnet": controlnet.accordion, "seed_extras": extras.accordion}
 
     table = InputTable([("init_image", init_image), ("strength", strength), ("resize_mode", resize_mode)],
                        controls.fields(), ui.shared_fields(), controlnet.fields(), extras.optional_fields(),

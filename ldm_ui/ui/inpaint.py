@@ -120,6 +120,7 @@ def build(ui) -> None:
                 send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="inpaint-send-inpaint")
                 add_reuse_seed("inpaint", controls, panel)
     ui.register_tab("inpaint", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
+    ui.family_accordions["inpaint"] = {"controlnet": controlnet.accordion, "seed_extras": extras.accordion}
 
     table = InputTable([("editor", editor), ("uploaded_mask", uploaded_mask), ("strength", strength),
                         ("resize_mode", resize_mode), ("mask_blur", mask_blur), ("invert_mask", invert_mask),

@@ -27,6 +27,7 @@ class SeedExtras:
     variation_strength: gr.Slider
     resize_from_width: gr.Slider
     resize_from_height: gr.Slider
+    accordion: gr.Accordion | None = None  # hidden for a family whose pipeline draws its own noise
 
     def inputs(self) -> list[gr.components.Component]:
         """In the order of `variation_from`'s parameters."""
@@ -62,7 +63,7 @@ def seed_buttons(tab: str, what: str = "seed") -> tuple[gr.Button, gr.Button]:
 
 
 def build_seed_extras(tab: str) -> tuple[SeedExtras, gr.Button, gr.Button]:
-    with gr.Accordion("Extra seed settings", open=False, elem_id=f"{tab}-seed-extras"):
+    with gr.Accordion("Extra seed settings", open=False, elem_id=f"{tab}-seed-extras") as accordion:
         with gr.Row():
             with gr.Row(equal_height=True):
                 variation_seed = CheckedLaterNumber(value=-1, precision=0, minimum=-1, maximum=MAX_SEED, scale=4,
@@ -75,7 +76,7 @@ def build_seed_extras(tab: str) -> tuple[SeedExtras, gr.Button, gr.Button]:
                                      elem_id=f"{tab}-resize-seed-width")
             resize_height = gr.Slider(0, MAX_SIZE, value=0, step=8, label="Resize seed from height",
                                       elem_id=f"{tab}-resize-seed-height")
-    return SeedExtras(variation_seed, strength, resize_width, resize_height), dice, recycle
+    return SeedExtras(variation_seed, strength, resize_width, resize_height, accordion), dice, recycle
 
 
 def variation_from(variation_seed: Any, strength: Any, resize_width: Any, resize_height: Any) -> VariationSeed | None:

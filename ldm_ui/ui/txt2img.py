@@ -46,6 +46,7 @@ def build(ui) -> None:
                 send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="txt2img-send-inpaint")
                 add_reuse_seed("txt2img", controls, panel)
     ui.register_tab("txt2img", controls, panel, send_buttons={"img2img": send_img2img, "inpaint": send_inpaint})
+    ui.family_accordions["txt2img"] = {"controlnet": controlnet.accordion, "seed_extras": extras.accordion}
 
     table = InputTable(controls.fields(), extras.fields(), ui.shared_fields(), hires.fields(), controlnet.fields(),
                        refiner.fields())

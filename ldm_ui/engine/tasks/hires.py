@@ -101,6 +101,7 @@ class HiresPass:
             ctx, self.pipe, callback, **call_kwargs_for(conditioning),
             image=latents, strength=hires.denoising_strength, num_inference_steps=self.steps,
             guidance_scale=request.cfg_scale, generator=seeded_generators(seeds),
+            width=self.final[0], height=self.final[1],  # Flux packs its latents by the image size it is told
         )
         self.steps_run = getattr(self.pipe, "num_timesteps", self.steps)
         return result

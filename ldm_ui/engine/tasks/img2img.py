@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from ldm_ui.engine.context import TaskContext
+from ldm_ui.engine.families import fit_request
 from ldm_ui.engine.noise import draws_own_noise
 from ldm_ui.engine.tasks.batch import SamplingPlan, run_batches, target_size
 from ldm_ui.engine.tasks.refine import with_refiner
@@ -75,6 +76,7 @@ def steps_summary(request: Img2ImgRequest, steps_run: int) -> str:
 
 
 def run(ctx: TaskContext) -> Finished:
+    ctx.request, notes = fit_request(ctx.request, ctx.model.family_row)  # e.g. Flux ignores a negative prompt
     request, model = ctx.request, ctx.model
     width, height = target_size(request, model)
     canvas = resize_image(request.init_image.convert("RGB"), width, height, request.resize_mode)
@@ -99,4 +101,4 @@ def run(ctx: TaskContext) -> Finished:
                                      base_stand_in=lambda: ReconstructionOnly(pipe, latents))
     outputs, stats = run_batches(ctx, plan)
     summary = steps_summary(request, stats.steps_run) if refiner is None else refiner.summary()
-    return Finished(outputs=outputs, summary=summary, result=stats)
+    return Finished(outputs=outputs, summary=" ".join([summary, *notes]), result=stats)

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from ldm_ui.engine.context import TaskContext
+from ldm_ui.engine.families import fit_request
 from ldm_ui.engine.tasks.batch import SamplingPlan, run_batches, target_size
 from ldm_ui.engine.tasks.img2img import (
     INPAINT_PIPELINE, ReconstructionOnly, denoising_steps, steps_summary, task_pipeline, variation_noise,
@@ -69,6 +70,7 @@ def masked_content_latents(request: InpaintRequest, latents: torch.Tensor, mask:
 
 
 def run(ctx: TaskContext) -> Finished:
+    ctx.request, notes = fit_request(ctx.request, ctx.model.family_row)  # e.g. Flux ignores a negative prompt
     request, model = ctx.request, ctx.model
     width, height = target_size(request, model)
     canvas, note = inpaint_canvas(request, width, height)
@@ -98,5 +100,5 @@ def run(ctx: TaskContext) -> Finished:
         postprocess=lambda images: [paste_back(original, image, canvas.box, canvas.soft_mask) for image in images],
     )
     outputs, stats = run_batches(ctx, plan)
-    summary = " ".join(part for part in (steps_summary(request, stats.steps_run), note) if part)
+    summary = " ".join(part for part in (steps_summary(request, stats.steps_run), note, *notes) if part)
     return Finished(outputs=outputs, summary=summary, result=stats)

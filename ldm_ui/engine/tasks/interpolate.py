@@ -44,7 +44,8 @@ class Endpoint:
 def run(ctx: TaskContext) -> Finished:
     request: InterpolateRequest = ctx.request
     model = ctx.model
-    if getattr(model.pipe, "unet", None) is None:
+    model.family_row.require("interpolate", model.entry.name)
+    if getattr(model.pipe, "unet", None) is None:  # a transformer model of a family the registry does not list
         raise RequestError(f"interpolation works with U-Net models (SD 1.x, 2.x, SDXL and the demo); {model.entry.name} "
                            f"is a {model.family} model")
     width, height = target_size(request, model)

@@ -15,8 +15,10 @@ from typing import Any, Callable
 from PIL import Image
 
 from ldm_ui.engine.context import ProgressClock, StepInfo, TaskContext
+from ldm_ui.engine.latent_layout import unpacked
 from ldm_ui.engine.preview import AutoPreview
 from ldm_ui.engine.prompt_conditioning import step_updates
+from ldm_ui.engine.tasks.legacy_steps import call_with_legacy_callback, has_step_end_callback
 from ldm_ui.requests import Progress
 
 PreviewDecoder = Callable[[Any], list[Image.Image]]
@@ -53,6 +55,7 @@ class StepCallback:
         self.clock = ProgressClock()
         self.preview_seconds = 0.0
         self.previews = 0
+        self.image_size: tuple[int | None, int | None] = (None, None)  # (width, height): unpacks Flux's latents
 
     def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
         ctx = self.ctx
@@ -61,8 +64,8 @@ class StepCallback:
             return callback_kwargs
         steps = self.steps_before + pipe.num_timesteps + self.steps_after
         step += self.steps_before
-        latents = callback_kwargs["latents"]
-        x0 = getattr(pipe.scheduler, "last_x0", None)
+        latents = unpacked(pipe, callback_kwargs["latents"], *self.image_size)
+        x0 = unpacked(pipe, getattr(pipe.scheduler, "last_x0", None), *self.image_size)
         if self.preview is not None and step % self.preview_every == 0 and time.perf_counter() >= self.next_preview_at:
             began = time.perf_counter()
             image = self.preview(x0 if x0 is not None else latents)[0]
@@ -92,8 +95,12 @@ class StepCallback:
 def sample(ctx: TaskContext, pipe, callback: StepCallback, **call_kwargs: Any):
     """Run `pipe` to latents; None when the user skipped this image; raises JobCancelled on interrupt."""
     ctx.check_cancel()
-    latents = pipe(output_type="latent", callback_on_step_end=callback, **call_kwargs).images
+    callback.image_size = (call_kwargs.get("width"), call_kwargs.get("height"))
+    if has_step_end_callback(pipe):
+        latents = pipe(output_type="latent", callback_on_step_end=callback, **call_kwargs).images
+    else:
+        latents = call_with_legacy_callback(pipe, callback, call_kwargs)
     ctx.check_cancel()  # an interrupt during the last step skips the decode
     if ctx.job.take_skip():
         return None
-    return latents
+    return unpacked(pipe, latents, *callback.image_size)
