@@ -28,6 +28,9 @@ from ldm_ui.save_options import SaveOptionError, SaveOptions, check_pattern, che
 
 log = logging.getLogger(__name__)
 
+# the settings that are every generation tab's starting values (the tabs' input names; the rest are app-wide)
+TAB_FIELDS = ("sampler", "steps", "cfg_scale", "width", "height", "clip_skip")
+
 
 @dataclass(frozen=True)
 class UserSettings:

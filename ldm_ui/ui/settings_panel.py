@@ -16,7 +16,7 @@ from ldm_ui.engine.samplers import SAMPLER_NAMES
 from ldm_ui.requests import MAX_CFG, MAX_CLIP_SKIP, MAX_SIZE, MAX_STEPS, RequestError
 from ldm_ui.save_options import ALLOWED_TAGS, SAMPLE_FORMATS
 from ldm_ui.ui import ui_config_panel
-from ldm_ui.user_settings import UserSettings
+from ldm_ui.user_settings import TAB_FIELDS, UserSettings
 
 FORMAT_NOTE = ("JPEG and WebP keep the infotext in EXIF, as AUTOMATIC1111 does. JPEG has no transparency: "
                "transparent pixels are flattened onto white. An image a format cannot hold (JPEG above 65,500 px a "
@@ -24,7 +24,6 @@ FORMAT_NOTE = ("JPEG and WebP keep the infotext in EXIF, as AUTOMATIC1111 does. 
 # the order of the widgets' values in the save handler and on page load (UserSettings' field names)
 OWN_FIELDS = ("sampler", "steps", "cfg_scale", "width", "height", "clip_skip", "samples_format", "jpeg_quality",
               "filename_pattern", "save_txt")
-TAB_FIELDS = ("sampler", "steps", "cfg_scale", "width", "height", "clip_skip")  # into every generation tab
 
 
 @dataclass

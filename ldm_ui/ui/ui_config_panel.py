@@ -26,11 +26,10 @@ import gradio as gr
 
 from ldm_ui import ui_defaults
 from ldm_ui.access import is_admin, not_admin_message
-from ldm_ui.user_settings import UserSettings
+from ldm_ui.user_settings import TAB_FIELDS, UserSettings
 
 SHARED_INPUTS = ("model", "preview_method", "preview_every", "session")  # the Settings tab and header own these
 VALUE_WIDGETS = (gr.Slider, gr.Number, gr.Dropdown, gr.Radio, gr.Checkbox, gr.CheckboxGroup, gr.Textbox)
-TAB_SETTINGS = ("sampler", "steps", "cfg_scale", "width", "height", "clip_skip")  # the Settings tab's tab defaults
 MAX_TEXT_CHARS = 20_000
 MAX_IMPORT_BYTES = 1024 * 1024
 
@@ -130,7 +129,7 @@ def base_defaults(ui, settings: UserSettings | None) -> dict[str, Any]:
     if settings is not None:
         for key in values:
             name = key.split("/")[1]
-            if name in TAB_SETTINGS:
+            if name in TAB_FIELDS:
                 value = getattr(settings, name)
                 values[key] = value or native if name in ("width", "height") else value
     return values
