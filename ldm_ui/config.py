@@ -71,7 +71,7 @@ class AppConfig:
     backend: str = "local"
     replicas: int = 1
     replicas_cpu: bool = False  # ray: replicas take one CPU each instead of one GPU
-    ray_address: str | None = None  # ray: None starts a local Ray; "auto" or "ray://host:port" joins a cluster
+    ray_address: str | None = None  # ray: None starts a local Ray; "auto" or "host:6379" joins a cluster
 
     @property
     def host(self) -> str:
@@ -184,7 +184,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--replicas-cpu", action="store_true",
                    help="ray backend: replicas use one CPU each instead of a GPU (testing, CPU-only hosts)")
     p.add_argument("--ray-address", default=None,
-                   help="ray backend: join a running Ray cluster ('auto' or 'ray://host:port') instead of "
+                   help="ray backend: join a running Ray cluster ('auto' or the head's 'host:6379'; not ray://) instead of "
                         "starting a local one")
     return p
 
@@ -281,6 +281,11 @@ def check_backend(args: argparse.Namespace) -> None:
         return
     if args.replicas is not None and not 1 <= args.replicas <= 1024:
         raise ConfigError(f"--replicas must be between 1 and 1024, got {args.replicas}")
+    if (args.ray_address or "").startswith("ray://"):
+        # Serve refuses streaming handles through Ray Client, and every job streams its events back
+        raise ConfigError(f"--ray-address {args.ray_address}: a Ray Client address (ray://) cannot stream Ray Serve "
+                          "responses; run the app on a node of the cluster (after `ray start --address HEAD:6379`) "
+                          "with --ray-address auto, or give the head's HOST:6379")
     import importlib.util
 
     try:

@@ -34,6 +34,8 @@ def test_replicas_zero_and_ray_only_flags_are_refused():
         config_from_args(["--backend", "ray", "--replicas", "0", "--replicas-cpu"])
     with pytest.raises(ConfigError, match="only applies with --backend ray"):
         config_from_args(["--replicas", "2"])
+    with pytest.raises(ConfigError, match=r"--ray-address ray://head:10001: a Ray Client address \(ray://\) cannot"):
+        config_from_args(["--backend", "ray", "--ray-address", "ray://head:10001"])
 
 
 def test_backend_ray_without_ray_installed_says_what_to_install(monkeypatch):
