@@ -184,8 +184,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--replicas-cpu", action="store_true",
                    help="ray backend: replicas use one CPU each instead of a GPU (testing, CPU-only hosts)")
     p.add_argument("--ray-address", default=None,
-                   help="ray backend: join a running Ray cluster ('auto' or the head's 'host:6379'; not ray://) instead of "
-                        "starting a local one")
+                   help="ray backend: join a running Ray cluster ('auto' or the head's 'host:6379'; not ray://) "
+                        "instead of starting a local one")
     return p
 
 

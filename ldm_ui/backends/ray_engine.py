@@ -230,7 +230,8 @@ class RayEngine(HasHooks):
         from ray.exceptions import RayActorError, TaskCancelledError
         from ray.serve.exceptions import ReplicaUnavailableError
 
-        front = FrontOutputs(self.config.outputs_dir, self.config.save_options)  # writes the job's images and files here, once
+        # writes the job's images and files here, once, in the Settings' format and filename pattern
+        front = FrontOutputs(self.config.outputs_dir, self.config.save_options)
         saved: dict[str, list[Output]] = {}  # planned place -> the Outputs saved here, in order
         last_progress: Progress | None = None
         outcome: Any = None
