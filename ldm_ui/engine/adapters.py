@@ -27,7 +27,7 @@ def prepare_adapters(ctx: TaskContext, pipe, call_kwargs: dict[str, Any], width:
     if not units or not hasattr(pipe, "components"):  # a stand-in that runs no step has nothing to control
         return pipe, call_kwargs, infotext
     ctx.model.family_row.require("controlnet", ctx.model.entry.name)
-    if getattr(pipe, "unet", None) is None:  # a transformer model of a family the registry does not list
+    if getattr(pipe, "unet", None) is None:  # such a model is refused at load; a stand-in may get here
         raise RequestError(f"ControlNet units work with U-Net models (SD 1.x, 2.x, SDXL); {ctx.model.entry.name} is a "
                            f"{ctx.model.family} model: switch the units off or pick another model")
     models = cached_controlnets(ctx.model, ctx.config, units, ctx.status)

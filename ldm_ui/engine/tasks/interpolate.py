@@ -45,7 +45,7 @@ def run(ctx: TaskContext) -> Finished:
     request: InterpolateRequest = ctx.request
     model = ctx.model
     model.family_row.require("interpolate", model.entry.name)
-    if getattr(model.pipe, "unet", None) is None:  # a transformer model of a family the registry does not list
+    if getattr(model.pipe, "unet", None) is None:  # such a model is refused at load; a stand-in may get here
         raise RequestError(f"interpolation works with U-Net models (SD 1.x, 2.x, SDXL and the demo); {model.entry.name} "
                            f"is a {model.family} model")
     width, height = target_size(request, model)

@@ -29,7 +29,6 @@ class _PipelineView:
     def __init__(self, pipe, steps: int):
         self.scheduler = pipe.scheduler
         self.num_timesteps = steps
-        self.do_classifier_free_guidance = True
         self._interrupt = False
 
 
