@@ -161,8 +161,8 @@ class UiConfigWidgets:
 def build() -> UiConfigWidgets:
     """Inside the Settings tab."""
     gr.Markdown("### UI defaults (ui-config.json)\nEvery tab's widget defaults as one JSON file, keyed "
-                "`<tab>/<input>/value`: export them, edit or keep the file, and import it here or on another "
-                "installation. Imported values apply at once and on every page load.")
+                "`<tab>/<input>/value`: export them, edit or keep the file, and import it here or into another ldm-ui "
+                "copy. Imported values apply at once and on every page load.")
     with gr.Row():
         export = gr.Button("Export UI defaults", elem_id="ui-config-export")
         upload = gr.UploadButton("Import UI defaults", file_types=[".json"], file_count="single", type="filepath",
