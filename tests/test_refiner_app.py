@@ -150,6 +150,6 @@ def test_png_info_sends_the_refiner_into_the_accordion(app, tmp_path):
         page.wait_for_function("document.querySelector('#txt2img-seed input').value === '9'")
         page.click("#txt2img-refiner button:has-text('Refiner')")
         page.wait_for_function(
-            "document.querySelector('#txt2img-refiner-checkpoint input').value === 'tiny-refiner'")
+            "document.querySelector('#txt2img-refiner-checkpoint input')?.value === 'tiny-refiner'")
         switch = page.input_value("#txt2img-refiner-switch-at input[type=number]")
     assert switch == "0.65"

@@ -90,7 +90,10 @@ def problem(key: str, entry: Entry, value: Any) -> str | None:
             return f"{key}: must be a list of {', '.join(map(repr, _choices(widget)))}, got {value!r}"
         return None
     if isinstance(widget, (gr.Dropdown, gr.Radio)):
-        custom = isinstance(widget, gr.Dropdown) and widget.allow_custom_value and isinstance(value, str)
+        # a sampler box takes typed names (so that a misfit one reaches the engine's message), but a saved default
+        # must be a sampler ldm-ui has
+        custom = (isinstance(widget, gr.Dropdown) and widget.allow_custom_value and isinstance(value, str)
+                  and key.split("/")[1:2] != ["sampler"])
         if value not in _choices(widget) and not custom:
             return f"{key}: must be one of {', '.join(map(repr, _choices(widget)))}, got {value!r}"
         return None
