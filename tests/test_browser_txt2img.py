@@ -16,7 +16,9 @@ def test_generate_shows_previews_then_image(app_config):
     with running_app(app_config) as (url, engine, _), browser_page() as page:
         page.goto(url)
         page.fill("#txt2img-prompt textarea", "a red circle on a blue background")
-        set_number(page, "#txt2img-steps input[type=number]", 40)
+        # 150 steps: the job outlasts several of the stream's 0.2 s update slots even on a fast machine (at 40
+        # steps the sped-up engine could finish within one, and the preview never reached the page)
+        set_number(page, "#txt2img-steps input[type=number]", 150)
         set_number(page, "#txt2img-seed input", 1234)
         page.click("#txt2img-generate")
         saw_preview_first = False
@@ -35,7 +37,7 @@ def test_generate_shows_previews_then_image(app_config):
         infotext = page.input_value("#txt2img-infotext textarea")
         status = page.inner_text("#txt2img-status")
     assert saw_preview_first, "no live preview was shown before the final image"
-    assert "a red circle on a blue background" in infotext and "Steps: 40" in infotext
+    assert "a red circle on a blue background" in infotext and "Steps: 150" in infotext
     assert "Done: 1 image(s), seed 1234" in status
     assert shot.stat().st_size > 10_000
     saved = list((app_config.outputs_dir / "txt2img").rglob("*.png"))
