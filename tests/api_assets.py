@@ -3,10 +3,13 @@ and a tiny learned upscaler."""
 
 from __future__ import annotations
 
+import base64
+import io
 import shutil
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from ldm_ui.config import PROJECT_ROOT
 from tiny_upscalers import esrgan_state_dict, save_safetensors
@@ -27,3 +30,17 @@ def add_api_assets(models: Path, root: Path) -> Path:
     styles = root / "styles.csv"
     shutil.copy(PROJECT_ROOT / "styles.csv", styles)
     return styles
+
+
+def decode(data: str) -> Image.Image:
+    """An image from the API's base64 text (loaded, so its infotext can be read)."""
+    image = Image.open(io.BytesIO(base64.b64decode(data)))
+    image.load()
+    return image
+
+
+def encode(image: Image.Image) -> str:
+    """An image as the API takes it: base64 PNG."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()

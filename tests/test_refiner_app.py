@@ -4,8 +4,6 @@ refiner in the status line, PNG info sending a refiner back), on tiny SDXL-shape
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 
 import httpx
@@ -13,23 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
+from api_assets import decode, encode
 from browser_support import browser_page, needs_chromium, running_app, screenshot, set_number
 from ldm_ui.config import AppConfig
 from tiny_models import build_refiner_models
 
 SMALL = {"prompt": "a red cat", "steps": 10, "width": 64, "height": 64, "seed": 3, "sampler_name": "Euler a"}
-
-
-def decode(data: str) -> Image.Image:
-    image = Image.open(io.BytesIO(base64.b64decode(data)))
-    image.load()
-    return image
-
-
-def encode(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ goes through the real server.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import shutil
 import threading
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from api_assets import BRIGHT_VAE, TINY_UPSCALER, add_api_assets
+from api_assets import BRIGHT_VAE, TINY_UPSCALER, add_api_assets, decode, encode
 from browser_support import free_port
 from ldm_ui.config import PROJECT_ROOT, AppConfig, ConfigError, config_from_args
 from ldm_ui.demo.judge import judge
@@ -31,18 +30,6 @@ BOT_USER, BOT_PASSWORD = "bot", "api password"
 EVE_USER, EVE_PASSWORD = "eve", "another api password"
 PROMPT = "a red circle on a blue background"
 SMALL = dict(width=64, height=64, steps=20, sampler_name="Euler a")
-
-
-def decode(data: str) -> Image.Image:
-    image = Image.open(io.BytesIO(base64.b64decode(data)))
-    image.load()
-    return image
-
-
-def encode(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def pixels(image: Image.Image) -> np.ndarray:
