@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import sys
 
@@ -9,11 +11,13 @@ log = logging.getLogger("ldm_ui")
 UPLOAD_MAX_AGE = (3600, 24 * 3600)  # (check every hour, delete files older than a day)
 
 
-def create_app(config, banner: str | None = None, engine=None):
-    """Start the engine, queue the first model's load, and build the Blocks app; returns (engine, blocks).
+def create_app(config, banner: str | None = None, engine=None, load_now: bool = True):
+    """Start the engine, build the Blocks app and queue the first model's load; returns (engine, blocks).
 
-    The load runs on the engine's worker while the page is built and served: the header says "Loading model…"
-    until it is in, and jobs submitted meanwhile wait behind it in the engine's queue.
+    The load runs on the engine's worker: the header says "Loading model…" until it is in, and jobs submitted
+    meanwhile wait behind it in the engine's queue. Nothing here imports torch or diffusers (the load does, on the
+    worker); with `load_now=False` the caller submits it (`demo.ldm_ui.startup.submit()`) once the page is served,
+    so that those imports do not slow the server's start (main below).
     """
     from ldm_ui.backends import create_engine
     from ldm_ui.ui.app import build_ui
@@ -23,7 +27,7 @@ def create_app(config, banner: str | None = None, engine=None):
     from ldm_ui.access import exposure_banner, use_private_gradio_folder
     from ldm_ui.images import install_decode_limit
     from ldm_ui.ownership import OWNERS_FILE, OutputOwners
-    from ldm_ui.uploads import UploadRegistry, delete_on_session_end
+    from ldm_ui.uploads import UploadRegistry
     from ldm_ui.ui.extensions_ui import load_extensions
     from ldm_ui.presets import startup_model
 
@@ -39,12 +43,10 @@ def create_app(config, banner: str | None = None, engine=None):
     extension_tabs = load_extensions(config, engine)  # a failing extension is reported in its tab, never raised
     banner = banner if banner is not None else exposure_banner(config)
     demo = build_ui(engine, banner=banner, extra_tabs=extra_tabs() + extension_tabs, loading_model=model,
-                    owners=owners)
+                    owners=owners, uploads=UploadRegistry())
     # queued only now: diffusers' lazy imports are not safe while this thread is still importing the UI's modules
-    demo.ldm_ui.startup = StartupLoad(engine, model)
+    demo.ldm_ui.startup = StartupLoad(engine, model, submit=load_now)
     demo.ldm_owners = owners  # the file route asks it whose a saved image is (ldm_ui/guard.py)
-    demo.ldm_uploads = UploadRegistry()  # who uploaded what, which sessions use it (ldm_ui/uploads.py)
-    delete_on_session_end(demo, demo.ldm_uploads)
     demo.delete_cache = UPLOAD_MAX_AGE  # Gradio deletes this app's uploads and copies after a day
     return engine, demo
 
@@ -98,18 +100,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ldm-ui: {error}", file=sys.stderr)
         return 2
     from ldm_ui.access import exposure_warnings
-    from ldm_ui.requests import RequestError
 
     for warning in exposure_warnings(config):
         log.warning(warning)
+    with collector_paused_while_starting():
+        started = start_serving(config)
+    if isinstance(started, int):
+        return started
+    engine, demo = started
+    # the page answers now; torch and diffusers are imported by this load, on the engine's worker
+    demo.ldm_ui.startup.submit()
+    demo.block_thread()  # until Ctrl+C or the server closes
+    engine.shutdown()
+    return 0
+
+
+def start_serving(config):
+    """The starting page at once, then the app on the same address: (engine, blocks), or an exit code."""
+    from ldm_ui.config import ConfigError
     from ldm_ui.presets import PresetError
+    from ldm_ui.requests import RequestError
     from ldm_ui.starting_page import StartingPage
 
-    # answers at once with "ldm-ui is starting…" while gradio, torch and diffusers are imported and the tabs built
+    # answers at once with "ldm-ui is starting…" while gradio is imported and the tabs are built
     starting = StartingPage.serve(config.host, config.port)
     try:
         try:
-            engine, demo = create_app(config)
+            engine, demo = create_app(config, load_now=False)
         except PresetError as error:
             print(f"ldm-ui: --preset: {error}", file=sys.stderr)
             return 2
@@ -119,16 +136,29 @@ def main(argv: list[str] | None = None) -> int:
         except RequestError as error:
             print(f"ldm-ui: cannot start with model {config.default_model!r}: {error}", file=sys.stderr)
             return 2
-        demo.queue(default_concurrency_limit=None)
         api = create_api(config, engine, demo)
         if api is not None:
             log.info("AUTOMATIC1111 API on: http://%s:%s/sdapi/v1 (routes: /sdapi/v1/docs)", config.host, config.port)
     finally:
         if starting is not None:
             starting.close()  # the app takes the address next
-    demo.launch(**launch_kwargs(config, api))
-    engine.shutdown()
-    return 0
+    demo.launch(prevent_thread_lock=True, **launch_kwargs(config, api))
+    return engine, demo
+
+
+@contextlib.contextmanager
+def collector_paused_while_starting():
+    """No cyclic garbage collection while the app starts. Start-up makes millions of objects that live as long as
+    the app (Gradio's modules, ~1000 components and their configs): the collector's full passes over them free
+    nothing and took ~0.8 s of the ~6 s to the page on a 2-core machine (8 passes). Afterwards one collection, and
+    what survives it is frozen (gc.freeze), so later full passes skip it."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.collect()
+        gc.freeze()
+        gc.enable()
 
 
 if __name__ == "__main__":

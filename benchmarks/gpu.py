@@ -202,7 +202,6 @@ class Bench:
             config = engine.config
             config.port = free_port()
             demo = build_ui(engine)
-            demo.queue(default_concurrency_limit=None)
             demo.launch(**app.launch_kwargs(config), prevent_thread_lock=True, quiet=True)
             self._demo = demo
             client = Client(f"http://127.0.0.1:{config.port}", verbose=False)

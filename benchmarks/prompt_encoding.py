@@ -58,7 +58,7 @@ def main() -> None:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from ldm_ui.engine.clip_vocab import save_clip_tokenizer
-    from ldm_ui.prompts import build_conditioning
+    from ldm_ui.prompts.conditioning import build_conditioning
 
     diffusers_logging.set_verbosity_error()  # its "truncated" warning is the point of the comparison
     work = Path(tempfile.mkdtemp())

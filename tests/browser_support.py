@@ -33,7 +33,6 @@ def running_app(config, banner: str | None = None, wait_for_model: bool = True) 
     engine, demo = app.create_app(config, banner)
     if wait_for_model:
         demo.ldm_ui.startup.wait(120)
-    demo.queue(default_concurrency_limit=None)
     # with config.api the /sdapi/v1 routes are mounted, as app.py does (create_api gives None without it)
     demo.launch(**app.launch_kwargs(config, app.create_api(config, engine, demo)), prevent_thread_lock=True, quiet=True)
     try:

@@ -231,7 +231,6 @@ def test_share_without_auth_shows_a_banner(app_config):
 
     engine, demo = app.create_app(app_config)
     launched.port = __import__("browser_support").free_port()
-    demo.queue(default_concurrency_limit=None)
     demo.launch(**app.launch_kwargs(launched), prevent_thread_lock=True, quiet=True)
     try:
         config = httpx.get(f"http://127.0.0.1:{launched.port}/config", timeout=10).json()

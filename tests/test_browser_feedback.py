@@ -228,7 +228,6 @@ def test_the_page_is_served_while_the_model_loads(models_dir, tmp_path, browser)
 
     engine.event_listeners.append(hold_the_load)
     engine, demo = app.create_app(config, engine=engine)
-    demo.queue(default_concurrency_limit=None)
     demo.launch(**app.launch_kwargs(config), prevent_thread_lock=True, quiet=True)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:

@@ -16,7 +16,8 @@ from safetensors.torch import save_file  # noqa: E402
 
 from ldm_ui.demo.embedding import EMBEDDING_PATH, demo_embedding_vectors  # noqa: E402
 from ldm_ui.demo.judge import judge  # noqa: E402
-from ldm_ui.prompts import EmbeddingLibrary, build_conditioning  # noqa: E402
+from ldm_ui.prompts.conditioning import build_conditioning  # noqa: E402
+from ldm_ui.prompts.embeddings import EmbeddingLibrary  # noqa: E402
 from ldm_ui.prompts.embeddings import EmbeddingError, read_embedding  # noqa: E402
 from tiny_models import build_tiny_sdxl  # noqa: E402
 
@@ -74,6 +75,8 @@ def test_listing_skips_broken_files_and_names_them(tmp_path, caplog):
     torch.save({"emb_params": torch.randn(1, 128), "payload": Payload()}, extra / "evil.pt")
     save_file({"emb_params": torch.randn(2, 128)}, str(extra / "other.safetensors"))
     library = EmbeddingLibrary([folder, extra])
+    # before any file is read (the page is built without torch): every file's name; the scan keeps the good ones
+    assert library.file_names() == ["good", "truncated", "twotensors", "evil", "other"]
     found = library.scan()
     assert sorted(found) == ["good", "other"]
     assert sorted(Path(p).name for p in library.problems) == ["evil.pt", "truncated.safetensors",

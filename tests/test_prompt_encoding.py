@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from ldm_ui.prompts import build_conditioning, prompt_token_count  # noqa: E402
+from ldm_ui.prompts.conditioning import build_conditioning, prompt_token_count  # noqa: E402
 from ldm_ui.requests import RequestError  # noqa: E402
 from tiny_models import build_tiny_sd, build_tiny_sdxl  # noqa: E402
 

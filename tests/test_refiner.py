@@ -239,7 +239,7 @@ def test_a_prompt_edit_before_the_switch_reaches_the_refiner(engine):
     import torch
 
     from ldm_ui.engine.prompt_conditioning import call_kwargs_for
-    from ldm_ui.prompts import build_conditioning
+    from ldm_ui.prompts.conditioning import build_conditioning
 
     engine.generate(txt2img(0.7))  # the model and the refiner loaded by a job
     pipe = engine.models.refiner.current.pipeline("AutoPipelineForImage2Image")

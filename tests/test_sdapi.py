@@ -52,7 +52,6 @@ def server(tmp_path_factory):
                        port=free_port(), styles_file=styles,
                        preview_method="approx")  # previews of one pixel per latent cell
     engine, demo = app.create_app(config)
-    demo.queue(default_concurrency_limit=None)
     demo.launch(**app.launch_kwargs(config, app.create_api(config, engine, demo)), prevent_thread_lock=True,
                 quiet=True)
     try:

@@ -37,7 +37,6 @@ def server(tmp_path_factory):
     config = AppConfig(models_dir=models, outputs_dir=root / "outputs", cache_dir=root / "cache", api=True,
                        auth=[(USER, PASSWORD)], port=free_port(), styles_file=styles)
     engine, demo = app.create_app(config)
-    demo.queue(default_concurrency_limit=None)
     demo.launch(**app.launch_kwargs(config, app.create_api(config, engine, demo)), prevent_thread_lock=True,
                 quiet=True)
     try:

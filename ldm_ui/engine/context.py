@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-import torch
 from PIL import Image
 
 from ldm_ui.config import AppConfig
@@ -21,6 +20,8 @@ from ldm_ui.prompts.embeddings import Embedding, EmbeddingLibrary
 from ldm_ui.requests import Output, Preview, Progress
 
 if TYPE_CHECKING:
+    import torch
+
     from ldm_ui.engine.models import LoadedModel
     from ldm_ui.engine.upscalers import UpscalerLibrary
 

@@ -11,13 +11,11 @@ import threading
 import traceback
 from typing import Any, Callable, Iterator
 
-import torch
-
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.context import (  # noqa: F401 - re-exported
     EngineHooks, HasHooks, JobCancelled, RunFiles, SaveImage, StepInfo, TaskContext,
 )
-from ldm_ui.engine.models import LoadedModel, ModelManager, empty_device_caches, pick_device
+from ldm_ui.engine.models import LoadedModel, ModelManager
 from ldm_ui.engine.upscalers import UpscalerLibrary
 from ldm_ui.engine.registry import task_for
 from ldm_ui.engine.samplers import SamplerMismatch
@@ -118,7 +116,7 @@ class Engine(HasHooks):
         self._save_image = save_image  # None: tasks write their PNGs under config.outputs_dir
         self._run_files = run_files  # None: tasks write their run folders and animations there too
         self.models = models or ModelManager(config)
-        self.upscalers = UpscalerLibrary(config, pick_device(config.device))  # loads nothing until used
+        self.upscalers = UpscalerLibrary(config, config.device)  # loads nothing until used
         self.hooks = EngineHooks()  # what extensions add: step hooks, prompt transforms, ControlNet preprocessors
         # observers of every job's events, called on the emitting thread: keep them quick and never blocking
         self.event_listeners: list[EventListener] = []
@@ -258,6 +256,8 @@ class Engine(HasHooks):
 
 def release_memory() -> None:
     """Collect cycles and hand cached GPU memory back; costs ~0.3 s with torch loaded, so not after every job."""
+    from ldm_ui.engine.devices import empty_device_caches  # torch is loaded by the time a job ends
+
     gc.collect()
     empty_device_caches()
 
@@ -267,7 +267,7 @@ def _status(message: str) -> Progress:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":  # torch's, on any device
         return True
     text = str(error).lower()
     return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ldm_ui.config import AppConfig
-from ldm_ui.engine.lora_fusion import LoraFusion
 from ldm_ui.requests import RequestError
 from ldm_ui.safe_paths import check_name, is_inside, shown_path
 
@@ -222,6 +221,8 @@ def apply_loras(config: AppConfig, pipe, tags: list[LoraTag], report=lambda text
                 fuse: bool = False) -> dict[str, str]:
     """Make exactly `tags` active; with `fuse`, merge them into the weights (kept merged while the next jobs ask
     for the same LoRAs at the same weights, restored exactly when they change: see lora_fusion.py)."""
+    from ldm_ui.engine.lora_fusion import LoraFusion  # torch's side; listing and parsing tags (the UI) need none
+
     fusion = LoraFusion.of(pipe)
     if not tags:
         fusion.release()
@@ -287,6 +288,8 @@ def describe_loaded(pipe) -> list[str]:
     """Adapter names on the pipeline: the merged ones (lora_fusion.py) with their weights, then the loaded ones."""
     if pipe is None or not hasattr(pipe, "get_list_adapters"):
         return []
+    from ldm_ui.engine.lora_fusion import LoraFusion
+
     fusion = LoraFusion.of(pipe)
     merged = [f"{name} (active, merged at {weight:g})" for name, weight in zip(*fusion.key)] if fusion.merged else []
     active = set(pipe.get_active_adapters()) if loaded_adapters(pipe) else set()

@@ -10,22 +10,25 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-import torch
+from functools import cached_property
+from typing import TYPE_CHECKING, Callable
 
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.families import Family, family_named, family_of_pipeline, unknown_pipeline_message
 from ldm_ui.engine.file_hashes import short_file_hash
 from ldm_ui.engine.model_types import PICKLE_SUFFIXES, SINGLE_FILE_SUFFIXES, ModelError
-from ldm_ui.engine.preview import LinearPreview, VaePreview, linear_preview_for
 from ldm_ui.engine.refiner_slot import RefinerSlot
 from ldm_ui.engine.samplers import samplers_for
 from ldm_ui.engine.single_file import CONFIGS_DIR, load_single_file
-from ldm_ui.engine.vae import VaeCodec
 from ldm_ui.engine.vae_choice import reapply_after_load
-from ldm_ui.prompts import LastConditioning
 from ldm_ui.safe_paths import check_name, is_inside, pickle_only_weights, shown_path
+
+if TYPE_CHECKING:
+    import torch
+
+    from ldm_ui.engine.preview import LinearPreview, VaePreview
+    from ldm_ui.engine.vae import VaeCodec
+    from ldm_ui.prompts.conditioning import LastConditioning
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,7 @@ class LoadedModel:
     controlnets: dict[str, object] = field(default_factory=dict)  # ControlNet models by location, kept while used
     vae_selection: object = None  # engine/vae_choice.py's VaeSelection: the VAE in use and the checkpoint's own
     # the last prompt conditioning built for this model, reused when the next batch asks for the same one
-    last_conditioning: LastConditioning = field(default_factory=LastConditioning)
+    last_conditioning: LastConditioning = field(default_factory=lambda: _last_conditioning())
 
     @property
     def denoiser(self):
@@ -104,24 +107,6 @@ class LoadedModel:
         return self.pipelines[auto_class_name]
 
 
-def empty_device_caches() -> None:
-    """Hand memory the caching allocators keep back to the device (CUDA, Apple MPS)."""
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        torch.mps.empty_cache()
-
-
-def pick_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def denoiser_of(pipe):
     return pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
 
@@ -143,42 +128,48 @@ def cpu_threads_for(tiny: bool, configured: int, default: int) -> int:
     return 1 if tiny else default
 
 
-def dtype_for(device: torch.device, choice: str = "auto") -> torch.dtype:
-    """auto: fp16 halves VRAM on CUDA; MPS and CPU stay in fp32, where fp16 is slower or less reliable."""
-    if choice == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[choice]
+def _last_conditioning():
+    from ldm_ui.prompts.conditioning import LastConditioning
 
-
-def placement_warnings(config: AppConfig, device: torch.device, dtype: torch.dtype) -> list[str]:
-    """What the user asked for that does not do what they expect on this device (the app starts anyway)."""
-    notes = []
-    if (config.medvram or config.lowvram) and device.type != "cuda":
-        flag = "--lowvram" if config.lowvram else "--medvram"
-        notes.append(f"{flag} has no effect on {device.type}: offloading moves models between a CUDA GPU and the "
-                     "CPU; models stay where they are")
-    if device.type == "cpu" and dtype != torch.float32:
-        notes.append(f"--dtype {str(dtype).split('.')[-1]} on the CPU works but is slow: the CPU computes "
-                     "half precision much slower than float32")
-    return notes
+    return LastConditioning()
 
 
 class ModelManager:
     """Lists the models a user can pick and keeps exactly one of them loaded (and an SDXL refiner beside it, when
-    jobs ask for one: `refiner`)."""
+    jobs ask for one: `refiner`).
+
+    Listing and resolving names need no torch; torch and the loading modules are imported when the first model
+    loads (on the worker), so the app serves its page before paying for those imports (app.py)."""
 
     def __init__(self, config: AppConfig):
         self.config = config
-        self.device = pick_device(config.device)
-        self.dtype = dtype_for(self.device, config.dtype)
-        for note in placement_warnings(config, self.device, self.dtype):
-            log.warning(note)
         self.current: LoadedModel | None = None
-        self._default_threads = torch.get_num_threads()  # what torch chose (or the embedding program set)
         self._hash_cache_path = config.cache_dir / "model-hashes.json"
         self._lock = threading.Lock()
         self.single_file_configs = CONFIGS_DIR  # one diffusers config folder per family variant (tests use tiny ones)
         self.refiner = RefinerSlot(self)
+
+    @cached_property
+    def device(self) -> torch.device:
+        from ldm_ui.engine.devices import dtype_for, pick_device, placement_warnings
+
+        device = pick_device(self.config.device)
+        for note in placement_warnings(self.config, device, dtype_for(device, self.config.dtype)):
+            log.warning(note)
+        return device
+
+    @cached_property
+    def dtype(self) -> torch.dtype:
+        from ldm_ui.engine.devices import dtype_for
+
+        return dtype_for(self.device, self.config.dtype)
+
+    @cached_property
+    def _default_threads(self) -> int:
+        """What torch chose (or the embedding program set), read before the first model sets its own."""
+        import torch
+
+        return torch.get_num_threads()
 
     # ---- discovery
 
@@ -262,6 +253,8 @@ class ModelManager:
 
     @staticmethod
     def free_memory() -> None:
+        from ldm_ui.engine.devices import empty_device_caches
+
         gc.collect()
         empty_device_caches()
 
@@ -301,6 +294,12 @@ class ModelManager:
             raise ModelError(f"could not download model {repo_id!r} from the hub: {error}") from error
 
     def _prepare(self, entry: ModelEntry, pipe, family: str | None) -> LoadedModel:
+        import torch
+
+        from ldm_ui.engine.devices import compile_denoiser
+        from ldm_ui.engine.preview import VaePreview, linear_preview_for
+        from ldm_ui.engine.vae import VaeCodec
+
         family = family or family_of_pipeline(pipe)
         if family == "other" and getattr(pipe, "unet", None) is None:  # a DiT the registry does not describe
             raise ModelError(unknown_pipeline_message(entry.name, type(pipe).__name__))
@@ -314,7 +313,7 @@ class ModelManager:
         else:
             pipe.to(self.device)
         if self.config.compile_unet:
-            compile_unet(pipe, self.device)
+            compile_denoiser(denoiser_of(pipe), self.device)
         cpu_threads = 0
         if self.device.type == "cpu":  # models load on the worker thread, which then runs every job
             tiny = is_tiny(pipe)
@@ -365,15 +364,6 @@ def _main_weights_file(pipe) -> Path | None:
         if path.is_file():
             return path
     return None
-
-
-def compile_unet(pipe, device: torch.device) -> None:
-    """torch.compile the denoiser in place (channels_last first on CUDA, where convolutions prefer it); the
-    first image of each size then waits for compilation, later ones run faster."""
-    denoiser = denoiser_of(pipe)
-    if device.type == "cuda":
-        denoiser.to(memory_format=torch.channels_last)
-    denoiser.compile(fullgraph=False, dynamic=False)
 
 
 class _DownloadWatcher:

@@ -15,7 +15,7 @@ import torch
 
 from ldm_ui.engine.adapters import encoder_prompt
 from ldm_ui.engine.vae import execution_device
-from ldm_ui.prompts import PromptConditioning, build_conditioning
+from ldm_ui.prompts.conditioning import PromptConditioning, build_conditioning
 
 
 def clip_skip_for(ctx) -> int:

@@ -17,14 +17,19 @@ import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from functools import cached_property
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ldm_ui.config import AppConfig
+from ldm_ui.engine.checkpoint_files import read_safetensors_header
+from ldm_ui.engine.model_types import ModelError
 from ldm_ui.requests import RequestError
+
+if TYPE_CHECKING:  # torch is imported where a model is loaded or run: listing upscalers (the UI) needs none
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,8 @@ class LearnedUpscaler:
         self.architecture = descriptor.architecture.name
 
     def __call__(self, image: Image.Image, check_cancel: Callable[[], None] = lambda: None) -> Image.Image:
+        import torch
+
         pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)
         pixels = pixels.permute(2, 0, 1)[None].to(self.device)
         with torch.no_grad():
@@ -73,6 +80,8 @@ def run_tiled(model: Callable[[torch.Tensor], torch.Tensor], pixels: torch.Tenso
               check_cancel: Callable[[], None] = lambda: None, tile: int = TILE_PX,
               overlap: int = TILE_OVERLAP_PX) -> torch.Tensor:
     """Run `model` over (1, 3, H, W) tile by tile; each tile sees `overlap` pixels of context that is cropped off."""
+    import torch
+
     _, channels, height, width = pixels.shape
     out = torch.zeros(1, channels, height * scale, width * scale, device=pixels.device)
     for top in range(0, height, tile):
@@ -93,13 +102,8 @@ def header_problem(path: Path) -> str | None:
     The full check (spandrel recognising the architecture) happens when the model is first used.
     """
     try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as handle:
-                if not list(handle.keys()):
-                    return "the file holds no tensors"
-            return None
+        if path.suffix.lower() == ".safetensors":  # the header only (no torch: the UI lists upscalers)
+            return None if read_safetensors_header(path) else "the file holds no tensors"
         if zipfile.is_zipfile(path):  # torch's own format since 1.6
             with zipfile.ZipFile(path) as archive:
                 if not any(name.endswith("data.pkl") for name in archive.namelist()):
@@ -109,6 +113,8 @@ def header_problem(path: Path) -> str | None:
             if handle.read(1) != b"\x80":
                 return "neither safetensors nor a torch checkpoint"
         return None
+    except ModelError as error:  # the header's own checks say what is wrong
+        return str(error)[:200]
     except Exception as error:  # noqa: BLE001 - any unreadable file is reported, not raised
         return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'unreadable'}"[:200]
 
@@ -120,6 +126,8 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
         return load_file(str(path), device="cpu")
     if path.suffix.lower() == ".pth":
+        import torch
+
         return torch.load(path, map_location="cpu", weights_only=True)
     raise RequestError(f"upscaler files must be .safetensors or .pth, got {path.name}")
 
@@ -129,7 +137,7 @@ class UpscalerLibrary:
 
     def __init__(self, config: AppConfig, device: torch.device | str = "cpu"):
         self.config = config
-        self.device = torch.device(device)
+        self._device = device  # "auto" picks CUDA, MPS or the CPU when the first learned model loads
         self.broken: dict[str, str] = {}  # name -> why the file did not load
         self._loaded: LearnedUpscaler | None = None
         self._checked: dict[tuple[Path, int, int], str | None] = {}  # (path, mtime, size) -> header problem
@@ -178,6 +186,12 @@ class UpscalerLibrary:
             raise RequestError(f"upscaler {name!r} is broken ({self.broken[name]}); choose one of: "
                                f"{', '.join(allowed)}")
         raise RequestError(f"unknown upscaler {name!r}; choose one of: {', '.join(allowed)}")
+
+    @cached_property
+    def device(self) -> torch.device:
+        from ldm_ui.engine.devices import pick_device
+
+        return pick_device(str(self._device))
 
     def load(self, name: str) -> LearnedUpscaler:
         with self._lock:

@@ -26,7 +26,6 @@ from typing import Any
 
 from ldm_ui.config import AppConfig
 from ldm_ui.engine.file_hashes import hash_cache_path, short_file_hash
-from ldm_ui.engine.vae import forget_execution_device
 from ldm_ui.requests import RequestError
 from ldm_ui.safe_paths import is_inside
 
@@ -190,6 +189,8 @@ def apply_vae(model, choice: str, config: AppConfig) -> VaeSelection:
 
 
 def _install(model, vae, original, config: AppConfig) -> None:
+    from ldm_ui.engine.vae import forget_execution_device  # torch's side, loaded with the model
+
     pipe, previous = model.pipe, model.pipe.vae
     offloaded = model.device.type == "cuda" and (config.lowvram or config.medvram)
     if previous is original and vae is not original:

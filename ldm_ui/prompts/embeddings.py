@@ -18,10 +18,12 @@ import pickle
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ldm_ui.safe_paths import is_inside
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class Embedding:
 
 
 def _tensor(value, name: str, where: str) -> torch.Tensor:
+    import torch  # here, not at the top: the page is built and served before torch is imported (app.py)
+
     if not isinstance(value, torch.Tensor) or not value.is_floating_point():
         raise EmbeddingError(f"{where}: {name!r} is not a float tensor")
     value = value.detach().to("cpu", torch.float32)
@@ -66,6 +70,8 @@ def _tensor(value, name: str, where: str) -> torch.Tensor:
 
 def vectors_from_data(data, where: str) -> dict[int, torch.Tensor]:
     """The layouts AUTOMATIC1111 accepts -> {width: vectors}."""
+    import torch
+
     if not isinstance(data, dict):
         raise EmbeddingError(f"{where}: not a textual-inversion embedding (the file holds {type(data).__name__})")
     if "clip_l" in data and "clip_g" in data:
@@ -107,6 +113,8 @@ def read_embedding(path: Path) -> Embedding:
         except Exception as error:  # safetensors raises its own error types for every kind of damage
             raise EmbeddingError(f"{where}: not a readable .safetensors file ({error})") from error
     else:
+        import torch
+
         try:
             data = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
@@ -132,35 +140,43 @@ class EmbeddingLibrary:
         with self._lock:
             return self._scan()
 
-    def _scan(self) -> dict[str, Embedding]:
-        found: dict[str, Embedding] = {}
-        problems: dict[str, str] = {}
-        seen: set[str] = set()
+    def file_names(self) -> list[str]:
+        """The names of the embedding files, without reading them (and without torch): what the prompt tools show
+        until they first scan."""
+        return list(dict.fromkeys(path.stem for path in self._files()))
+
+    def _files(self):
         for folder in self.folders:
             folder = Path(folder)
             if not folder.is_dir():
                 continue
             for path in sorted(folder.rglob("*")):
-                if path.suffix.lower() not in EMBEDDING_SUFFIXES or not path.is_file() or not is_inside(path, folder):
-                    continue
-                key = str(path)
-                seen.add(key)
-                stat = path.stat()
-                stamp = (stat.st_size, stat.st_mtime_ns)
-                cached = self._cache.get(key)
-                if cached is None or cached[0] != stamp:
-                    try:
-                        embedding = read_embedding(path)
-                    except (EmbeddingError, OSError) as error:
-                        embedding = None
-                        problems[key] = str(error)
-                        log.warning("skipped embedding %s", error)
-                    self._cache[key] = (stamp, embedding)
-                    cached = self._cache[key]
-                elif cached[1] is None:
-                    problems[key] = self.problems.get(key, f"{path}: skipped")
-                if cached[1] is not None:
-                    found.setdefault(cached[1].name, cached[1])
+                if path.suffix.lower() in EMBEDDING_SUFFIXES and path.is_file() and is_inside(path, folder):
+                    yield path
+
+    def _scan(self) -> dict[str, Embedding]:
+        found: dict[str, Embedding] = {}
+        problems: dict[str, str] = {}
+        seen: set[str] = set()
+        for path in self._files():
+            key = str(path)
+            seen.add(key)
+            stat = path.stat()
+            stamp = (stat.st_size, stat.st_mtime_ns)
+            cached = self._cache.get(key)
+            if cached is None or cached[0] != stamp:
+                try:
+                    embedding = read_embedding(path)
+                except (EmbeddingError, OSError) as error:
+                    embedding = None
+                    problems[key] = str(error)
+                    log.warning("skipped embedding %s", error)
+                self._cache[key] = (stamp, embedding)
+                cached = self._cache[key]
+            elif cached[1] is None:
+                problems[key] = self.problems.get(key, f"{path}: skipped")
+            if cached[1] is not None:
+                found.setdefault(cached[1].name, cached[1])
         for stale in set(self._cache) - seen:
             del self._cache[stale]
         self.problems = problems

@@ -9,6 +9,7 @@ import gradio as gr
 
 from ldm_ui.config import PREVIEW_METHODS
 from ldm_ui.ownership import OutputOwners
+from ldm_ui.uploads import UploadRegistry, delete_on_session_end
 from ldm_ui.ui.common import (
     GenerationControls, OutputPanel, new_session_state, one_line, render_status, without_server_paths,
 )
@@ -57,9 +58,13 @@ class UiContext:
 
 
 def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None,
-             loading_model: str | None = None, owners=None) -> gr.Blocks:
+             loading_model: str | None = None, owners=None, uploads: UploadRegistry | None = None) -> gr.Blocks:
     """loading_model: the model app.py loads in the background once the UI is built (its StartupLoad goes into
-    `demo.ldm_ui.startup`); the header says so until it is in. owners: who made which output (History per user)."""
+    `demo.ldm_ui.startup`); the header says so until it is in. owners: who made which output (History per user).
+    uploads: who uploaded what (ldm_ui/uploads.py); a session's files go when it ends.
+
+    The queue is set here, and everything is wired inside the one `with`: Gradio rebuilds its whole config and web
+    app at each outermost exit and at each `queue()` call (about 0.3 s each for this app, on the start-up path)."""
     config = engine.config
     current = engine.models.current
     loading = loading_model if current is None else None
@@ -70,6 +75,11 @@ def build_ui(engine, banner: str | None = None, extra_tabs: list | None = None,
     else:
         native, selected = 512, None
     with gr.Blocks(title="ldm-ui", analytics_enabled=False) as demo:
+        # every event may run at once: jobs wait in the engine's own queue, which the status line shows
+        demo.queue(default_concurrency_limit=None)
+        if uploads is not None:
+            demo.ldm_uploads = uploads  # the guard asks it who uploaded a file (ldm_ui/guard.py)
+            delete_on_session_end(demo, uploads)
         if banner:
             gr.HTML(f'<div class="ldm-banner">{banner}</div>')
         with gr.Row(equal_height=True):

@@ -12,10 +12,6 @@ import logging
 
 import gradio as gr
 
-from ldm_ui.engine.adapters import encoder_prompt
-from ldm_ui.prompts import prompt_token_count
-from ldm_ui.prompts.encoding import text_encoders
-
 log = logging.getLogger(__name__)
 
 
@@ -25,6 +21,8 @@ def usable_embeddings(engine) -> dict:
     loaded = engine.models.current
     if getattr(loaded, "pipe", None) is None:  # none loaded yet, or it lives on Ray replicas (a summary here)
         return embeddings
+    from ldm_ui.prompts.encoding import text_encoders  # with a model loaded, torch is in: the page came first
+
     try:
         widths = [e.width for e in text_encoders(loaded.pipe)]
     except ValueError:  # a pipeline without a text encoder reads no prompt
@@ -36,6 +34,9 @@ def token_counter(engine, prompt: str | None, steps=20) -> str:
     loaded = engine.models.current
     if getattr(loaded, "pipe", None) is None:  # the tokenizer is on the replicas with the --backend ray
         return ""
+    from ldm_ui.engine.adapters import encoder_prompt
+    from ldm_ui.prompts.conditioning import prompt_token_count
+
     try:
         count, capacity = prompt_token_count(loaded.pipe, encoder_prompt(prompt or ""), int(steps or 20),
                                              usable_embeddings(engine))
@@ -74,9 +75,11 @@ def insert_embedding(prompt: str | None, name: str | None) -> str:
 
 
 def build_embedding_picker(tab: str, prompt: gr.Textbox, negative: gr.Textbox, engine) -> gr.Dropdown:
-    names = embedding_choices(engine)
+    # the file names only: reading the files needs torch, which the page is served without (app.py). Opening the
+    # accordion reads them, and then lists only those that load and fit the loaded model, with the skipped ones
+    names = sorted(engine.embeddings.file_names(), key=str.lower)
     folders = ", ".join(f"`{d}`" for d in engine.config.embedding_dirs())
-    with gr.Accordion("Textual inversion", open=False, elem_id=f"{tab}-embedding-accordion"):
+    with gr.Accordion("Textual inversion", open=False, elem_id=f"{tab}-embedding-accordion") as accordion:
         with gr.Row(equal_height=True):
             choice = gr.Dropdown(names, value=names[0] if names else None, label="Embedding", scale=3,
                                  elem_id=f"{tab}-embedding-name",
@@ -85,7 +88,7 @@ def build_embedding_picker(tab: str, prompt: gr.Textbox, negative: gr.Textbox, e
             add = gr.Button("Add to prompt", size="sm", elem_id=f"{tab}-embedding-insert")
             add_negative = gr.Button("Add to negative", size="sm", elem_id=f"{tab}-embedding-insert-negative")
             refresh = gr.Button("↻ Refresh list", size="sm", elem_id=f"{tab}-embedding-refresh")
-        note = gr.Markdown(problems_note(engine), elem_id=f"{tab}-embedding-note")
+        note = gr.Markdown("", elem_id=f"{tab}-embedding-note")
     add.click(insert_embedding, [prompt, choice], prompt, queue=False, api_name=False)
     add_negative.click(insert_embedding, [negative, choice], negative, queue=False, api_name=False)
 
@@ -93,5 +96,6 @@ def build_embedding_picker(tab: str, prompt: gr.Textbox, negative: gr.Textbox, e
         names = embedding_choices(engine)
         return gr.update(choices=names, value=names[0] if names else None), problems_note(engine)
 
-    refresh.click(refreshed, None, [choice, note], queue=False, api_name=False)
+    for trigger in (refresh.click, accordion.expand):
+        trigger(refreshed, None, [choice, note], queue=False, api_name=False)
     return choice

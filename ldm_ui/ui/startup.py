@@ -1,7 +1,8 @@
 """The first model load, run through the engine's queue while the page is already being served.
 
-app.py submits it before building the UI; the header shows "Loading model …" until it ends, and jobs submitted
-meanwhile wait behind it in the same queue (their status says so).
+app.py creates it with the UI and submits it once the server answers (torch and diffusers are first imported by
+this load, on the engine's worker); the header shows "Loading model …" until it ends, and jobs submitted meanwhile
+wait behind it in the same queue (their status says so).
 """
 
 from __future__ import annotations
@@ -14,17 +15,25 @@ from ldm_ui.requests import TERMINAL_EVENTS, Failed, LoadModelRequest
 
 
 class StartupLoad:
-    def __init__(self, engine, model: str):
+    def __init__(self, engine, model: str, submit: bool = True):
         self.model = model
         self.outcome = None  # the load job's terminal event
         self.done = threading.Event()
         self._request = LoadModelRequest(model=model)
         self.engine = engine
-        engine.event_listeners.append(self._listen)  # before submit: a load can end before submit returns
+        self.job = None
+        if submit:
+            self.submit()
+
+    def submit(self) -> None:
+        """Queue the load (once); `wait` and `error` answer for it from then on."""
+        if self.job is not None:
+            return
+        self.engine.event_listeners.append(self._listen)  # before submit: a load can end before submit returns
         try:
-            self.job = engine.submit(self._request)
+            self.job = self.engine.submit(self._request)
         except Exception:
-            engine.event_listeners.remove(self._listen)
+            self.engine.event_listeners.remove(self._listen)
             raise
 
     def _listen(self, job, event) -> None:
