@@ -1,4 +1,4 @@
-"""ldm-ui: parse flags -> AppConfig -> Engine -> build_ui -> launch.  Run `python app.py --help`."""
+"""ldm-ui: parse flags -> AppConfig -> Engine -> build_ui -> launch -> the first model load.  Run `python app.py --help`."""
 
 from __future__ import annotations
 
