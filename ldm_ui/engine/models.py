@@ -53,6 +53,12 @@ class ModelEntry:
     location: str  # a path, or a hub id
 
 
+def _last_conditioning() -> LastConditioning:
+    from ldm_ui.prompts.conditioning import LastConditioning  # torch's side: a LoadedModel exists once torch is in
+
+    return LastConditioning()
+
+
 @dataclass
 class LoadedModel:
     entry: ModelEntry
@@ -72,7 +78,7 @@ class LoadedModel:
     controlnets: dict[str, object] = field(default_factory=dict)  # ControlNet models by location, kept while used
     vae_selection: object = None  # engine/vae_choice.py's VaeSelection: the VAE in use and the checkpoint's own
     # the last prompt conditioning built for this model, reused when the next batch asks for the same one
-    last_conditioning: LastConditioning = field(default_factory=lambda: _last_conditioning())
+    last_conditioning: LastConditioning = field(default_factory=_last_conditioning)
 
     @property
     def denoiser(self):
@@ -126,12 +132,6 @@ def cpu_threads_for(tiny: bool, configured: int, default: int) -> int:
     if configured > 0:
         return configured
     return 1 if tiny else default
-
-
-def _last_conditioning():
-    from ldm_ui.prompts.conditioning import LastConditioning
-
-    return LastConditioning()
 
 
 class ModelManager:
