@@ -95,6 +95,7 @@ class OutputPanel:
     infotext: gr.Textbox
     outputs_state: gr.State  # the finished Outputs of this session's last job, for "send to" and infotext
     selected: gr.State  # the gallery index the user clicked in those outputs, None until they click one
+    chosen_path: gr.State | None = None  # the clicked result's path, for the seed buttons (seed_extras.py)
 
     def outputs(self) -> list[gr.components.Component]:
         return [self.preview, self.status, self.gallery, self.infotext, self.outputs_state]

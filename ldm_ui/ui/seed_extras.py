@@ -101,11 +101,20 @@ def selected_seed(outputs: list[Output], chosen: str | None, key: str | None = N
     return gr.skip() if value is None else value
 
 
+def chosen_path(panel) -> gr.State:
+    """The path of the result picked in `panel`'s gallery (None until one is): one State and one select handler
+    for all the ♻ buttons of a tab, so the seed's and the variation seed's read the same pick (with a handler
+    each, the second could still be on its way when its button was pressed)."""
+    if panel.chosen_path is None:
+        panel.chosen_path = gr.State(None)
+        panel.gallery.select(_chosen_path, panel.outputs_state, panel.chosen_path, queue=False,
+                             api_visibility="private", show_progress="hidden")
+    return panel.chosen_path
+
+
 def wire_seed_buttons(panel, seed: gr.Number, dice: gr.Button, recycle: gr.Button, key: str | None = None) -> None:
     """🎲 sets -1; ♻ takes the seed (or the infotext's `key`) of the image selected in this tab's gallery."""
-    chosen = gr.State(None)
-    panel.gallery.select(_chosen_path, panel.outputs_state, chosen, queue=False, api_visibility="private",
-                         show_progress="hidden")
+    chosen = chosen_path(panel)
     dice.click(lambda: -1, None, seed, queue=False, api_visibility="private", show_progress="hidden")
     recycle.click(lambda outputs, path: selected_seed(outputs, path, key), [panel.outputs_state, chosen], seed,
                   queue=False, api_visibility="private", show_progress="hidden")
