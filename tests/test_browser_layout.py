@@ -89,8 +89,14 @@ def test_clear_mask_removes_the_strokes_and_keeps_the_image(page, tmp_path):
     page.click("#inpaint-clear-mask")
     expect(page.locator("#inpaint-status")).to_contain_text("Mask cleared; the image stays.")
     set_number(page, "#inpaint-steps input[type=number]", 3)
-    page.click("#inpaint-generate")
     status = page.locator("#inpaint-status")
+    for attempt in range(2):
+        page.click("#inpaint-generate")
+        expect(status).to_contain_text(re.compile("the mask is empty|not an image Pillow can read"))
+        # Gradio's editor exports its layers on Generate; pressed while it still redraws the image given back to
+        # it, the export can be an unreadable file (the status says so; seen in two CI runs): press it once more
+        if "not an image Pillow can read" not in status.inner_text():
+            break
     expect(status).to_contain_text("the mask is empty")  # the strokes are gone ...
     assert "no image" not in status.inner_text()  # ... and the image is still there
     screenshot(page, "inpaint-clear-mask")
